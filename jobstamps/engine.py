@@ -1,0 +1,288 @@
+"""The decision every front end shares: replay a stored result, or run and store a new one.
+
+A job is a key plus the files it reads (dependencies) and writes (outputs). It is fresh when
+an entry is stored for its key, every dependency still matches the fingerprint recorded
+*before* the stored run, and every output still matches what that run left (or can be
+restored from the cache). Anything else, including any doubt, means "run".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from jobstamps import fingerprint
+from jobstamps.fingerprint import HASH, MTIME
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeVar
+
+    from jobstamps.store import Store
+
+    T = TypeVar("T")
+
+__all__ = ["HASH", "MTIME", "Engine", "Job", "ReplayError", "Verdict"]
+
+
+class ReplayError(Exception):
+    """A stored result turned out unusable while replaying it; the job runs instead."""
+
+
+class Job:
+    """What identifies a job and what it touches. Paths must be absolute."""
+
+    def __init__(
+        self,
+        key: str,
+        dependencies: Sequence[str] = (),
+        outputs: Sequence[str] = (),
+        method: str = MTIME,
+        restore_outputs: bool = False,
+        about: str = "",
+    ) -> None:
+        self.key = key
+        self.dependencies = list(dependencies)
+        self.outputs = list(outputs)
+        self.method = method
+        self.restore_outputs = restore_outputs
+        self.about = about or key[:12]
+
+
+class Verdict:
+    """The outcome of checking a job: fresh or not, and why.
+
+    ``trigger`` is what the original jobstamps reported: the stamp (entry) path when nothing
+    usable is stored, else the path of the output or dependency that makes the job run.
+    """
+
+    def __init__(self, trigger: str | None, why: str, entry: dict[str, Any] | None = None) -> None:
+        self.trigger = trigger
+        self.why = why
+        self.entry = entry
+        self.refreshed: dict[tuple[str, int], fingerprint.Fingerprint] = {}
+        self.restore: list[int] = []
+
+    @property
+    def fresh(self) -> bool:
+        """Whether the stored result may be replayed."""
+        return self.trigger is None
+
+
+class _Recording:
+    """Dependency fingerprints taken just before a job runs."""
+
+    def __init__(self, job: Job, deps: list[fingerprint.Fingerprint | None]) -> None:
+        self.job = job
+        self.deps = deps
+
+
+class Engine:
+    """Checks, records and replays jobs against one :class:`~jobstamps.store.Store`."""
+
+    def __init__(self, store: Store, explain: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self._explain = explain
+
+    def say(self, message: str) -> None:
+        """Pass an explanation to whoever asked for them."""
+        if self._explain is not None:
+            self._explain(message)
+
+    # -- checking ---------------------------------------------------------------------------
+
+    def check(self, job: Job) -> Verdict:
+        """Decide whether ``job`` is fresh, reading the store and the files but changing nothing."""
+        stamp = self.store.entry_path(job.key)
+        if not self.store.exists():
+            return Verdict(stamp, "nothing is stored yet (the cache directory is new)")
+        entry, problem = self.store.read(job.key)
+        if entry is None:
+            return Verdict(stamp, problem)
+        if entry.get("method") != job.method or [d[0] for d in entry["deps"]] != job.dependencies:
+            return Verdict(stamp, "the stored entry was made with other settings")
+        for digest, size in entry["blobs"]:
+            if not self.store.has_blob(digest, size):
+                return Verdict(stamp, "stored data that the entry needs is missing")
+        verdict = Verdict(None, "", entry)
+        return self._check_outputs(job, verdict) or self._check_deps(job, verdict) or verdict
+
+    @staticmethod
+    def _check_outputs(job: Job, verdict: Verdict) -> Verdict | None:
+        assert verdict.entry is not None  # noqa: S101 - set by check()
+        for index, (path, recorded, blob, _) in enumerate(verdict.entry["outputs"]):
+            if not os.path.lexists(path):
+                if job.restore_outputs and blob:
+                    verdict.restore.append(index)
+                    continue
+                return Verdict(path, f"output {path} is missing")
+            why, refreshed = fingerprint.check(path, job.method, recorded)
+            if why:
+                return Verdict(path, f"output {path} changed since it was made: {why}")
+            if refreshed:
+                verdict.refreshed["outputs", index] = refreshed
+        return None
+
+    @staticmethod
+    def _check_deps(job: Job, verdict: Verdict) -> Verdict | None:
+        assert verdict.entry is not None  # noqa: S101 - set by check()
+        for index, (path, recorded) in enumerate(verdict.entry["deps"]):
+            why, refreshed = fingerprint.check(path, job.method, recorded)
+            if why:
+                return Verdict(path, f"dependency {path} changed: {why}")
+            if refreshed:
+                verdict.refreshed["deps", index] = refreshed
+        return None
+
+    # -- a hit ------------------------------------------------------------------------------
+
+    def accept(self, job: Job, verdict: Verdict) -> None:
+        """Complete a hit: restore missing outputs, refresh settled fingerprints, mark it used."""
+        entry = verdict.entry
+        assert entry is not None  # noqa: S101 - only fresh verdicts get here
+        for index in verdict.restore:
+            path, _, blob, mode = entry["outputs"][index]
+            self._restore(path, blob, mode)
+            restored = fingerprint.record(path, job.method)
+            verdict.refreshed["outputs", index] = restored  # type: ignore[assignment]
+            self.say(f"restored output {path} from the cache")
+        if verdict.refreshed:
+            for (kind, index), new in verdict.refreshed.items():
+                entry[kind][index] = [*entry[kind][index][:1], new, *entry[kind][index][2:]]
+            try:
+                self.store.write(job.key, entry)
+            except OSError:
+                self.store.touch(job.key)
+        else:
+            self.store.touch(job.key)
+
+    def _restore(self, path: str, blob: str, mode: int) -> None:
+        from jobstamps._fs import atomic_write
+
+        with open(self.store.blob_path(blob), "rb") as handle:
+            data = handle.read()
+        atomic_write(path, [data])
+        os.chmod(path, mode & 0o7777)
+
+    # -- a miss -----------------------------------------------------------------------------
+
+    def begin(self, job: Job) -> _Recording:
+        """Fingerprint the dependencies just before the job runs."""
+        self.store.note(hit=False)
+        return _Recording(job, [fingerprint.record(path, job.method) for path in job.dependencies])
+
+    def commit(
+        self,
+        recording: _Recording,
+        payload: dict[str, Any],
+        blobs: Sequence[tuple[str, int]] = (),
+    ) -> str:
+        """Store the result of a finished run; return ``""``, or why it was not stored."""
+        job = recording.job
+        for path, before in zip(job.dependencies, recording.deps, strict=True):
+            if before is None:
+                return f"dependency {path} does not exist"
+            why, _ = fingerprint.check(path, job.method, before)
+            if why:
+                return f"dependency {path} changed while the job ran ({why})"
+        try:
+            self.store.create()
+            outputs = []
+            needed = list(blobs)
+            for path in job.outputs:
+                recorded = fingerprint.record(path, job.method)
+                if recorded is None:
+                    return f"declared output {path} was not created"
+                blob = ""
+                if job.restore_outputs and os.path.isfile(path):
+                    blob, size = self.store.put_file(path)
+                    needed.append((blob, size))
+                    if fingerprint.record(path, job.method) != recorded:
+                        return f"output {path} changed while it was being stored"
+                outputs.append([path, recorded, blob, os.stat(path).st_mode])
+            entry = {
+                "about": job.about,
+                "created": time.time_ns(),
+                "method": job.method,
+                "deps": [
+                    [path, fp] for path, fp in zip(job.dependencies, recording.deps, strict=True)
+                ],
+                "outputs": outputs,
+                "blobs": needed,
+                "payload": payload,
+            }
+            self.store.write(job.key, entry)
+            if self.store.max_size:
+                self.store.trim()
+        except OSError as error:
+            return f"the cache could not be written ({error.strerror or error})"
+        return ""
+
+    # -- the whole protocol -----------------------------------------------------------------
+
+    def run(
+        self,
+        job: Job,
+        compute: Callable[[], tuple[T, dict[str, Any] | None, Sequence[tuple[str, int]]]],
+        replay: Callable[[dict[str, Any]], T],
+        force: bool = False,
+    ) -> T:
+        """Replay ``job`` if fresh, else run ``compute`` (once across processes) and store it.
+
+        ``compute`` returns ``(result, payload, blobs)``; a ``None`` payload is not stored.
+        ``replay`` turns a stored payload back into a result, or raises :class:`ReplayError`.
+        Identical jobs in other processes wait on a per-key lock, then replay this result.
+        """
+        if force:
+            self.say(f"running {job.about}: a re-run was forced")
+        else:
+            result = self._try_replay(job, replay, announce=True)
+            if result is not _MISS:
+                return result  # type: ignore[return-value]
+        lock = None
+        try:
+            self.store.create()
+            lock = self.store.lock(job.key).__enter__()
+        except OSError:
+            lock = None  # no lock (read-only or full disk): run anyway, storing may fail too
+        try:
+            if not force and lock is not None:
+                result = self._try_replay(job, replay, announce=False)
+                if result is not _MISS:
+                    return result  # type: ignore[return-value]
+            recording = self.begin(job)
+            value, payload, blobs = compute()
+            if payload is not None:
+                problem = self.commit(recording, payload, blobs)
+                self.say(
+                    f"not stored: {problem}" if problem else f"stored the result of {job.about}"
+                )
+            return value
+        finally:
+            if lock is not None:
+                lock.__exit__(None, None, None)
+
+    def _try_replay(
+        self, job: Job, replay: Callable[[dict[str, Any]], T], announce: bool
+    ) -> object:
+        verdict = self.check(job)
+        if not verdict.fresh:
+            if announce:
+                self.say(f"running {job.about}: {verdict.why}")
+            return _MISS
+        entry = verdict.entry
+        assert entry is not None  # noqa: S101 - fresh verdicts carry their entry
+        try:
+            self.accept(job, verdict)
+            result = replay(entry["payload"])
+        except (ReplayError, OSError) as error:
+            self.say(f"running {job.about}: the stored result cannot be replayed ({error})")
+            return _MISS
+        self.store.note(hit=True)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["created"] / 1e9))
+        self.say(f"replayed {job.about}: nothing changed since it ran at {when}")
+        return result
+
+
+_MISS = object()

@@ -1,0 +1,116 @@
+"""Fingerprints of files: a stat signature compared for equality, and a content digest.
+
+A fingerprint is a plain tuple so that entries can be stored with :mod:`marshal`:
+``(mtime_ns, ctime_ns, size, inode, device, digest, racy)``. ``digest`` is the content hash
+(always in hash mode, and in mtime mode for racy files), ``racy`` marks a file modified so
+recently when it was recorded that a later edit could leave its stat signature unchanged
+(timestamps are coarse); a racy file is judged by its contents.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+try:  # The builtin module imports in microseconds; hashlib loads OpenSSL.
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - other Python implementations
+    from hashlib import blake2b
+
+__all__ = [
+    "HASH",
+    "MTIME",
+    "Fingerprint",
+    "blake2b",
+    "check",
+    "digest_bytes",
+    "digest_file",
+    "record",
+]
+
+MTIME = "mtime"
+HASH = "hash"
+
+#: How recent a modification must be, relative to when it was recorded, to be treated as racy.
+RACY_WINDOW_NS = 2_000_000_000
+_CHUNK = 1 << 20
+
+Fingerprint = tuple[int, int, int, int, int, str, bool]
+
+
+def digest_bytes(data: bytes) -> str:
+    """Return the hex digest jobstamps uses for keys and blobs."""
+    return blake2b(data, digest_size=20).hexdigest()
+
+
+def digest_file(path: str) -> str:
+    """Return the digest of a file's contents (of its sorted entry names, for a directory)."""
+    hasher = blake2b(digest_size=20)
+    if os.path.isdir(path):
+        names = "\0".join(sorted(os.listdir(path)))
+        hasher.update(b"dir\0" + names.encode("utf-8", "surrogateescape"))
+        return hasher.hexdigest()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while chunk := os.read(fd, _CHUNK):
+            hasher.update(chunk)
+    finally:
+        os.close(fd)
+    return hasher.hexdigest()
+
+
+def _signature(path: str) -> tuple[int, int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+def _is_racy(signature: tuple[int, int, int, int, int], now_ns: int) -> bool:
+    return max(signature[0], signature[1]) > now_ns - RACY_WINDOW_NS
+
+
+def record(path: str, method: str) -> Fingerprint | None:
+    """Fingerprint ``path`` now; ``None`` when it does not exist.
+
+    The stat comes before the read: a change between them shows in a later stat.
+    """
+    signature = _signature(path)
+    if signature is None:
+        return None
+    racy = _is_racy(signature, time.time_ns())
+    digest = digest_file(path) if method == HASH or racy else ""
+    return (*signature, digest, racy)
+
+
+def check(path: str, method: str, recorded: Fingerprint) -> tuple[str | None, Fingerprint | None]:
+    """Compare ``path`` with its recorded fingerprint.
+
+    Returns ``(why, refreshed)``: ``why`` is ``None`` when the file is unchanged, else what
+    changed; ``refreshed`` is a newer fingerprint worth storing for the same contents (a touched
+    file in hash mode, a racy file that has settled), else ``None``.
+    """
+    signature = _signature(path)
+    if signature is None:
+        return "it is missing", None
+    same_stat = signature == tuple(recorded[:5])
+    racy = recorded[6]
+    if same_stat and not racy:
+        return None, None
+    if not same_stat and method != HASH:
+        return _describe_stat_change(tuple(recorded[:5]), signature), None
+    try:
+        digest = digest_file(path)
+    except OSError as error:
+        return f"it cannot be read ({error.strerror})", None
+    if digest != recorded[5]:
+        return "its contents changed", None
+    refreshed = (*signature, digest, _is_racy(signature, time.time_ns()))
+    return None, (refreshed if refreshed != tuple(recorded) else None)
+
+
+def _describe_stat_change(old: tuple[int, ...], new: tuple[int, ...]) -> str:
+    names = ("modification time", "change time", "size", "inode", "device")
+    changed = [name for name, a, b in zip(names, old, new, strict=True) if a != b]
+    return "its " + ", ".join(changed) + " changed"

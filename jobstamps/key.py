@@ -1,0 +1,239 @@
+"""Canonical keys: equal calls and equal command lines give equal keys in every process.
+
+Python values are encoded by type and content (dicts and sets in sorted order, objects
+through their pickle reduction), never by ``repr`` or address. A function is identified by
+module, qualified name and a digest of its source and code, so editing it changes its keys.
+"""
+
+from __future__ import annotations
+
+import os
+
+from jobstamps.errors import UnhashableArgumentError
+from jobstamps.fingerprint import blake2b
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from types import CodeType
+    from typing import Any
+
+__all__ = ["call_key", "command_key", "describe_callable", "encode"]
+
+_code_digests: dict[CodeType, bytes] = {}
+_signatures: dict[Any, Any] = {}
+
+
+def _frame(tag: bytes, data: bytes) -> bytes:
+    return tag + str(len(data)).encode() + b":" + data
+
+
+class _Encoder:
+    """Writes one canonical byte string for a tree of Python values."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self._memo: dict[int, int] = {}
+        self._alive: list[object] = []  # keeps ids unique while encoding
+
+    def encode(self, value: Any) -> None:  # noqa: C901, PLR0912 - one branch per type family
+        out = self.out
+        kind = type(value)
+        if value is None or value is Ellipsis or value is NotImplemented:
+            out.append(_frame(b"K", repr(value).encode()))
+        elif kind is bool:
+            out.append(b"T" if value else b"F")
+        elif kind is int:
+            out.append(_frame(b"i", str(value).encode()))
+        elif kind is float:
+            out.append(_frame(b"f", value.hex().encode()))
+        elif kind is complex:
+            out.append(_frame(b"j", f"{value.real.hex()},{value.imag.hex()}".encode()))
+        elif kind is str:
+            out.append(_frame(b"s", value.encode("utf-8", "surrogatepass")))
+        elif kind is bytes:
+            out.append(_frame(b"b", value))
+        elif kind is bytearray:
+            out.append(_frame(b"y", bytes(value)))
+        elif self._backref(value):
+            return
+        elif kind is tuple or kind is list:
+            out.append(_frame(b"t" if kind is tuple else b"l", str(len(value)).encode()))
+            for item in value:
+                self.encode(item)
+        elif kind is dict:
+            self._unordered(b"d", [(k, v) for k, v in value.items()])
+        elif kind is set or kind is frozenset:
+            self._unordered(b"S" if kind is set else b"Z", list(value))
+        elif isinstance(value, type):
+            out.append(_frame(b"c", _qualified(value).encode()))
+        elif _is_function(value):
+            out.append(_frame(b"F", _qualified(value).encode()) + _code_digest(value))
+        elif _is_builtin(value):
+            owner = getattr(value, "__self__", None)
+            out.append(_frame(b"B", _qualified(value).encode()))
+            if owner is not None and not _is_module(owner):
+                self.encode(owner)
+        elif _is_module(value):
+            out.append(_frame(b"m", value.__name__.encode()))
+        else:
+            self._reduced(value)
+
+    def _backref(self, value: object) -> bool:
+        index = self._memo.get(id(value))
+        if index is not None:
+            self.out.append(_frame(b"r", str(index).encode()))
+            return True
+        self._memo[id(value)] = len(self._memo)
+        self._alive.append(value)
+        return False
+
+    def _unordered(self, tag: bytes, items: list[Any]) -> None:
+        encoded = []
+        for item in items:
+            sub = _Encoder()
+            # Each item sees only its ancestors, so the order items were inserted in is moot.
+            sub._memo, sub._alive = dict(self._memo), self._alive
+            sub.encode(item)
+            encoded.append(b"".join(sub.out))
+        encoded.sort()
+        self.out.append(_frame(tag, str(len(encoded)).encode()))
+        self.out.extend(encoded)
+
+    def _reduced(self, value: object) -> None:
+        if hasattr(value, "__self__") and hasattr(value, "__func__"):  # bound method
+            self.out.append(b"M")
+            self.encode(value.__self__)
+            self.encode(value.__func__)
+            return
+        try:
+            reduced = value.__reduce_ex__(4)
+        except Exception as error:  # noqa: BLE001 - any failure means "cannot be keyed"
+            raise UnhashableArgumentError(
+                f"cannot key a value of type {type(value).__qualname__}: {error}. "
+                "Pass plain data (or an object that can be pickled) instead"
+            ) from None
+        if isinstance(reduced, str):
+            self.out.append(_frame(b"g", f"{type(value).__module__}.{reduced}".encode()))
+            return
+        self.out.append(_frame(b"o", _qualified(type(value)).encode()))
+        parts = list(reduced[:3])
+        # List items and dict items come as iterators.
+        parts.extend(None if extra is None else list(extra) for extra in reduced[3:5])
+        self.encode(tuple(parts))
+
+
+def _qualified(obj: object) -> str:
+    module = getattr(obj, "__module__", None) or ""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if not isinstance(name, str):
+        name = type(obj).__qualname__
+    return f"{module}:{name}"
+
+
+def _is_function(value: object) -> bool:
+    return type(value).__name__ == "function" and hasattr(value, "__code__")
+
+
+def _is_builtin(value: object) -> bool:
+    return type(value).__name__ in {
+        "builtin_function_or_method",
+        "method-wrapper",
+        "wrapper_descriptor",
+    }
+
+
+def _is_module(value: object) -> bool:
+    return type(value).__name__ == "module"
+
+
+def _code_digest(func: Any) -> bytes:
+    """Digest of a function's source (where available) and compiled code, cached per code."""
+    code = func.__code__
+    digest = _code_digests.get(code)
+    if digest is None:
+        hasher = blake2b(digest_size=20)
+        try:
+            import inspect
+
+            hasher.update(inspect.getsource(func).encode("utf-8", "surrogatepass"))
+        except (OSError, TypeError):
+            pass
+        hasher.update(_code_bytes(code))
+        digest = hasher.digest()
+        _code_digests[code] = digest
+    return digest
+
+
+def _code_bytes(code: CodeType) -> bytes:
+    encoder = _Encoder()
+    consts = [_code_bytes(c) if type(c) is type(code) else c for c in code.co_consts]
+    encoder.encode((code.co_code, code.co_names, code.co_varnames, code.co_freevars, consts))
+    return b"".join(encoder.out)
+
+
+def encode(value: object) -> bytes:
+    """Return the canonical byte encoding of ``value``; raise if it has none."""
+    encoder = _Encoder()
+    try:
+        encoder.encode(value)
+    except RecursionError:
+        raise UnhashableArgumentError(
+            "cannot key a value nested this deeply. Pass a flatter value"
+        ) from None
+    return b"".join(encoder.out)
+
+
+def _bound_arguments(
+    func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> object:
+    """Normalise a call so ``f(1)``, ``f(x=1)`` and ``f(1, y=<default>)`` key alike."""
+    try:
+        signature = _signatures.get(func, False)
+    except TypeError:  # an unhashable callable
+        signature = False
+    if signature is False:
+        import inspect
+
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):
+            signature = None
+        try:
+            _signatures[func] = signature
+        except TypeError:
+            pass
+    if signature is not None:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            pass  # the call itself will fail; key it as given
+        else:
+            bound.apply_defaults()
+            return dict(bound.arguments)
+    return (tuple(args), dict(kwargs))
+
+
+def call_key(
+    func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any], extra: object
+) -> str:
+    """Return the key of calling ``func(*args, **kwargs)`` with jobstamps options ``extra``."""
+    payload = encode(("jobstamps-call-1", func, _bound_arguments(func, args, kwargs), extra))
+    return blake2b(payload, digest_size=20).hexdigest()
+
+
+def describe_callable(func: object) -> str:
+    """Name a callable for messages: ``module:qualname``."""
+    return _qualified(func)
+
+
+def command_key(fields: Sequence[str]) -> str:
+    """Return the key of a command invocation described by ``fields`` (see ``jobstamps.cli``)."""
+    data = "\0".join(("jobstamps-command-1", *fields)).encode("utf-8", "surrogateescape")
+    return blake2b(data, digest_size=20).hexdigest()
+
+
+def abspaths(paths: Sequence[str | os.PathLike[str]], cwd: str | None = None) -> list[str]:
+    """Resolve paths against ``cwd`` (default: the working directory), keeping symlinks."""
+    base = cwd or os.getcwd()
+    return [os.path.normpath(os.path.join(base, os.fspath(p))) for p in paths]

@@ -1,0 +1,304 @@
+"""The on-disk cache: entries by key, content-addressed blobs, statistics and size limits.
+
+Layout under the root (one per user, mode 0700)::
+
+    CACHEDIR.TAG          tells backup tools to skip the directory
+    config                persisted settings (``max_size=BYTES``)
+    v1/stats              one byte appended per lookup: ``h`` hit, ``m`` miss
+    v1/e/ab/<key>         entries: header, checksum, then a marshal-encoded dict
+    v1/b/cd/<digest>      blobs: captured output and stored output files, by content
+    v1/l/ab/<key>         lock files, one per key
+
+Every file is written to a temporary name and renamed into place, and every entry is checked
+(magic, checksum, its own key) when read, so a killed writer, a full disk or a damaged file
+reads as a miss, never as a hit.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+
+from jobstamps._fs import TMP_PREFIX, FileLock, atomic_write, check_private_dir, ensure_private_dir
+from jobstamps.fingerprint import blake2b
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+__all__ = ["Store", "default_root"]
+
+_MAGIC = b"jobstamps-entry-1\n"
+_SUM = 16
+_CACHEDIR_TAG = (
+    b"Signature: 8a477f597d28d172789f06886806bc55\n"
+    b"# This file is a cache directory tag created by jobstamps.\n"
+    b"# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+_STALE_TMP_SECONDS = 3600
+
+
+def default_root() -> str:
+    """Return the cache directory: ``$JOBSTAMPS_CACHE_DIR``, else the per-user cache."""
+    explicit = os.environ.get("JOBSTAMPS_CACHE_DIR")
+    if explicit:
+        return os.path.abspath(explicit)
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Caches/jobstamps")
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~/AppData/Local")
+        return os.path.join(base, "jobstamps", "Cache")
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = xdg if xdg and os.path.isabs(xdg) else os.path.expanduser("~/.cache")
+    return os.path.join(base, "jobstamps")
+
+
+def _checksum(body: bytes) -> bytes:
+    return blake2b(body, digest_size=_SUM).digest()
+
+
+class Store:
+    """One cache directory. Reading never creates anything; writing creates what it needs."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = os.path.abspath(root) if root else default_root()
+        self._data = os.path.join(self.root, "v1")
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Return whether the cache directory exists; raise if it is unusable or unsafe."""
+        return check_private_dir(self.root)
+
+    def create(self) -> None:
+        """Create the cache directory (0700) with its ``CACHEDIR.TAG``, if missing."""
+        ensure_private_dir(self.root)
+        tag = os.path.join(self.root, "CACHEDIR.TAG")
+        if not os.path.exists(tag):
+            atomic_write(tag, [_CACHEDIR_TAG])
+
+    # -- entries --------------------------------------------------------------------------
+
+    def entry_path(self, key: str) -> str:
+        """Where the entry for ``key`` lives (also the original API's "stamp file")."""
+        return os.path.join(self._data, "e", key[:2], key)
+
+    def read(self, key: str) -> tuple[dict[str, Any] | None, str]:
+        """Return ``(entry, "")``, or ``(None, why)`` when there is no valid entry for ``key``."""
+        try:
+            with open(self.entry_path(key), "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return None, "no result is stored for this key"
+        except OSError as error:
+            return None, f"the stored entry cannot be read ({error.strerror})"
+        head = len(_MAGIC)
+        if (
+            not data.startswith(_MAGIC)
+            or _checksum(data[head + _SUM :]) != data[head : head + _SUM]
+        ):
+            return None, "the stored entry is damaged"
+        try:
+            entry = marshal.loads(data[head + _SUM :])  # noqa: S302 - our own file, checksummed
+        except (EOFError, ValueError, TypeError):
+            return None, "the stored entry is damaged"
+        if not isinstance(entry, dict) or entry.get("key") != key:
+            return None, "the stored entry belongs to another key"
+        return entry, ""
+
+    def write(self, key: str, entry: dict[str, Any]) -> None:
+        """Store ``entry`` for ``key`` atomically (the entry records its own key)."""
+        entry["key"] = key
+        body = marshal.dumps(entry)
+        atomic_write(self.entry_path(key), [_MAGIC, _checksum(body), body])
+
+    def touch(self, key: str) -> None:
+        """Mark ``key`` as recently used, for least-recently-used eviction."""
+        try:
+            os.utime(self.entry_path(key))
+        except OSError:
+            pass
+
+    def lock(self, key: str) -> FileLock:
+        """Return a lock that lets one process at a time compute the result for ``key``."""
+        return FileLock(os.path.join(self._data, "l", key[:2], key))
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> str:
+        """Where the blob with ``digest`` lives."""
+        return os.path.join(self._data, "b", digest[:2], digest)
+
+    def has_blob(self, digest: str, size: int) -> bool:
+        """Return whether a complete blob with ``digest`` and ``size`` is stored."""
+        try:
+            return os.stat(self.blob_path(digest)).st_size == size
+        except OSError:
+            return False
+
+    def put_file(self, path: str) -> tuple[str, int]:
+        """Store a copy of the file at ``path``; return its ``(digest, size)``."""
+        with open(path, "rb") as handle:
+            data = handle.read()
+        return self.put_bytes(data), len(data)
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data`` as a blob; return its digest."""
+        digest = blake2b(data, digest_size=20).hexdigest()
+        if not self.has_blob(digest, len(data)):
+            atomic_write(self.blob_path(digest), [data])
+        return digest
+
+    def adopt_blob(self, tmp_path: str, digest: str) -> None:
+        """Move a finished temporary file (made by :meth:`temp_path`) into place as a blob."""
+        final = self.blob_path(digest)
+        os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
+        os.replace(tmp_path, final)
+
+    def temp_path(self) -> str:
+        """Return a fresh temporary file name inside the cache, for data streamed to disk."""
+        directory = os.path.join(self._data, "b")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        return os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
+
+    # -- statistics, size -----------------------------------------------------------------
+
+    def note(self, hit: bool) -> None:
+        """Count one lookup; never fails the caller."""
+        try:
+            fd = os.open(
+                os.path.join(self._data, "stats"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
+            )
+        except OSError:
+            return
+        try:
+            os.write(fd, b"h" if hit else b"m")
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def stats(self) -> dict[str, int]:
+        """Return counts of entries, blobs, bytes, hits and misses."""
+        try:
+            with open(os.path.join(self._data, "stats"), "rb") as handle:
+                log = handle.read()
+        except OSError:
+            log = b""
+        entries = list(self._files("e"))
+        blobs = list(self._files("b"))
+        return {
+            "entries": len(entries),
+            "blobs": len(blobs),
+            "bytes": sum(size for _, size, _ in entries) + sum(size for _, size, _ in blobs),
+            "hits": log.count(b"h"),
+            "misses": log.count(b"m"),
+        }
+
+    def _files(self, kind: str) -> Iterator[tuple[str, int, int]]:
+        """Yield ``(path, size, mtime_ns)`` of finished files of one kind; drop stale temps."""
+        top = os.path.join(self._data, kind)
+        try:
+            shards = os.listdir(top)
+        except OSError:
+            return
+        for shard in shards:
+            directory = os.path.join(top, shard)
+            if shard.startswith(TMP_PREFIX):
+                self._drop_if_stale(directory)
+                continue
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(directory, name)
+                if name.startswith(TMP_PREFIX):
+                    self._drop_if_stale(path)
+                    continue
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                yield path, st.st_size, st.st_mtime_ns
+
+    @staticmethod
+    def _drop_if_stale(path: str) -> None:
+        import time
+
+        try:
+            if os.stat(path).st_mtime < time.time() - _STALE_TMP_SECONDS:
+                os.unlink(path)
+        except OSError:
+            pass
+
+    def clear(self) -> None:
+        """Remove every entry, blob, lock and the statistics; keep settings."""
+        import shutil
+
+        shutil.rmtree(self._data, ignore_errors=True)
+
+    @property
+    def max_size(self) -> int:
+        """The persisted size limit in bytes; 0 means no limit."""
+        try:
+            with open(os.path.join(self.root, "config"), encoding="utf-8") as handle:
+                for line in handle:
+                    name, _, value = line.partition("=")
+                    if name.strip() == "max_size":
+                        return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    @max_size.setter
+    def max_size(self, size: int) -> None:
+        self.create()
+        atomic_write(os.path.join(self.root, "config"), [f"max_size={int(size)}\n".encode()])
+
+    def trim(self, limit: int | None = None) -> int:
+        """Evict least recently used entries until the cache fits ``limit``; return bytes freed.
+
+        A blob goes with the last entry that refers to it; blobs no entry refers to go first
+        (unless just written: their entry may be on its way).
+        """
+        import time
+
+        limit = self.max_size if limit is None else limit
+        if limit <= 0:
+            return 0
+        blobs = {os.path.basename(path): (size, mtime) for path, size, mtime in self._files("b")}
+        entries = []
+        refcount: dict[str, int] = {}
+        for path, size, mtime in self._files("e"):
+            entry, _ = self.read(os.path.basename(path))
+            refs = [digest for digest, _ in entry.get("blobs", ())] if entry else []
+            for digest in refs:
+                refcount[digest] = refcount.get(digest, 0) + 1
+            entries.append((mtime, path, size, refs))
+        entries.sort()
+        total = sum(item[2] for item in entries) + sum(size for size, _ in blobs.values())
+        freed = 0
+        recent = time.time_ns() - 60 * 1_000_000_000
+        for digest, (size, mtime) in blobs.items():
+            if digest not in refcount and mtime < recent:
+                freed += self._unlink(self.blob_path(digest), size)
+        for _, path, size, refs in entries:
+            if total - freed <= limit:
+                break
+            freed += self._unlink(path, size)
+            for digest in refs:
+                refcount[digest] -= 1
+                if refcount[digest] == 0 and digest in blobs:
+                    freed += self._unlink(self.blob_path(digest), blobs[digest][0])
+        return freed
+
+    @staticmethod
+    def _unlink(path: str, size: int) -> int:
+        try:
+            os.unlink(path)
+        except OSError:
+            return 0
+        return size
