@@ -18,7 +18,15 @@ if TYPE_CHECKING:
     from types import CodeType
     from typing import Any
 
-__all__ = ["call_key", "command_key", "describe_callable", "encode"]
+__all__ = [
+    "abspaths",
+    "call_key",
+    "command_key",
+    "describe_callable",
+    "encode",
+    "executable_identity",
+    "resolve_executable",
+]
 
 _code_digests: dict[CodeType, bytes] = {}
 _signatures: dict[Any, Any] = {}
@@ -237,3 +245,33 @@ def abspaths(paths: Sequence[str | os.PathLike[str]], cwd: str | None = None) ->
     """Resolve paths against ``cwd`` (default: the working directory), keeping symlinks."""
     base = cwd or os.getcwd()
     return [os.path.normpath(os.path.join(base, os.fspath(p))) for p in paths]
+
+
+def resolve_executable(name: str, cwd: str, path: str | None) -> str | None:
+    """Find the file a command name runs, as ``execvp`` would; ``None`` when there is none.
+
+    A name with a slash is taken relative to ``cwd``; otherwise each ``path`` entry is tried.
+    A file found without execute permission is still returned, so the caller can tell
+    "not executable" (126) from "not found" (127).
+    """
+    if os.sep in name or (os.altsep and os.altsep in name):
+        candidate = os.path.join(cwd, name)
+        return candidate if os.path.isfile(candidate) else None
+    fallback = None
+    for entry in (path if path is not None else os.defpath).split(os.pathsep):
+        candidate = os.path.join(cwd, entry or ".", name)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            fallback = fallback or candidate
+    return fallback
+
+
+def executable_identity(path: str) -> str:
+    """Identify an executable by path, size and modification time, as ccache does by default.
+
+    Upgrading or reinstalling the tool changes it; copying the same bytes elsewhere does not
+    matter because the path is part of it too.
+    """
+    st = os.stat(path)
+    return f"{path}\0{st.st_size}\0{st.st_mtime_ns}"

@@ -1,0 +1,273 @@
+"""Run a wrapped command: relay its output live while recording it, then classify how it ended.
+
+Output is read from pipes as it comes, written straight to this process's own stdout and
+stderr, and recorded as a list of ``(stream, size)`` chunks plus their bytes, so a replay
+can repeat both the streams and their interleaving. When stdout and stderr lead to the same
+place (a terminal, ``2>&1``, a build tool's log pipe) the command gets a single pipe for both,
+which keeps their order exact. Large output is spilled to a temporary file in the cache
+instead of being held in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from jobstamps.fingerprint import blake2b
+from jobstamps.replay import Writer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+    from typing import Any
+
+    from jobstamps.store import Store
+
+__all__ = ["Outcome", "run"]
+
+#: Output up to this size is stored inside the entry; more goes to a blob.
+INLINE_LIMIT = 64 * 1024
+_READ = 64 * 1024
+
+
+class Outcome:
+    """How a run ended, and what it printed."""
+
+    def __init__(self) -> None:
+        self.exit_code = 0
+        self.why_not_stored = ""  # empty when the result says something about the inputs
+        self.chunks: list[tuple[int, int]] = []
+        self.data = b""  # the output, when it fits inline
+        self.blob: tuple[str, int] | None = None  # (digest, size) of the output otherwise
+
+    def payload(self) -> dict[str, object]:
+        """Return the entry payload for this outcome."""
+        payload: dict[str, object] = {"code": self.exit_code, "chunks": self.chunks}
+        if self.blob:
+            payload["blob"] = self.blob[0]
+        else:
+            payload["data"] = self.data
+        return payload
+
+
+class _Recorder:
+    """Collects output in memory, spilling to a temporary file in the cache when it grows."""
+
+    def __init__(self, store: Store | None) -> None:
+        self._store = store
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._fd = -1
+        self._tmp = ""
+        self._hasher = blake2b(digest_size=20)
+        self.failed = ""
+
+    def add(self, data: bytes) -> None:
+        if self.failed:
+            return
+        self._size += len(data)
+        self._hasher.update(data)
+        if self._fd < 0:
+            self._parts.append(data)
+            if self._size <= INLINE_LIMIT or self._store is None:
+                return
+            try:
+                self._tmp = self._store.temp_path()
+                self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as error:
+                self.failed = f"the output could not be spilled to the cache ({error.strerror})"
+                self._parts = []
+                return
+            data, self._parts = b"".join(self._parts), []
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as error:
+            self.failed = f"the output could not be spilled to the cache ({error.strerror})"
+
+    def finish(self, outcome: Outcome) -> None:
+        """Hand the recording to ``outcome``: inline bytes or an adopted blob."""
+        if self._fd < 0:
+            outcome.data = b"".join(self._parts)
+            return
+        os.close(self._fd)
+        self._fd = -1
+        if self.failed or self._store is None:
+            self.discard()
+            return
+        digest = self._hasher.hexdigest()
+        try:
+            self._store.adopt_blob(self._tmp, digest)
+        except OSError as error:
+            self.failed = f"the output could not be stored ({error.strerror})"
+            self.discard()
+            return
+        outcome.blob = (digest, self._size)
+
+    def discard(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._tmp:
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+
+
+class _Signals:
+    """While the command runs, note signals sent to jobstamp and pass them on to the command.
+
+    The terminal already sends ^C to the whole foreground process group, so SIGINT is only
+    noted; SIGTERM and SIGHUP are forwarded so the command can clean up.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:  # noqa: PYI034 - typing.Self would import typing
+        names = ("SIGINT", "SIGTERM", "SIGHUP")
+        for signum in (getattr(signal, name) for name in names if hasattr(signal, name)):
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.received.append(signum)
+        if self.proc is not None and signum != signal.SIGINT:
+            try:
+                self.proc.send_signal(signum)
+            except OSError:
+                pass
+
+
+def run(
+    argv: Sequence[str],
+    executable: str,
+    cwd: str,
+    stdin_data: bytes | None,
+    merged: bool,
+    store: Store | None,
+) -> Outcome:
+    """Run ``argv`` (``executable`` is the resolved ``argv[0]``) and record what it prints."""
+    outcome = Outcome()
+    recorder = _Recorder(store)
+    out_r, out_w = os.pipe()
+    err_r, err_w = (out_r, out_w) if merged else os.pipe()
+    readers = {out_r: 1} if merged else {out_r: 1, err_r: 2}
+    with _Signals() as signals:
+        try:
+            try:
+                proc = subprocess.Popen(
+                    list(argv),
+                    executable=executable,
+                    cwd=cwd,
+                    stdin=subprocess.PIPE if stdin_data is not None else None,
+                    stdout=out_w,
+                    stderr=err_w,
+                )
+            finally:
+                for fd in {out_w, err_w}:
+                    os.close(fd)
+            signals.proc = proc
+            _pump(proc, readers, memoryview(stdin_data or b""), outcome, recorder)
+            returncode = proc.wait()
+        except BaseException:
+            recorder.discard()
+            raise
+        finally:
+            for fd in readers:
+                os.close(fd)
+    _classify(outcome, returncode, signals.received)
+    recorder.finish(outcome)
+    if recorder.failed and not outcome.why_not_stored:
+        outcome.why_not_stored = recorder.failed
+    return outcome
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    readers: dict[int, int],
+    pending: memoryview,
+    outcome: Outcome,
+    recorder: _Recorder,
+) -> None:
+    """Relay and record output until every pipe closes, feeding stdin as the command reads."""
+    import selectors
+
+    writer = Writer()
+    with selectors.DefaultSelector() as selector:
+        for fd, stream in readers.items():
+            selector.register(fd, selectors.EVENT_READ, stream)
+        if proc.stdin is not None:
+            os.set_blocking(proc.stdin.fileno(), False)
+            selector.register(proc.stdin, selectors.EVENT_WRITE, 0)
+        open_streams = len(readers)
+        while open_streams:
+            for key, _ in selector.select():
+                if key.data == 0:
+                    pending = _feed(proc, selector, pending)
+                    continue
+                data = os.read(key.fd, _READ)
+                if not data:
+                    selector.unregister(key.fd)
+                    open_streams -= 1
+                    continue
+                writer.write(key.data, data)
+                recorder.add(data)
+                chunks = outcome.chunks
+                if chunks and chunks[-1][0] == key.data:
+                    chunks[-1] = (key.data, chunks[-1][1] + len(data))
+                else:
+                    chunks.append((key.data, len(data)))
+    if proc.stdin is not None and not proc.stdin.closed:
+        proc.stdin.close()
+
+
+def _feed(proc: subprocess.Popen[bytes], selector: object, pending: memoryview) -> memoryview:
+    """Write what the command's stdin pipe takes now; close it when all is written."""
+    assert proc.stdin is not None  # noqa: S101 - registered only with a stdin pipe
+    try:
+        if pending:
+            pending = pending[os.write(proc.stdin.fileno(), pending[:_READ]) :]
+    except BlockingIOError:
+        return pending
+    except BrokenPipeError:
+        pending = pending[:0]  # the command stopped reading; it decides what that means
+    if not pending:
+        selector.unregister(proc.stdin)  # type: ignore[attr-defined]
+        proc.stdin.close()
+    return pending
+
+
+def _classify(outcome: Outcome, returncode: int, interrupted: list[int]) -> None:
+    """Exit like a shell would: 128+N for a signal. Only a normal, uninterrupted end is stored."""
+    if returncode < 0:
+        outcome.exit_code = 128 - returncode
+        outcome.why_not_stored = f"the command was killed by signal {-returncode}"
+    elif interrupted:
+        outcome.exit_code = 128 + interrupted[0]
+        outcome.why_not_stored = f"jobstamp was interrupted by signal {interrupted[0]}"
+    else:
+        outcome.exit_code = returncode
+
+
+def report_start_failure(name: str, error: OSError) -> int:
+    """Say why the command could not start; return the shell's exit status for it."""
+    import errno
+
+    if error.errno in {errno.ENOENT, errno.ENOTDIR}:
+        print(f"jobstamp: command not found: {name}. Check its name and PATH", file=sys.stderr)
+        return 127
+    reason = error.strerror or str(error)
+    print(f"jobstamp: cannot run {name}: {reason}. Check that it is executable", file=sys.stderr)
+    return 126
