@@ -1,0 +1,33 @@
+"""The tree passes its own linters: ruff (lint and format) and mypy in strict mode."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        ["ruff", "check", "--no-cache", "."],
+        ["ruff", "format", "--check", "--no-cache", "."],
+        ["mypy", "--no-incremental"],
+    ],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_tool_passes(tool: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", *tool],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
