@@ -5,11 +5,15 @@ A fingerprint is a plain tuple so that entries can be stored with :mod:`marshal`
 (always in hash mode, and in mtime mode for racy files), ``racy`` marks a file modified so
 recently when it was recorded that a later edit could leave its stat signature unchanged
 (timestamps are coarse); a racy file is judged by its contents.
+
+A directory stands for every file below it (version-control and bytecode-cache folders
+aside): its signature sums up all their stat signatures, its digest all their contents.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 
 try:  # The builtin module imports in microseconds; hashlib loads OpenSSL.
@@ -44,12 +48,18 @@ def digest_bytes(data: bytes) -> str:
 
 
 def digest_file(path: str) -> str:
-    """Return the digest of a file's contents (of its sorted entry names, for a directory)."""
+    """Return the digest of a file's contents (of every file's name and contents, for a tree)."""
     hasher = blake2b(digest_size=20)
     if os.path.isdir(path):
-        names = "\0".join(sorted(os.listdir(path)))
-        hasher.update(b"dir\0" + names.encode("utf-8", "surrogateescape"))
+        for relative, _ in _tree(path):
+            hasher.update(relative.encode("utf-8", "surrogateescape") + b"\0")
+            hasher.update(_digest_one(os.path.join(path, relative)).encode())
         return hasher.hexdigest()
+    return _digest_one(path)
+
+
+def _digest_one(path: str) -> str:
+    hasher = blake2b(digest_size=20)
     fd = os.open(path, os.O_RDONLY)
     try:
         while chunk := os.read(fd, _CHUNK):
@@ -59,12 +69,52 @@ def digest_file(path: str) -> str:
     return hasher.hexdigest()
 
 
+#: Folders a directory dependency does not cover: tools rewrite them as a matter of course.
+SKIPPED_FOLDERS = frozenset(
+    {".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+)
+
+
+def _tree(path: str) -> list[tuple[str, os.stat_result]]:
+    """List the files below ``path`` with their stat results, sorted by relative path."""
+    found: list[tuple[str, os.stat_result]] = []
+    pending = [""]
+    while pending:
+        relative = pending.pop()
+        with os.scandir(os.path.join(path, relative)) as entries:
+            for entry in entries:
+                if entry.name in SKIPPED_FOLDERS:
+                    continue
+                name = os.path.join(relative, entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(name)
+                    continue
+                try:
+                    found.append((name, entry.stat()))
+                except OSError:  # a dangling symbolic link
+                    found.append((name, entry.stat(follow_symlinks=False)))
+    found.sort(key=lambda item: item[0])
+    return found
+
+
 def _signature(path: str) -> tuple[int, int, int, int, int] | None:
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+    if not stat.S_ISDIR(st.st_mode):
+        return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+    # A tree: the newest times (for racy checks), total size, file count, and a digest of
+    # every file's name and stat signature.
+    hasher = blake2b(digest_size=8)
+    newest_m, newest_c, total = st.st_mtime_ns, st.st_ctime_ns, 0
+    files = _tree(path)
+    for relative, fst in files:
+        newest_m, newest_c = max(newest_m, fst.st_mtime_ns), max(newest_c, fst.st_ctime_ns)
+        total += fst.st_size
+        stat_part = (fst.st_mtime_ns, fst.st_ctime_ns, fst.st_size, fst.st_ino, fst.st_dev)
+        hasher.update(f"{relative}\0{stat_part}\n".encode("utf-8", "surrogateescape"))
+    return (newest_m, newest_c, total, len(files), int.from_bytes(hasher.digest(), "big"))
 
 
 def _is_racy(signature: tuple[int, int, int, int, int], now_ns: int) -> bool:
@@ -99,7 +149,7 @@ def check(path: str, method: str, recorded: Fingerprint) -> tuple[str | None, Fi
     if same_stat and not racy:
         return None, None
     if not same_stat and method != HASH:
-        return _describe_stat_change(tuple(recorded[:5]), signature), None
+        return _describe_stat_change(path, tuple(recorded[:5]), signature), None
     try:
         digest = digest_file(path)
     except OSError as error:
@@ -110,7 +160,9 @@ def check(path: str, method: str, recorded: Fingerprint) -> tuple[str | None, Fi
     return None, (refreshed if refreshed != tuple(recorded) else None)
 
 
-def _describe_stat_change(old: tuple[int, ...], new: tuple[int, ...]) -> str:
+def _describe_stat_change(path: str, old: tuple[int, ...], new: tuple[int, ...]) -> str:
+    if os.path.isdir(path):
+        return "files below it were added, removed or modified"
     names = ("modification time", "change time", "size", "inode", "device")
     changed = [name for name, a, b in zip(names, old, new, strict=True) if a != b]
     return "its " + ", ".join(changed) + " changed"
