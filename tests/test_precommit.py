@@ -1,0 +1,535 @@
+"""The pre-commit hooks: the per-file front end, and the hooks driven by the real pre-commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from jobstamps import precommit
+from jobstamps.engine import Engine
+from jobstamps.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A stand-in linter: records which file it was run on, then judges it by its contents.
+LINTER = """\
+import os, signal, sys
+name = sys.argv[-1]
+with open(os.environ["LINT_COUNTER"], "a") as counter:
+    counter.write(name + "\\n")
+text = open(name).read()
+if "kill" in text:
+    os.kill(os.getpid(), signal.SIGTERM)
+if "bad" in text:
+    sys.stdout.write(f"{name}:1: bad\\n")
+    sys.stdout.flush()
+    sys.stderr.write(f"{name}: warning on stderr\\n")
+    sys.stderr.flush()
+    sys.stdout.write(f"{name}: after the warning\\n")
+    sys.exit(int(text.split()[-1]) if text.split()[-1].isdigit() else 1)
+"""
+
+
+@pytest.fixture
+def lint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Return the command of the stand-in linter; work in a fresh directory."""
+    script = tmp_path / "lint.py"
+    script.write_text(LINTER)
+    monkeypatch.setenv("LINT_COUNTER", str(tmp_path / "counter"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return [sys.executable, str(script)]
+
+
+def linted(tmp_path: Path) -> list[str]:
+    """Return, and forget, the files the stand-in linter ran on, sorted."""
+    counter = tmp_path / "counter"
+    if not counter.exists():
+        return []
+    names = sorted(counter.read_text().splitlines())
+    counter.unlink()
+    return names
+
+
+def hook(*argv: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the hook's entry point as pre-commit does, both streams into one pipe."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobstamps.precommit", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+
+
+# -- the front end, run directly ---------------------------------------------------------------
+
+
+def test_unchanged_files_replay_and_only_a_changed_file_runs(
+    lint: list[str], tmp_path: Path
+) -> None:
+    Path("a.py").write_text("fine\n")
+    Path("b.py").write_text("bad\n")
+    Path("c.py").write_text("fine\n")
+    first = hook("--", *lint, "--", "a.py", "b.py", "c.py")
+    assert first.returncode == 1
+    assert b"b.py:1: bad\n" in first.stdout
+    assert linted(tmp_path) == ["a.py", "b.py", "c.py"]
+
+    second = hook("--", *lint, "--", "a.py", "b.py", "c.py")
+    assert (second.returncode, second.stdout) == (first.returncode, first.stdout)
+    assert linted(tmp_path) == []
+
+    Path("c.py").write_text("bad 3\n")
+    third = hook("--", *lint, "--", "a.py", "b.py", "c.py")
+    assert third.returncode == 3
+    assert linted(tmp_path) == ["c.py"]
+    assert third.stdout.startswith(first.stdout)  # b.py replayed first, then c.py's new output
+    assert b"c.py:1: bad\n" in third.stdout
+
+
+def test_output_keeps_file_order_and_stream_interleaving_when_replayed(lint: list[str]) -> None:
+    names = [f"f{i}.py" for i in range(6)]
+    for name in names:
+        Path(name).write_text("bad\n")
+    first = hook("--jobs", "3", "--", *lint, "--", *names)
+    expected = b"".join(
+        f"{n}:1: bad\n{n}: warning on stderr\n{n}: after the warning\n".encode() for n in names
+    )
+    assert first.stdout == expected
+    second = hook("--jobs", "3", "--", *lint, "--", *names)
+    assert second.stdout == expected
+    assert second.returncode == first.returncode == 1
+
+
+def test_status_is_the_largest_as_pre_commit_combines_batches(lint: list[str]) -> None:
+    Path("a.py").write_text("bad 2\n")
+    Path("b.py").write_text("bad 5\n")
+    Path("c.py").write_text("fine\n")
+    assert hook("--", *lint, "--", "a.py", "b.py", "c.py").returncode == 5
+    assert hook("--", *lint, "--", "c.py", "a.py").returncode == 2
+    assert hook("--", *lint, "--", "c.py").returncode == 0
+
+
+def test_declared_dependency_may_be_missing_and_creating_it_reruns(
+    lint: list[str], tmp_path: Path
+) -> None:
+    Path("a.py").write_text("fine\n")
+    argv = ["--dependencies", "setup.cfg", ".flake8", "--", *lint, "--", "a.py"]
+    assert hook(*argv).returncode == 0
+    assert hook(*argv).returncode == 0
+    assert linted(tmp_path) == ["a.py"]
+    Path(".flake8").write_text("[flake8]\n")
+    assert hook(*argv).returncode == 0
+    assert linted(tmp_path) == ["a.py"]
+    Path(".flake8").write_text("[flake8]\nextend-ignore = E\n")
+    assert hook(*argv).returncode == 0
+    assert linted(tmp_path) == ["a.py"]
+    Path(".flake8").unlink()
+    assert hook(*argv).returncode == 0
+    assert linted(tmp_path) == ["a.py"]
+
+
+def test_changed_command_line_or_declared_env_reruns(
+    lint: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("a.py").write_text("fine\n")
+    assert hook("--env", "LINT_MODE", "--", *lint, "--", "a.py").returncode == 0
+    assert hook("--env", "LINT_MODE", "--", *lint, "--", "a.py").returncode == 0
+    assert linted(tmp_path) == ["a.py"]
+    monkeypatch.setenv("LINT_MODE", "strict")
+    assert hook("--env", "LINT_MODE", "--", *lint, "--", "a.py").returncode == 0
+    assert hook("--env", "LINT_MODE", "--", *lint, "--strict", "--", "a.py").returncode == 0
+    assert linted(tmp_path) == ["a.py", "a.py"]
+
+
+def test_killed_run_is_not_stored(lint: list[str], tmp_path: Path) -> None:
+    Path("a.py").write_text("kill\n")
+    for _ in range(2):
+        result = hook("--explain", "--", *lint, "--", "a.py")
+        assert result.returncode == 128 + 15
+        assert b"jobstamp: not stored: the command was killed by signal 15" in result.stdout
+    assert linted(tmp_path) == ["a.py", "a.py"]
+
+
+def test_no_store_failures_reruns_failing_files_only(lint: list[str], tmp_path: Path) -> None:
+    Path("a.py").write_text("fine\n")
+    Path("b.py").write_text("bad\n")
+    for _ in range(2):
+        assert hook("--no-store-failures", "--", *lint, "--", "a.py", "b.py").returncode == 1
+    assert linted(tmp_path) == ["a.py", "b.py", "b.py"]
+
+
+def test_force_reruns_and_explain_says_why(lint: list[str], tmp_path: Path) -> None:
+    Path("a.py").write_text("fine\n")
+    hook("--", *lint, "--", "a.py")
+    assert hook("--force", "--", *lint, "--", "a.py").returncode == 0
+    assert linted(tmp_path) == ["a.py", "a.py"]
+    explained = hook("--explain", "--", *lint, "--", "a.py")
+    assert b"jobstamp: replayed a.py" in explained.stdout
+    assert linted(tmp_path) == []
+
+
+def test_without_file_names_the_command_runs_uncached(lint: list[str], tmp_path: Path) -> None:
+    Path("x.py").write_text("fine\n")
+    for _ in range(2):
+        assert hook("--", *lint, "x.py", "--").returncode == 0
+    assert linted(tmp_path) == ["x.py", "x.py"]
+
+
+def test_jobstamps_disabled_runs_the_command_once_on_all_files(
+    lint: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("a.py").write_text("fine\n")
+    Path("b.py").write_text("fine\n")
+    monkeypatch.setenv("JOBSTAMPS_DISABLED", "1")
+    assert hook("--", *lint, "--", "a.py", "b.py").returncode == 0
+    assert hook("--", *lint, "--", "a.py", "b.py").returncode == 0
+    assert linted(tmp_path) == ["b.py", "b.py"]  # one run over both files, each time
+
+
+def test_hash_mode_ignores_a_touch_but_not_an_upgraded_linter(
+    lint: list[str], tmp_path: Path
+) -> None:
+    launcher = tmp_path / "lint"
+    launcher.write_text(f"#!{lint[0]}\n" + LINTER)
+    launcher.chmod(0o755)
+    Path("a.py").write_text("fine\n")
+    argv = ["--use-hashes", "--", str(launcher), "--", "a.py"]
+    assert hook(*argv).returncode == 0
+    os.utime("a.py", ns=(1, 1))  # same contents, other times: not a change in hash mode
+    assert hook(*argv).returncode == 0
+    assert linted(tmp_path) == ["a.py"]
+    stat = launcher.stat()
+    os.utime(launcher, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # reinstalled in place
+    assert hook(*argv).returncode == 0
+    assert linted(tmp_path) == ["a.py"]
+
+
+def test_internal_error_lints_the_file_without_the_cache(
+    lint: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(Engine, "run", broken)
+    Path("a.py").write_text("bad 4\n")
+    assert precommit.main(["--", *lint, "--", "a.py"]) == 4
+    out, err = capfd.readouterr()
+    assert "a.py:1: bad" in out
+    assert "jobstamp: internal error while checking a.py (RuntimeError('simulated bug'))" in err
+    assert "Traceback" not in err
+    assert linted(tmp_path) == ["a.py"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["flake8", "a.py"], "unrecognized arguments: flake8 a.py"),
+        (["--use-hashes"], "no '--' before the command"),
+        (["--", "flake8", "a.py"], "the arguments must end with '--'"),
+        (["--", "--", "a.py"], "no command between the two '--'"),
+        (["--bogus", "--", "flake8", "--", "a.py"], "unrecognized arguments: --bogus"),
+        (["--jobs", "0", "--", "flake8", "--", "a.py"], "--jobs must be at least 1"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    argv: list[str], message: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert precommit.main(argv) == 2
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert err.startswith("jobstamp: ")
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_missing_command_exits_127(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert precommit.main(["--", str(tmp_path / "no-such-linter"), "--", "a.py"]) == 127
+    assert capfd.readouterr().err.startswith("jobstamp: command not found: ")
+
+
+def test_linter_without_execute_permission_exits_126(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "lint"
+    script.write_text("#!/bin/sh\n")
+    assert precommit.main(["--", str(script), "--", "a.py"]) == 126
+    assert "permission denied" in capfd.readouterr().err
+
+
+def test_unusable_cache_directory_is_reported(
+    lint: list[str], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    Path("a.py").write_text("fine\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert precommit.main(["--stamp-directory", str(blocker), "--", *lint, "--", "a.py"]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("jobstamp: cache directory")
+    assert "Traceback" not in err
+    assert linted(tmp_path) == []
+
+
+def test_help_exits_0(capfd: pytest.CaptureFixture[str]) -> None:
+    assert precommit.main(["--help"]) == 0
+    assert "--dependencies" in capfd.readouterr().out
+
+
+# -- the hooks, driven by the real pre-commit --------------------------------------------------
+
+GIT_IDENTITY = ["-c", "user.name=jobstamps tests", "-c", "user.email=tests@jobstamps.invalid"]
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *GIT_IDENTITY, *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """Commit a snapshot of this tree, uncommitted changes included; return its path and rev."""
+    if not (REPO / ".git").exists():
+        pytest.fail("the pre-commit tests need a git checkout of jobstamps")
+    listed = git(REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    snapshot = tmp_path_factory.mktemp("hook-repo")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, snapshot / name)
+    git(snapshot, "init", "--quiet")
+    git(snapshot, "add", "--all")
+    git(snapshot, "commit", "--quiet", "--no-verify", "-m", "snapshot")
+    return str(snapshot), git(snapshot, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture(scope="module")
+def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where pre-commit keeps its clones and hook environments: shared by this module's tests."""
+    return tmp_path_factory.mktemp("pre-commit-home")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A throwaway git repository with one clean and one failing Python file."""
+    root = tmp_path / "project"
+    root.mkdir()
+    git(root, "init", "--quiet")
+    (root / "good.py").write_text("x = 1\n")
+    (root / "bad.py").write_text("import os\n")
+    return root
+
+
+def pre_commit_config(project: Path, hook_repo: tuple[str, str], hooks_yaml: str) -> None:
+    """Write ``.pre-commit-config.yaml`` using the snapshot repository with ``hooks_yaml``."""
+    repo, rev = hook_repo
+    hooks = textwrap.indent(textwrap.dedent(hooks_yaml).strip(), "      ")
+    config = f"repos:\n  - repo: {json.dumps(repo)}\n    rev: {rev}\n    hooks:\n{hooks}\n"
+    (project / ".pre-commit-config.yaml").write_text(config)
+
+
+def run_pre_commit(
+    project: Path, home: Path, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``pre-commit run --all-files`` in ``project``, as a user would."""
+    git(project, "add", "--all")
+    env = dict(os.environ, PRE_COMMIT_HOME=str(home))
+    env.pop("PYTHONPATH")  # the hook must import the jobstamps that pre-commit installed
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", "run", "--all-files", "--color=never"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def report(result: subprocess.CompletedProcess[str]) -> str:
+    """Return what pre-commit said about the hooks, without its environment set-up notes."""
+    return "".join(
+        line for line in result.stdout.splitlines(True) if not line.startswith("[INFO] ")
+    )
+
+
+def counting_wrapper(directory: Path, name: str, target: str) -> Path:
+    """Write an executable ``name`` that notes the file it is given, then runs ``target``."""
+    directory.mkdir(exist_ok=True)
+    wrapper = directory / name
+    counter = directory.parent / "invocations"
+    wrapper.write_text(
+        f'#!/bin/sh\nfor last; do :; done\necho "$last" >> {counter}\nexec {target} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def invocations(project: Path) -> list[str]:
+    """Return, and forget, the files the wrapped linter ran on, sorted."""
+    counter = project.parent / "invocations"
+    names = sorted(counter.read_text().split()) if counter.exists() else []
+    counter.unlink(missing_ok=True)
+    return names
+
+
+def readme_yaml_blocks() -> list[str]:
+    """Return the YAML examples of README.rst's pre-commit section, in order."""
+    text = (REPO / "README.rst").read_text()
+    header = "\npre-commit\n----------\n"
+    section = text[text.index(header) + len(header) :]
+    next_header = re.search(r"\n[^\n]+\n-{3,}\n", section)
+    section = section[: next_header.start()] if next_header else section
+    blocks = re.findall(r"\.\. code-block:: yaml\n\n((?:   .*\n|\n)+)", section)
+    return [textwrap.dedent(block) for block in blocks]
+
+
+@pytest.fixture
+def readme_blocks() -> list[str]:
+    blocks = readme_yaml_blocks()
+    assert len(blocks) == 3, "README.rst's pre-commit section should have three YAML examples"
+    return blocks
+
+
+@pytest.mark.slow
+def test_generic_hook_lints_each_file_once_then_replays(
+    project: Path, hook_repo: tuple[str, str], pre_commit_home: Path
+) -> None:
+    wrapper = counting_wrapper(project.parent / "bin", "count-flake8", "flake8")
+    pre_commit_config(
+        project,
+        hook_repo,
+        f"""
+        - id: jobstamp
+          args: [--use-hashes, --, {json.dumps(str(wrapper))}, --]
+          additional_dependencies: [flake8]
+          types: [python]
+        """,
+    )
+    first = run_pre_commit(project, pre_commit_home)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "bad.py:1:1: F401 'os' imported but unused" in first.stdout
+    assert invocations(project) == ["bad.py", "good.py"]
+
+    second = run_pre_commit(project, pre_commit_home)
+    assert (second.returncode, report(second)) == (first.returncode, report(first))
+    assert invocations(project) == []
+
+    (project / "good.py").write_text("import sys\n")
+    third = run_pre_commit(project, pre_commit_home)
+    assert third.returncode == 1
+    assert invocations(project) == ["good.py"]
+    assert "bad.py:1:1: F401 'os' imported but unused" in third.stdout
+    assert "good.py:1:1: F401 'sys' imported but unused" in third.stdout
+
+    (project / "good.py").write_text("x = 2\n")
+    (project / "bad.py").write_text("x = 3\n")
+    fourth = run_pre_commit(project, pre_commit_home)
+    assert fourth.returncode == 0, fourth.stdout
+    assert invocations(project) == ["bad.py", "good.py"]
+
+
+@pytest.mark.slow
+def test_readme_example_runs_and_replays(
+    project: Path,
+    hook_repo: tuple[str, str],
+    pre_commit_home: Path,
+    readme_blocks: list[str],
+    isolated_cache: Path,
+) -> None:
+    config = readme_blocks[0]
+    config, repos = re.subn(
+        r"(?m)^(\s*- repo: ).*$", lambda m: m.group(1) + json.dumps(hook_repo[0]), config
+    )
+    config, revs = re.subn(r"(?m)^(\s*rev: ).*$", lambda m: m.group(1) + hook_repo[1], config)
+    assert (repos, revs) == (1, 1)
+    (project / ".pre-commit-config.yaml").write_text(config)
+    first = run_pre_commit(project, pre_commit_home)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "bad.py:1:1: F401 'os' imported but unused" in first.stdout
+    assert "good.py" not in first.stdout
+    assert Store(str(isolated_cache)).stats()["misses"] == 2
+
+    second = run_pre_commit(project, pre_commit_home)
+    assert (second.returncode, report(second)) == (first.returncode, report(first))
+    stats = Store(str(isolated_cache)).stats()
+    assert (stats["hits"], stats["misses"]) == (2, 2)  # nothing ran the second time
+
+    (project / ".flake8").write_text("[flake8]\nextend-ignore = F401\n")
+    third = run_pre_commit(project, pre_commit_home)
+    assert third.returncode == 0, third.stdout
+    assert Store(str(isolated_cache)).stats()["misses"] == 4
+
+
+@pytest.mark.slow
+def test_readme_ready_made_flake8_hook(
+    project: Path,
+    hook_repo: tuple[str, str],
+    pre_commit_home: Path,
+    readme_blocks: list[str],
+    isolated_cache: Path,
+) -> None:
+    pre_commit_config(project, hook_repo, readme_blocks[2])
+    (project / "good.py").write_text(f"x = {'1 + ' * 21}1\n")  # 89 characters: fine at 100
+    (project / "bad.py").write_text("def f(x=[]):\n    return x\n")  # flake8-bugbear's B006
+    first = run_pre_commit(project, pre_commit_home)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "bad.py:1:9: B006" in first.stdout, first.stdout
+    assert "good.py" not in first.stdout
+    second = run_pre_commit(project, pre_commit_home)
+    assert (second.returncode, report(second)) == (first.returncode, report(first))
+    stats = Store(str(isolated_cache)).stats()
+    assert (stats["hits"], stats["misses"]) == (2, 2)
+
+
+@pytest.fixture(scope="module")
+def system_env(installed: Path) -> Path:
+    """The installed jobstamps' environment with flake8 added, as a user's own environment."""
+    subprocess.run(
+        [
+            installed / "python",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "flake8",
+        ],
+        check=True,
+    )
+    return installed
+
+
+@pytest.mark.slow
+def test_readme_system_hook_uses_the_current_environment(
+    project: Path,
+    hook_repo: tuple[str, str],
+    pre_commit_home: Path,
+    readme_blocks: list[str],
+    system_env: Path,
+) -> None:
+    # flake8 on PATH is a wrapper that counts its runs, then runs the environment's flake8.
+    wrapper = counting_wrapper(project.parent / "bin", "flake8", str(system_env / "flake8"))
+    pre_commit_config(project, hook_repo, readme_blocks[1])
+    path = os.pathsep.join([str(wrapper.parent), str(system_env), os.environ["PATH"]])
+    first = run_pre_commit(project, pre_commit_home, path=path)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "bad.py:1:1: F401 'os' imported but unused" in first.stdout
+    assert invocations(project) == ["bad.py", "good.py"]
+    second = run_pre_commit(project, pre_commit_home, path=path)
+    assert (second.returncode, report(second)) == (first.returncode, report(first))
+    assert invocations(project) == []
