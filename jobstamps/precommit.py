@@ -100,10 +100,12 @@ def _parser() -> _Parser:
 
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str], list[str]]:
     """Split ``argv`` into options, the wrapped command and the file names pre-commit added."""
+    if "--" not in argv and not {"-h", "--help"} & set(argv):
+        raise UsageError(
+            "no command given. Set the hook's args to [OPTION..., --, COMMAND, ARG..., --]"
+        )
     first = argv.index("--") if "--" in argv else len(argv)
     options = _parser().parse_args(argv[:first])
-    if first == len(argv):
-        raise UsageError("no '--' before the command. Write: " + USAGE)
     last = len(argv) - 1 - argv[::-1].index("--")
     if first == last:
         raise UsageError(

@@ -236,8 +236,8 @@ def test_internal_error_lints_the_file_without_the_cache(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["flake8", "a.py"], "unrecognized arguments: flake8 a.py"),
-        (["--use-hashes"], "no '--' before the command"),
+        (["a.py", "b.py"], "no command given. Set the hook's args to [OPTION..., --, COMMAND"),
+        (["--use-hashes", "a.py"], "no command given"),
         (["--", "flake8", "a.py"], "the arguments must end with '--'"),
         (["--", "--", "a.py"], "no command between the two '--'"),
         (["--bogus", "--", "flake8", "--", "a.py"], "unrecognized arguments: --bogus"),
