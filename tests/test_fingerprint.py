@@ -1,0 +1,369 @@
+"""Fingerprints: stat signatures compared for equality, content digests, racy files."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+
+import support
+from jobstamps import fingerprint
+from jobstamps.fingerprint import HASH, MTIME, check, digest_bytes, digest_file, record
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+METHODS = [MTIME, HASH]
+
+
+def stat_of(path: Path) -> tuple[int, int, int, int, int]:
+    st = os.stat(path)
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+def replace_keeping_times(path: Path, data: bytes) -> None:
+    """Put ``data`` in a new file over ``path`` with the old modification time (``cp -p``)."""
+    before = os.stat(path)
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_bytes(data)
+    os.utime(fresh, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(fresh, path)
+
+
+def recorded_now(path: str | Path, method: str) -> fingerprint.Fingerprint:
+    """Record ``path``, which must exist."""
+    recorded = record(str(path), method)
+    assert recorded is not None
+    return recorded
+
+
+@pytest.fixture
+def dep(tmp_path: Path) -> Path:
+    path = tmp_path / "dep.txt"
+    path.write_bytes(b"original contents\n")
+    return path
+
+
+# -- digests -------------------------------------------------------------------------------
+
+
+def test_digest_file_is_the_digest_of_the_bytes(tmp_path: Path) -> None:
+    data = os.urandom(3 << 20)  # several read chunks
+    path = tmp_path / "big"
+    path.write_bytes(data)
+    assert digest_file(str(path)) == digest_bytes(data)
+    assert digest_bytes(data) != digest_bytes(data[:-1])
+    assert len(digest_bytes(b"")) == 40
+
+
+def make_tree(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("a")
+    (root / "sub" / "b.txt").write_text("b")
+    return root
+
+
+def test_the_digest_of_a_tree_covers_names_and_contents(tmp_path: Path) -> None:
+    one, two = make_tree(tmp_path / "one"), make_tree(tmp_path / "two")
+    assert digest_file(str(one)) == digest_file(str(two))
+    (two / "sub" / "b.txt").write_text("B")
+    assert digest_file(str(one)) != digest_file(str(two))
+    (two / "sub" / "b.txt").write_text("b")
+    (two / "sub" / "b.txt").rename(two / "sub" / "c.txt")
+    assert digest_file(str(one)) != digest_file(str(two))
+
+
+def test_a_tree_leaves_out_version_control_and_caches(tmp_path: Path) -> None:
+    one, two = make_tree(tmp_path / "one"), make_tree(tmp_path / "two")
+    for name in (".git", "__pycache__", ".mypy_cache"):
+        (two / name).mkdir()
+        (two / name / "x").write_text("tools rewrite these")
+    assert digest_file(str(one)) == digest_file(str(two))
+    (two / ".gitignore").write_text("not a folder: it counts")
+    assert digest_file(str(one)) != digest_file(str(two))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_tree_changes_when_a_file_below_it_does(
+    tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    tree = make_tree(tmp_path / "tree")
+    recorded = recorded_now(tree, method)
+    assert check(str(tree), method, recorded) == (None, None)
+    (tree / "sub" / "b.txt").write_text("B")
+    why, _ = check(str(tree), method, recorded)
+    assert why is not None
+    (tree / "sub" / "b.txt").write_text("b")
+    (tree / "sub" / "new.txt").write_text("")
+    why, _ = check(str(tree), method, recorded)
+    assert why is not None
+    (tree / "sub" / "new.txt").unlink()
+    assert (check(str(tree), method, recorded)[0] is None) == (method == HASH)
+
+
+def test_a_tree_in_mtime_mode_says_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    tree = make_tree(tmp_path / "tree")
+    recorded = recorded_now(tree, MTIME)
+    support.backdate(tree / "a.txt", 60)
+    assert check(str(tree), MTIME, recorded) == (
+        "files below it were added, removed or modified",
+        None,
+    )
+
+
+@pytest.mark.xfail(
+    reason="fingerprint.py digest_file/_digest_one opens every entry _tree lists: a symbolic "
+    "link to a directory raises IsADirectoryError and a dangling link FileNotFoundError out of "
+    "record(), so jobstamp.run raises instead of running",
+    strict=True,
+)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("link", ["to-directory", "dangling"])
+def test_a_tree_with_symbolic_links_can_be_recorded(tmp_path: Path, method: str, link: str) -> None:
+    tree = make_tree(tmp_path / "tree")
+    target = tree / "sub" if link == "to-directory" else tree / "nowhere"
+    (tree / "link").symlink_to(target)
+    recorded = recorded_now(tree, method)  # recent, hence racy, hence hashed in both modes
+    assert check(str(tree), method, recorded)[0] is None
+
+
+# -- record --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_record_of_a_missing_path_is_none(tmp_path: Path, method: str) -> None:
+    (tmp_path / "file").write_text("")
+    assert record(str(tmp_path / "absent"), method) is None
+    assert record(str(tmp_path / "file" / "below"), method) is None  # a parent is a file
+
+
+@pytest.mark.xfail(
+    reason="fingerprint.py _signature catches only FileNotFoundError and NotADirectoryError: a "
+    "path that cannot be stat'ed otherwise (a symbolic link loop, a name too long) raises "
+    "OSError out of record() and check() instead of counting as missing",
+    strict=True,
+)
+@pytest.mark.parametrize("method", METHODS)
+def test_a_path_that_cannot_be_stated_counts_as_missing(tmp_path: Path, method: str) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    assert record(str(loop), method) is None
+    assert record(str(tmp_path / ("x" * 300)), method) is None
+    recorded = (1, 1, 1, 1, 1, "", False)
+    assert check(str(loop), method, recorded)[0] is not None
+
+
+def test_record_takes_the_stat_signature(dep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, MTIME)
+    assert recorded[:5] == stat_of(dep)
+    assert recorded[5:] == ("", False)  # a settled file is not read in mtime mode
+
+
+def test_record_in_hash_mode_stores_the_content_digest(
+    dep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, HASH)
+    assert recorded[5] == digest_bytes(b"original contents\n")
+    assert recorded[6] is False
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_file_written_just_now_is_racy_and_hashed(dep: Path, method: str) -> None:
+    recorded = recorded_now(dep, method)
+    assert recorded[6] is True
+    assert recorded[5] == digest_bytes(b"original contents\n")
+
+
+def test_an_old_modification_time_with_a_recent_change_time_is_racy(dep: Path) -> None:
+    # Restoring an old mtime (cp -p, tar) does not make a file safe to judge by its stat:
+    # the change time still says it was written just now.
+    support.backdate(dep, 3600)
+    recorded = recorded_now(dep, MTIME)
+    assert recorded[6] is True
+    assert recorded[5] == digest_bytes(b"original contents\n")
+
+
+# -- check: mtime mode ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_untouched_file_is_unchanged(
+    dep: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, method)
+    assert check(str(dep), method, recorded) == (None, None)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_deleted_file_is_missing(dep: Path, method: str) -> None:
+    recorded = recorded_now(dep, method)
+    dep.unlink()
+    assert check(str(dep), method, recorded) == ("it is missing", None)
+
+
+def test_mtime_mode_treats_a_touch_as_a_change(dep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, MTIME)
+    os.utime(dep, ns=(recorded[0] + 1_000_000, recorded[0] + 1_000_000))
+    why, refreshed = check(str(dep), MTIME, recorded)
+    assert why is not None
+    assert "modification time" in why
+    assert refreshed is None
+
+
+def test_mtime_mode_treats_an_older_modification_time_as_a_change(
+    dep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # git checkout, cp -p and tar restore older files: "newer than" would miss these.
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, MTIME)
+    replace_keeping_times(dep, b"restored content!\n")  # same size
+    support.backdate(dep, 86400)
+    why, _ = check(str(dep), MTIME, recorded)
+    assert why is not None
+    assert "modification time" in why
+
+
+def test_mtime_mode_sees_a_new_inode_with_the_same_times_and_size(
+    dep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, MTIME)
+    replace_keeping_times(dep, b"ORIGINAL CONTENTS\n")
+    assert os.stat(dep).st_mtime_ns == recorded[0]
+    why, _ = check(str(dep), MTIME, recorded)
+    assert why is not None
+    assert "inode" in why
+
+
+def test_mtime_mode_names_a_size_change(dep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, MTIME)
+    with dep.open("ab") as handle:
+        handle.write(b"more")
+    os.utime(dep, ns=(recorded[0], recorded[0]))
+    why, _ = check(str(dep), MTIME, recorded)
+    assert why is not None
+    assert "size" in why
+    assert "modification time" not in why
+
+
+# -- check: hash mode ----------------------------------------------------------------------
+
+
+def test_hash_mode_accepts_a_touch_and_refreshes_the_fingerprint(
+    dep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, HASH)
+    support.backdate(dep, 60)
+    why, refreshed = check(str(dep), HASH, recorded)
+    assert why is None
+    assert refreshed == (*stat_of(dep), recorded[5], False)
+    # The refreshed fingerprint is itself unchanged next time, without reading the file.
+    assert check(str(dep), HASH, refreshed) == (None, None)
+
+
+def test_hash_mode_accepts_identical_contents_in_a_new_file(
+    dep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, HASH)
+    inode = os.stat(dep).st_ino
+    copy = dep.with_name("copy")
+    copy.write_bytes(dep.read_bytes())
+    os.replace(copy, dep)
+    assert os.stat(dep).st_ino != inode
+    why, refreshed = check(str(dep), HASH, recorded)
+    assert why is None
+    assert refreshed is not None
+    assert refreshed[3] == os.stat(dep).st_ino
+
+
+def test_hash_mode_sees_a_content_change(dep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, HASH)
+    replace_keeping_times(dep, b"ORIGINAL CONTENTS\n")
+    assert check(str(dep), HASH, recorded) == ("its contents changed", None)
+
+
+def test_hash_mode_sees_a_file_turned_into_a_directory(
+    dep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, HASH)
+    dep.unlink()
+    dep.mkdir()
+    why, _ = check(str(dep), HASH, recorded)
+    assert why == "its contents changed"
+
+
+def test_hash_mode_trusts_an_unchanged_settled_stat_without_reading(
+    dep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stat cache: a recorded digest that does not match the file proves it was not read.
+    support.settle(monkeypatch)
+    recorded = (*stat_of(dep), digest_bytes(b"something else"), False)
+    assert check(str(dep), HASH, recorded) == (None, None)
+
+
+# -- racy files ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_racy_file_is_judged_by_its_contents(dep: Path, method: str) -> None:
+    # Same stat as recorded, but recorded racy with the digest of other contents: an edit
+    # within one timestamp tick that kept the size. Only the contents can tell.
+    recorded = (*stat_of(dep), digest_bytes(b"original CONTENTS\n"), True)
+    assert check(str(dep), method, recorded) == ("its contents changed", None)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_racy_file_with_the_same_contents_is_unchanged(dep: Path, method: str) -> None:
+    recorded = recorded_now(dep, method)
+    assert recorded[6] is True
+    # Still racy: nothing worth storing anew.
+    assert check(str(dep), method, recorded) == (None, None)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_racy_file_that_settled_is_refreshed_as_not_racy(
+    dep: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = recorded_now(dep, method)
+    assert recorded[6] is True
+    support.settle(monkeypatch)
+    why, refreshed = check(str(dep), method, recorded)
+    assert why is None
+    assert refreshed == (*recorded[:6], False)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_same_size_edit_with_the_old_modification_time_is_seen(dep: Path, method: str) -> None:
+    recorded = recorded_now(dep, method)
+    dep.write_bytes(b"ORIGINAL contents\n")
+    os.utime(dep, ns=(recorded[0], recorded[0]))
+    assert os.stat(dep).st_size == recorded[2]
+    why, refreshed = check(str(dep), method, recorded)
+    assert why is not None
+    assert refreshed is None
+
+
+def test_racy_window_counts_from_the_later_of_both_times(
+    dep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fingerprint, "RACY_WINDOW_NS", 10**9 * 3600 * 24 * 365)
+    old = recorded_now(dep, MTIME)
+    assert old[6] is True
+    monkeypatch.setattr(fingerprint, "RACY_WINDOW_NS", 0)
+    settled = recorded_now(dep, MTIME)
+    assert settled[6] is False
+    assert settled[5] == ""

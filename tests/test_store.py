@@ -1,0 +1,443 @@
+"""The on-disk store: locations, entries that never lie, blobs, statistics, clearing, trimming."""
+
+from __future__ import annotations
+
+import marshal
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from jobstamps.errors import CacheDirectoryError
+from jobstamps.fingerprint import digest_bytes
+from jobstamps.store import Store, default_root
+
+KEY = "ab" + "0" * 38
+OTHER = "cd" + "1" * 38
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    created = Store(str(tmp_path / "cache"))
+    created.create()
+    return created
+
+
+def entry(**fields: object) -> dict[str, object]:
+    return {"deps": [], "outputs": [], "blobs": [], "payload": {"x": 1}, **fields}
+
+
+def set_mtime(path: str, seconds_ago: float) -> None:
+    when = time.time_ns() - int(seconds_ago * 1e9)
+    os.utime(path, ns=(when, when))
+
+
+# -- where the cache lives -----------------------------------------------------------------
+
+
+def test_default_root_is_jobstamps_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", str(tmp_path / "explicit"))
+    assert default_root() == str(tmp_path / "explicit")
+    assert Store().root == str(tmp_path / "explicit")
+
+
+def test_a_relative_jobstamps_cache_dir_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", "rel/cache")
+    assert default_root() == str(tmp_path / "rel" / "cache")
+
+
+def test_default_root_follows_xdg_cache_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JOBSTAMPS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_root() == str(tmp_path / "xdg" / "jobstamps")
+
+
+@pytest.mark.parametrize("xdg", [None, "", "relative/cache"])
+def test_default_root_falls_back_to_the_home_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, xdg: str | None
+) -> None:
+    monkeypatch.delenv("JOBSTAMPS_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME")
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert default_root() == str(tmp_path / "home" / ".cache" / "jobstamps")
+
+
+def test_the_default_is_never_the_shared_temporary_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("JOBSTAMPS_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", "/home/someone")
+    monkeypatch.setenv("TMPDIR", "/tmp")  # noqa: S108 - asserting we do not use it
+    assert default_root() == "/home/someone/.cache/jobstamps"
+
+
+def test_an_empty_jobstamps_cache_dir_means_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_root() == str(tmp_path / "xdg" / "jobstamps")
+
+
+# -- creating it ---------------------------------------------------------------------------
+
+
+def test_a_store_is_not_created_by_looking(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "cache"))
+    assert store.exists() is False
+    assert store.read(KEY) == (None, "no result is stored for this key")
+    assert store.stats()["entries"] == 0
+    assert not (tmp_path / "cache").exists()
+
+
+def test_create_makes_a_private_tagged_directory(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "deep" / "cache"))
+    store.create()
+    assert store.exists() is True
+    assert os.stat(store.root).st_mode & 0o777 == 0o700
+    tag = Path(store.root, "CACHEDIR.TAG").read_bytes()
+    assert tag.startswith(b"Signature: 8a477f597d28d172789f06886806bc55")
+    store.create()  # twice is fine
+
+
+def test_a_store_others_can_write_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    root.mkdir()
+    root.chmod(0o777)
+    store = Store(str(root))
+    with pytest.raises(CacheDirectoryError):
+        store.exists()
+    with pytest.raises(CacheDirectoryError):
+        store.create()
+    assert not (root / "CACHEDIR.TAG").exists()
+
+
+# -- entries -------------------------------------------------------------------------------
+
+
+def test_an_entry_reads_back_as_written(store: Store) -> None:
+    written = entry(payload={"pickle": b"\x00\xff" * 100, "text": "é"})
+    store.write(KEY, written)
+    read, why = store.read(KEY)
+    assert why == ""
+    assert read == {**written, "key": KEY}
+    assert store.entry_path(KEY) == os.path.join(store.root, "v1", "e", "ab", KEY)
+    assert os.stat(store.entry_path(KEY)).st_mode & 0o777 == 0o600
+
+
+def test_rewriting_an_entry_replaces_it(store: Store) -> None:
+    store.write(KEY, entry(payload=1))
+    store.write(KEY, entry(payload=2))
+    read, _ = store.read(KEY)
+    assert read is not None
+    assert read["payload"] == 2
+    assert os.listdir(os.path.dirname(store.entry_path(KEY))) == [KEY]
+
+
+def truncate(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def flip_last(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
+def flip_magic(data: bytes) -> bytes:
+    return bytes([data[0] ^ 0x20]) + data[1:]
+
+
+def flip_checksum(data: bytes) -> bytes:
+    index = len(b"jobstamps-entry-1\n") + 3
+    return data[:index] + bytes([data[index] ^ 1]) + data[index + 1 :]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        truncate,
+        flip_last,
+        flip_magic,
+        flip_checksum,
+        lambda _: b"",
+        lambda _: os.urandom(200),
+        lambda data: data + b"trailing",
+        lambda data: data[:-1],
+    ],
+    ids=[
+        "truncated",
+        "last-byte",
+        "magic",
+        "checksum",
+        "empty",
+        "garbage",
+        "trailing",
+        "short-by-one",
+    ],
+)
+def test_a_damaged_entry_reads_as_a_miss(store: Store, damage: object) -> None:
+    assert callable(damage)
+    store.write(KEY, entry())
+    path = Path(store.entry_path(KEY))
+    path.write_bytes(damage(path.read_bytes()))
+    assert store.read(KEY) == (None, "the stored entry is damaged")
+
+
+def test_every_single_byte_flip_is_caught(store: Store) -> None:
+    store.write(KEY, entry(payload={"pickle": b"result"}))
+    path = Path(store.entry_path(KEY))
+    data = path.read_bytes()
+    for index in range(len(data)):
+        path.write_bytes(data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :])
+        read, why = store.read(KEY)
+        assert read is None, f"flipping byte {index} went unnoticed"
+        assert why
+
+
+def test_a_checksummed_body_that_is_not_an_entry_is_damaged(store: Store) -> None:
+    store.write(KEY, entry())
+    path = Path(store.entry_path(KEY))
+    magic = b"jobstamps-entry-1\n"
+    body = b"\xff not marshal"
+    path.write_bytes(magic + _checksum(body) + body)
+    assert store.read(KEY) == (None, "the stored entry is damaged")
+    body = marshal.dumps(["a list", "not a dict"])
+    path.write_bytes(magic + _checksum(body) + body)
+    assert store.read(KEY) == (None, "the stored entry belongs to another key")
+
+
+def _checksum(body: bytes) -> bytes:
+    from jobstamps.fingerprint import blake2b
+
+    return blake2b(body, digest_size=16).digest()
+
+
+def test_another_keys_entry_in_its_place_is_a_miss(store: Store) -> None:
+    store.write(OTHER, entry())
+    os.makedirs(os.path.dirname(store.entry_path(KEY)), exist_ok=True)
+    os.replace(store.entry_path(OTHER), store.entry_path(KEY))
+    assert store.read(KEY) == (None, "the stored entry belongs to another key")
+
+
+def test_an_unreadable_entry_is_a_miss(store: Store) -> None:
+    os.makedirs(store.entry_path(KEY))  # a directory where the entry should be
+    read, why = store.read(KEY)
+    assert read is None
+    assert why.startswith("the stored entry cannot be read")
+
+
+def test_a_file_in_place_of_the_entries_directory_is_a_miss_and_fails_writes(store: Store) -> None:
+    os.makedirs(os.path.join(store.root, "v1"))
+    Path(store.root, "v1", "e").write_text("in the way")
+    read, why = store.read(KEY)
+    assert read is None
+    assert why.startswith("the stored entry cannot be read")
+    with pytest.raises(OSError):  # noqa: PT011 - ENOTDIR or EEXIST: any OSError
+        store.write(KEY, entry())
+
+
+def test_touch_marks_an_entry_used(store: Store) -> None:
+    store.write(KEY, entry())
+    set_mtime(store.entry_path(KEY), 3600)
+    before = os.stat(store.entry_path(KEY)).st_mtime
+    store.touch(KEY)
+    assert os.stat(store.entry_path(KEY)).st_mtime > before + 3000
+    store.touch(OTHER)  # nothing stored: nothing happens, no error
+    assert not os.path.exists(store.entry_path(OTHER))
+
+
+def test_a_lock_lives_inside_the_cache(store: Store) -> None:
+    lock = store.lock(KEY)
+    assert lock.path.startswith(os.path.join(store.root, "v1", "l"))
+    assert lock.path.endswith(KEY)
+    with lock:
+        assert os.path.exists(lock.path)
+
+
+# -- blobs ---------------------------------------------------------------------------------
+
+
+def test_blobs_are_content_addressed_and_deduplicated(store: Store) -> None:
+    digest = store.put_bytes(b"output bytes")
+    assert digest == digest_bytes(b"output bytes")
+    assert store.put_bytes(b"output bytes") == digest
+    assert Path(store.blob_path(digest)).read_bytes() == b"output bytes"
+    assert store.has_blob(digest, 12)
+    assert not store.has_blob(digest, 13)
+    assert not store.has_blob(digest_bytes(b"other"), 5)
+    assert store.stats()["blobs"] == 1
+
+
+def test_a_truncated_blob_is_replaced(store: Store) -> None:
+    digest = store.put_bytes(b"output bytes")
+    Path(store.blob_path(digest)).write_bytes(b"out")
+    assert not store.has_blob(digest, 12)
+    assert store.put_bytes(b"output bytes") == digest
+    assert Path(store.blob_path(digest)).read_bytes() == b"output bytes"
+
+
+def test_put_file_stores_a_copy(store: Store, tmp_path: Path) -> None:
+    source = tmp_path / "made"
+    source.write_bytes(b"\x00binary\xff")
+    digest, size = store.put_file(str(source))
+    assert size == 8
+    source.write_bytes(b"changed later")
+    assert Path(store.blob_path(digest)).read_bytes() == b"\x00binary\xff"
+
+
+def test_a_streamed_blob_is_adopted(store: Store) -> None:
+    tmp = store.temp_path()
+    assert os.path.basename(tmp).startswith(".tmp-")
+    Path(tmp).write_bytes(b"streamed")
+    assert store.stats()["blobs"] == 0  # a temporary file is not a blob
+    digest = digest_bytes(b"streamed")
+    store.adopt_blob(tmp, digest)
+    assert not os.path.exists(tmp)
+    assert store.has_blob(digest, 8)
+
+
+# -- statistics, clearing ------------------------------------------------------------------
+
+
+def test_stats_count_entries_blobs_bytes_hits_and_misses(store: Store) -> None:
+    assert store.stats() == {"entries": 0, "blobs": 0, "bytes": 0, "hits": 0, "misses": 0}
+    store.write(KEY, entry())
+    store.write(OTHER, entry())
+    store.put_bytes(b"12345")
+    for hit in (True, False, True, True):
+        store.note(hit=hit)
+    stats = store.stats()
+    size = os.stat(store.entry_path(KEY)).st_size + os.stat(store.entry_path(OTHER)).st_size
+    assert stats == {"entries": 2, "blobs": 1, "bytes": size + 5, "hits": 3, "misses": 1}
+
+
+def test_note_never_fails(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "missing"))
+    store.note(hit=True)  # no directory: not counted, no error
+    assert not (tmp_path / "missing").exists()
+
+
+def test_stale_temporary_files_are_dropped_and_fresh_ones_kept(store: Store) -> None:
+    store.write(KEY, entry())
+    shard = os.path.dirname(store.entry_path(KEY))
+    stale = os.path.join(shard, ".tmp-1-dead")
+    fresh = os.path.join(shard, ".tmp-2-live")
+    Path(stale).write_bytes(b"killed writer")
+    Path(fresh).write_bytes(b"writer at work")
+    set_mtime(stale, 7200)
+    assert store.stats()["entries"] == 1
+    assert not os.path.exists(stale)
+    assert os.path.exists(fresh)
+    assert store.read(KEY)[0] is not None
+
+
+def test_clear_removes_results_and_keeps_settings(store: Store) -> None:
+    store.write(KEY, entry())
+    store.put_bytes(b"blob")
+    store.note(hit=True)
+    store.max_size = 12345
+    store.clear()
+    assert store.stats() == {"entries": 0, "blobs": 0, "bytes": 0, "hits": 0, "misses": 0}
+    assert store.read(KEY)[0] is None
+    assert store.max_size == 12345
+    assert Path(store.root, "CACHEDIR.TAG").exists()
+    store.write(KEY, entry())  # usable again at once
+    assert store.read(KEY)[0] is not None
+
+
+def test_max_size_is_persisted(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "cache"))
+    assert store.max_size == 0
+    store.max_size = 1 << 20
+    assert Store(str(tmp_path / "cache")).max_size == 1 << 20
+    Path(store.root, "config").write_text("max_size=lots\n")
+    assert store.max_size == 0
+
+
+# -- trimming ------------------------------------------------------------------------------
+
+
+def key_named(n: int) -> str:
+    return f"{n:02x}" + f"{n:038x}"
+
+
+def test_trim_evicts_the_least_recently_used_entries(store: Store) -> None:
+    keys = [key_named(n) for n in range(4)]
+    for age, key in zip((400, 300, 200, 100), keys, strict=True):
+        store.write(key, entry(payload={"pickle": b"x" * 1000}))
+        set_mtime(store.entry_path(key), age)
+    store.touch(keys[0])  # the oldest was just used: now the newest
+    size = os.stat(store.entry_path(keys[0])).st_size
+    freed = store.trim(2 * size)
+    assert freed == 2 * size
+    kept = {key for key in keys if store.read(key)[0] is not None}
+    assert kept == {keys[0], keys[3]}
+    assert store.stats()["bytes"] <= 2 * size
+
+
+def test_trim_keeps_blobs_that_remaining_entries_use(store: Store) -> None:
+    shared = store.put_bytes(b"s" * 500)
+    only_old = store.put_bytes(b"o" * 500)
+    orphan_old = store.put_bytes(b"x" * 500)
+    orphan_new = store.put_bytes(b"n" * 500)
+    store.write(KEY, entry(blobs=[[shared, 500], [only_old, 500]]))
+    store.write(OTHER, entry(blobs=[[shared, 500]]))
+    set_mtime(store.entry_path(KEY), 300)
+    set_mtime(store.entry_path(OTHER), 100)
+    for digest in (shared, only_old, orphan_old):
+        set_mtime(store.blob_path(digest), 600)
+    # Room for one entry and a blob: the older entry and the blob only it used must go.
+    limit = os.stat(store.entry_path(OTHER)).st_size + 1000
+    store.trim(limit)
+    assert store.read(KEY)[0] is None
+    assert store.read(OTHER)[0] is not None
+    assert store.has_blob(shared, 500)
+    assert not store.has_blob(only_old, 500)
+    assert not store.has_blob(orphan_old, 500)
+    assert store.has_blob(orphan_new, 500), "a fresh blob may belong to an entry being written"
+
+
+def test_trim_counts_a_blob_used_twice_by_one_entry(store: Store) -> None:
+    blob = store.put_bytes(b"b" * 100)
+    store.write(KEY, entry(blobs=[[blob, 100], [blob, 100]]))
+    store.write(OTHER, entry(blobs=[[blob, 100]]))
+    set_mtime(store.entry_path(KEY), 200)
+    store.trim(os.stat(store.entry_path(OTHER)).st_size + 100)
+    assert store.read(KEY)[0] is None
+    assert store.read(OTHER)[0] is not None
+    assert store.has_blob(blob, 100)
+
+
+def test_trim_without_a_limit_does_nothing(store: Store) -> None:
+    store.write(KEY, entry())
+    assert store.trim() == 0
+    assert store.trim(0) == 0
+    assert store.read(KEY)[0] is not None
+
+
+def test_trim_uses_the_persisted_limit(store: Store) -> None:
+    store.write(KEY, entry())
+    store.write(OTHER, entry())
+    set_mtime(store.entry_path(KEY), 100)
+    store.max_size = os.stat(store.entry_path(OTHER)).st_size
+    assert store.trim() > 0
+    assert store.read(KEY)[0] is None
+    assert store.read(OTHER)[0] is not None
+
+
+def test_trim_under_the_limit_keeps_everything(store: Store) -> None:
+    store.write(KEY, entry())
+    store.write(OTHER, entry())
+    assert store.trim(1 << 30) == 0
+    assert store.stats()["entries"] == 2
