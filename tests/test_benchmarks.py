@@ -1,0 +1,113 @@
+"""The benchmark scripts run and report every figure; their speed is never asserted here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+class QuickRun(NamedTuple):
+    results: dict[str, Any]
+    tmp: Path  # TMPDIR of the run
+    env_cache: Path  # the cache its environment names, which it must not use
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    """Run ``bench_api.py --quick --json`` once, for all the tests of this module."""
+    tmp = tmp_path_factory.mktemp("bench-tmp")
+    env_cache = tmp_path_factory.mktemp("bench-env") / "jobstamps"
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmp),
+        "JOBSTAMPS_CACHE_DIR": str(env_cache),
+        "XDG_CACHE_HOME": str(env_cache.parent / "xdg"),
+    }
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_api.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return QuickRun(json.loads(result.stdout), tmp, env_cache)
+
+
+def load_bench_api() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_api", BENCHMARKS / "bench_api.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_bench_api_reports_hits_and_misses(quick_run: QuickRun) -> None:
+    api = quick_run.results["api"]
+    contenders = {"jobstamp.run", "jobstamps.memoize", "joblib.Memory.cache", "functools.cache"}
+    assert set(api["hit_us"]) == {*contenders, "no cache (runs the job)"}
+    assert set(api["miss_us"]) == contenders
+    assert set(api["ratio_joblib_over_jobstamps"]) == {"jobstamp.run", "jobstamps.memoize"}
+    figures = [
+        *api["hit_us"].values(),
+        *api["miss_us"].values(),
+        *api["ratio_joblib_over_jobstamps"].values(),
+    ]
+    assert all(isinstance(value, float) and value > 0 for value in figures), figures
+    assert api["rounds"] > 0
+    assert api["goal"] == 5.0
+    assert isinstance(api["goal_met"], bool)
+    # The dependency had settled before it was recorded: no hit hashed it.
+    assert api["files_hashed_on_hits"] == 0
+
+
+@pytest.mark.slow
+def test_bench_api_reports_hash_against_mtime(quick_run: QuickRun) -> None:
+    deps = quick_run.results["dependencies"]
+    assert deps["files"] == 1000
+    assert deps["rounds"] > 0
+    for name in ("hit_ms", "first_run_ms"):
+        assert set(deps[name]) == {"mtime", "hash"}
+        assert all(value > 0 for value in deps[name].values()), deps[name]
+    assert deps["ratio_hash_over_mtime"] > 0
+    assert deps["goal"] == 1.5
+    assert isinstance(deps["goal_met"], bool)
+    # A hash-mode hit does not read unchanged files again.
+    assert deps["files_reread_on_hit"] == {"mtime": 0, "hash": 0}
+
+
+@pytest.mark.slow
+def test_bench_api_names_the_machine_and_cleans_up(quick_run: QuickRun) -> None:
+    results = quick_run.results
+    assert results["python"] == platform.python_version()
+    assert results["cpu_count"] == os.cpu_count()
+    assert results["quick"] is True
+    assert results["jobstamps"]
+    assert results["joblib"]
+    assert list(quick_run.tmp.iterdir()) == []  # its temporary directory is gone
+    assert not quick_run.env_cache.exists()  # its caches were its own, not the one named
+
+
+@pytest.mark.slow
+def test_bench_api_table_shows_ratios_and_goals(quick_run: QuickRun) -> None:
+    text = load_bench_api().table(quick_run.results)
+    assert "Python " + platform.python_version() in text
+    assert "joblib / jobstamp.run" in text
+    assert "goal >= 5x: " in text
+    assert "hash / mtime" in text
+    assert "goal <= 1.5x: " in text
+    assert "1,000 dependency files" in text
