@@ -1,0 +1,30 @@
+# jobstamps.mk: run slow, idempotent recipe commands (linters, checkers) through jobstamp.
+#
+# Include it with the path that `jobstamp --make-include` prints:
+#
+#   include $(shell jobstamp --make-include)
+#
+# Variables (set them before or after the include, on the command line, or per target):
+#   JOBSTAMP        the jobstamp command; `jobstamp` from PATH by default.
+#   JOBSTAMP_FLAGS  options added to every call, e.g. --use-hashes or --explain.
+#
+# Function:
+#   $(call jobstamp_run,DEPS,OUTPUTS,COMMAND)
+#     expands to a recipe line that runs COMMAND through jobstamp, with the files DEPS
+#     as --dependencies and the files OUTPUTS as --output-files. Either list may be empty.
+#     When the command line, the working directory and those files are as on a stored
+#     run, jobstamp replays the stored output and exit status instead of running COMMAND.
+#
+# Quoting: each file name in DEPS and OUTPUTS is quoted for the shell; COMMAND goes into
+# the recipe as written, so quote it as you would the plain recipe line. A comma splits
+# $(call ...) arguments: keep a COMMAND or file list that holds commas in a variable and
+# pass the variable. Targets whose recipes use jobstamp_run should be .PHONY, so that
+# jobstamp, not make's timestamps, decides whether the command runs.
+
+JOBSTAMP ?= jobstamp
+JOBSTAMP_FLAGS ?=
+
+# 'name' with each ' in name written as '\'' (the shell's way to quote anything).
+_jobstamps_quote = $(foreach f,$(1),'$(subst ','\'',$(f))')
+
+jobstamp_run = $(strip $(JOBSTAMP) $(JOBSTAMP_FLAGS))$(if $(strip $(1)), --dependencies $(call _jobstamps_quote,$(1)))$(if $(strip $(2)), --output-files $(call _jobstamps_quote,$(2))) -- $(3)

@@ -1,0 +1,406 @@
+"""The CMake package, driven by real cmake with the Unix Makefiles and Ninja generators.
+
+The projects under tests/cmake/ consume the package from a copy of this tree installed into a
+fresh virtual environment (the ``installed`` fixture), as a user's ``pip install`` would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from support import (
+    flake8_example,
+    installed_env,
+    installed_output,
+    readme_code_blocks,
+    run_folded,
+)
+
+if TYPE_CHECKING:
+    import subprocess
+
+HERE = Path(__file__).resolve().parent
+PROJECTS = HERE / "cmake"
+README = HERE.parent / "README.rst"
+GENERATORS = ["Unix Makefiles", "Ninja"]
+
+pytestmark = pytest.mark.slow
+
+
+def configure(
+    source: Path, build: Path, generator: str, env: dict[str, str], *defines: str
+) -> subprocess.CompletedProcess[str]:
+    """Configure ``source`` into ``build``."""
+    return run_folded(
+        ["cmake", "-S", str(source), "-B", str(build), "-G", generator, *defines], env
+    )
+
+
+def runs(counts: Path, name: str) -> int:
+    """How often lint.py ran as ``name`` with ``LINT_COUNTS=counts``."""
+    path = counts / name
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def reported(result: subprocess.CompletedProcess[str], name: str) -> str:
+    """The value the probe project printed as ``-- name=value``."""
+    prefix = f"-- {name}="
+    values = [line[len(prefix) :] for line in result.stdout.splitlines() if line.startswith(prefix)]
+    assert len(values) == 1, result.stdout
+    return values[0]
+
+
+@dataclass
+class Project:
+    """A copy of tests/cmake/lint_project configured with one generator."""
+
+    source: Path
+    build: Path
+    generator: str
+    bindir: Path
+
+    def configure(self, build: Path) -> subprocess.CompletedProcess[str]:
+        """Configure the project into ``build``, with the linter run by the installed Python."""
+        python = f"-DLINT_PYTHON={self.bindir / 'python'}"
+        return configure(self.source, build, self.generator, installed_env(self.bindir), python)
+
+    def build_targets(
+        self, *targets: str, counts: Path, jobs: int = 1, build: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Build ``targets`` (the default target if none); lint.py counts its runs in ``counts``."""
+        command = ["cmake", "--build", str(build or self.build), "--parallel", str(jobs)]
+        if targets:
+            command += ["--target", *targets]
+        return run_folded(command, installed_env(self.bindir, LINT_COUNTS=str(counts)))
+
+
+@pytest.fixture(scope="module", params=GENERATORS)
+def project(
+    request: pytest.FixtureRequest, installed: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Project:
+    """The lint project, copied and configured once per generator for this module's tests."""
+    root = tmp_path_factory.mktemp("lint_project")
+    shutil.copytree(PROJECTS / "lint_project", root / "source")
+    generator: str = request.param
+    configured = Project(root / "source", root / "build", generator, installed)
+    result = configured.configure(configured.build)
+    assert result.returncode == 0, result.stdout
+    return configured
+
+
+REPLAY_OUT = "replay: checked --strict one;argument in source"
+REPLAY_WARNING = "replay: warning: something to look at"
+
+
+def test_first_build_runs_the_command_and_the_second_replays_it(
+    project: Project, tmp_path: Path
+) -> None:
+    first = project.build_targets("replay", counts=tmp_path)
+    assert first.returncode == 0, first.stdout
+    assert runs(tmp_path, "replay") == 1
+    assert REPLAY_OUT in first.stdout
+    assert REPLAY_WARNING in first.stdout
+    assert "Linting; with care" in first.stdout
+
+    second = project.build_targets("replay", counts=tmp_path)
+    assert second.returncode == 0, second.stdout
+    assert runs(tmp_path, "replay") == 1
+    assert REPLAY_OUT in second.stdout
+    assert REPLAY_WARNING in second.stdout
+
+
+def test_editing_a_dependency_runs_the_command_again(project: Project, tmp_path: Path) -> None:
+    assert project.build_targets("replay", counts=tmp_path).returncode == 0
+    assert runs(tmp_path, "replay") == 1
+    # src/a.py is a plain relative path; src/c.py the second item of a generator expression.
+    for count, name in enumerate(["a.py", "c.py"], start=2):
+        source = project.source / "src" / name
+        source.write_text(source.read_text() + f"# edit {count}\n")
+        result = project.build_targets("replay", counts=tmp_path)
+        assert result.returncode == 0, result.stdout
+        assert runs(tmp_path, "replay") == count
+    assert project.build_targets("replay", counts=tmp_path).returncode == 0
+    assert runs(tmp_path, "replay") == 3
+
+
+def test_with_use_hashes_a_touch_alone_does_not_run_the_command(
+    project: Project, tmp_path: Path
+) -> None:
+    assert project.build_targets("hashes", counts=tmp_path).returncode == 0
+    source = project.source / "src" / "h.py"
+    later = source.stat().st_mtime + 100
+    os.utime(source, (later, later))
+    assert project.build_targets("hashes", counts=tmp_path).returncode == 0
+    assert runs(tmp_path, "hashes") == 1
+
+    source.write_text(source.read_text() + "# changed\n")
+    assert project.build_targets("hashes", counts=tmp_path).returncode == 0
+    assert runs(tmp_path, "hashes") == 2
+
+
+def test_a_failing_command_fails_the_build_both_times_with_the_same_message(
+    project: Project, tmp_path: Path
+) -> None:
+    messages = []
+    for _ in range(2):
+        result = project.build_targets("failing", counts=tmp_path)
+        assert result.returncode != 0, result.stdout
+        messages.append(
+            [line for line in result.stdout.splitlines() if line.startswith("failing:")]
+        )
+    assert "failing: error: this code is wrong" in messages[0]
+    assert messages[0] == messages[1]
+    assert runs(tmp_path, "failing") == 1
+
+
+def test_a_fresh_build_directory_finds_the_stored_result(project: Project, tmp_path: Path) -> None:
+    assert project.build_targets("replay", counts=tmp_path).returncode == 0
+    fresh = tmp_path / "fresh-build"
+    assert project.configure(fresh).returncode == 0
+    result = project.build_targets("replay", counts=tmp_path, build=fresh)
+    assert result.returncode == 0, result.stdout
+    assert runs(tmp_path, "replay") == 1
+    assert REPLAY_OUT in result.stdout
+
+
+def test_a_missing_or_changed_output_runs_the_command_again(
+    project: Project, tmp_path: Path
+) -> None:
+    output = project.source / "generated" / "out.txt"
+    output.unlink(missing_ok=True)
+    assert project.build_targets("outputs", counts=tmp_path).returncode == 0
+    assert output.read_text() == "made by outputs\n"
+    assert project.build_targets("outputs", counts=tmp_path).returncode == 0
+    assert runs(tmp_path, "outputs") == 1
+
+    output.unlink()
+    assert project.build_targets("outputs", counts=tmp_path).returncode == 0
+    assert runs(tmp_path, "outputs") == 2
+    assert output.read_text() == "made by outputs\n"
+
+    output.write_text("edited by hand\n")
+    assert project.build_targets("outputs", counts=tmp_path).returncode == 0
+    assert runs(tmp_path, "outputs") == 3
+    assert output.read_text() == "made by outputs\n"
+
+
+def test_results_go_to_the_stamp_directory_when_one_is_given(
+    project: Project, tmp_path: Path, isolated_cache: Path
+) -> None:
+    stamps = project.source / "stamps"  # STAMP_DIRECTORY stamps, relative to the source directory
+    shutil.rmtree(stamps, ignore_errors=True)
+    assert project.build_targets("stamped", counts=tmp_path).returncode == 0
+    assert any(stamps.iterdir())
+    assert not isolated_cache.exists() or not any(isolated_cache.iterdir())
+    assert project.build_targets("stamped", counts=tmp_path).returncode == 0
+    assert runs(tmp_path, "stamped") == 1
+
+    shutil.rmtree(stamps)
+    assert project.build_targets("stamped", counts=tmp_path).returncode == 0
+    assert runs(tmp_path, "stamped") == 2
+
+
+def test_results_go_to_the_per_user_cache_by_default(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JOBSTAMPS_CACHE_DIR")
+    user_cache = Path(os.environ["XDG_CACHE_HOME"]) / "jobstamps"
+    assert project.build_targets("replay", counts=tmp_path).returncode == 0
+    assert any(user_cache.iterdir())
+    assert project.build_targets("replay", counts=tmp_path).returncode == 0
+    assert runs(tmp_path, "replay") == 1
+
+
+def test_the_command_runs_in_the_working_directory(project: Project, tmp_path: Path) -> None:
+    result = project.build_targets("elsewhere", counts=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert "elsewhere: checked  in src" in result.stdout
+
+
+def test_all_adds_the_target_to_the_default_build(project: Project, tmp_path: Path) -> None:
+    result = project.build_targets(counts=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert runs(tmp_path, "default") == 1
+    assert runs(tmp_path, "replay") == 0
+
+
+def test_a_parallel_build_of_several_targets_runs_each_once(
+    project: Project, tmp_path: Path
+) -> None:
+    targets = [f"parallel{n}" for n in range(1, 5)]
+    for _ in range(2):
+        result = project.build_targets(*targets, counts=tmp_path, jobs=4)
+        assert result.returncode == 0, result.stdout
+        for target in targets:
+            assert runs(tmp_path, target) == 1
+            assert f"{target}: checked  in source" in result.stdout
+            assert f"{target}: warning: something to look at" in result.stdout
+
+
+# Configure-time behaviour: the probe project in tests/cmake/find_package.
+
+
+def probe(
+    tmp_path: Path, bindir: Path | None, *defines: str, generator: str = "Ninja"
+) -> subprocess.CompletedProcess[str]:
+    """Configure the probe project with ``bindir`` (if any) first on PATH."""
+    build = tmp_path / f"probe-{len(list(tmp_path.glob('probe-*')))}"
+    return configure(PROJECTS / "find_package", build, generator, installed_env(bindir), *defines)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_found_with_no_hints_when_bin_is_on_path(
+    installed: Path, tmp_path: Path, generator: str
+) -> None:
+    result = probe(tmp_path, installed, generator=generator)
+    assert result.returncode == 0, result.stdout
+    assert (
+        Path(reported(result, "Jobstamps_DIR"))
+        == installed.parent / "share" / "cmake" / "Jobstamps"
+    )
+    assert Path(reported(result, "Jobstamps::jobstamp")) == installed / "jobstamp"
+    assert reported(result, "Jobstamps_VERSION") == "1.0.0"
+
+
+# What scikit-build-core passes to a project that has jobstamps in build-system.requires: the
+# cmake.root entry point as Jobstamps_ROOT, and site-packages in CMAKE_PREFIX_PATH.
+ENTRY_POINT_ROOT = """\
+from importlib.metadata import entry_points
+from importlib.resources import files
+(point,) = entry_points(group="cmake.root", name="Jobstamps")
+print(files(point.load()))
+"""
+
+
+@pytest.mark.parametrize("hint", ["Jobstamps_DIR", "Jobstamps_ROOT", "CMAKE_PREFIX_PATH"])
+def test_found_with_a_hint_when_bin_is_not_on_path(
+    installed: Path, tmp_path: Path, hint: str
+) -> None:
+    cmake_dir = Path(installed_output(installed, str(installed / "jobstamp"), "--cmake-dir"))
+    assert (cmake_dir / "JobstampsConfig.cmake").is_file()
+    value = {
+        "Jobstamps_DIR": cmake_dir,
+        "Jobstamps_ROOT": Path(
+            installed_output(installed, str(installed / "python"), "-c", ENTRY_POINT_ROOT)
+        ),
+        "CMAKE_PREFIX_PATH": cmake_dir.parent.parent,
+    }[hint]
+    # The hint alone finds the package, and the package finds the jobstamp installed with it.
+    result = probe(tmp_path, None, f"-D{hint}={value}")
+    assert result.returncode == 0, result.stdout
+    assert Path(reported(result, "Jobstamps_DIR")) == cmake_dir
+    assert Path(reported(result, "Jobstamps::jobstamp")) == installed / "jobstamp"
+
+
+@pytest.mark.parametrize(
+    ("requested", "accepted"), [("1", True), ("1.0", True), ("0.9", False), ("99", False)]
+)
+def test_find_package_checks_the_version(
+    installed: Path, tmp_path: Path, requested: str, accepted: bool
+) -> None:
+    result = probe(tmp_path, installed, f"-DREQUESTED_VERSION={requested}")
+    if accepted:
+        assert result.returncode == 0, result.stdout
+        assert reported(result, "Jobstamps_VERSION") == "1.0.0"
+    else:
+        assert result.returncode != 0
+        assert f'compatible with requested version "{requested}"' in result.stdout
+        assert "version: 1.0.0" in result.stdout
+
+
+def test_jobstamps_executable_overrides_the_executable(installed: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other" / "jobstamp"
+    other.parent.mkdir()
+    shutil.copy2(installed / "jobstamp", other)
+    result = probe(tmp_path, installed, f"-DJOBSTAMPS_EXECUTABLE={other}")
+    assert result.returncode == 0, result.stdout
+    assert Path(reported(result, "Jobstamps::jobstamp")) == other
+
+
+def test_a_missing_jobstamps_executable_fails_at_configure_time(
+    installed: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere" / "jobstamp"
+    result = probe(tmp_path, installed, f"-DJOBSTAMPS_EXECUTABLE={missing}")
+    assert result.returncode != 0
+    assert f"JOBSTAMPS_EXECUTABLE is {missing}, which does not exist." in " ".join(
+        result.stdout.split()
+    )
+
+
+def test_a_package_without_its_executable_fails_at_configure_time(
+    installed: Path, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "prefix"
+    package = prefix / "share" / "cmake" / "Jobstamps"
+    shutil.copytree(installed.parent / "share" / "cmake" / "Jobstamps", package)
+    result = probe(tmp_path, None, f"-DJobstamps_DIR={package}")
+    assert result.returncode != 0
+    message = " ".join(result.stdout.split())
+    assert f"No jobstamp executable in {prefix / 'bin'} and {prefix / 'Scripts'}" in message
+    assert "set JOBSTAMPS_EXECUTABLE to the jobstamp executable" in message
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("", "jobstamps_add_command: the first argument must be the target name."),
+        ("COMMAND;echo", "jobstamps_add_command: the first argument must be the target name."),
+        ("lint", "jobstamps_add_command(lint): COMMAND is missing or empty."),
+        ("lint;COMMAND", "jobstamps_add_command(lint): COMMAND is missing or empty."),
+        (
+            "lint;SOURCES;a.c;COMMAND;echo",
+            'jobstamps_add_command(lint): unexpected argument(s) "SOURCES a.c".',
+        ),
+        (
+            "lint;COMMAND;echo;STAMP_DIRECTORY",
+            "jobstamps_add_command(lint): STAMP_DIRECTORY needs a value.",
+        ),
+        (
+            "taken;COMMAND;echo",
+            'jobstamps_add_command(taken): a target named "taken" already exists.',
+        ),
+    ],
+)
+def test_bad_arguments_fail_with_a_message(
+    installed: Path, tmp_path: Path, call: str, message: str
+) -> None:
+    result = probe(tmp_path, installed, f"-DCALL={call}")
+    assert result.returncode != 0
+    assert message in " ".join(result.stdout.split())
+
+
+def test_calling_it_before_find_package_says_what_to_do(installed: Path, tmp_path: Path) -> None:
+    wrap = installed.parent / "share" / "cmake" / "Jobstamps" / "JobstampsWrap.cmake"
+    result = probe(tmp_path, installed, f"-DWRAP_ONLY={wrap}", "-DCALL=lint;COMMAND;echo")
+    assert result.returncode != 0
+    expected = "Call find_package(Jobstamps CONFIG REQUIRED) before this command."
+    assert expected in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_the_readme_example_works(installed: Path, tmp_path: Path, generator: str) -> None:
+    (cmakelists,) = readme_code_blocks(README, "CMake", "cmake")
+    source = tmp_path / "example"
+    app, env = flake8_example(source, installed)
+    (source / "CMakeLists.txt").write_text(cmakelists)
+    assert shutil.which("flake8", path=env["PATH"]), "the README example needs flake8 on PATH"
+    build = tmp_path / "build"
+    assert configure(source, build, generator, env).returncode == 0
+
+    unused_import = "F401 'os' imported but unused"
+    for _ in range(2):
+        result = run_folded(["cmake", "--build", str(build)], env)
+        assert result.returncode != 0
+        assert unused_import in result.stdout
+
+    app.write_text("import os\n\nprint(os.sep)\n")
+    result = run_folded(["cmake", "--build", str(build)], env)
+    assert result.returncode == 0, result.stdout
+    assert unused_import not in result.stdout
