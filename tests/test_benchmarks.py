@@ -111,3 +111,51 @@ def test_bench_api_table_shows_ratios_and_goals(quick_run: QuickRun) -> None:
     assert "hash / mtime" in text
     assert "goal <= 1.5x: " in text
     assert "1,000 dependency files" in text
+
+
+@pytest.mark.slow
+def test_bench_cli_times_hits_of_the_installed_command(
+    installed: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("bench-cli-tmp")
+    jobstamp = installed / "jobstamp"
+    bench = str(BENCHMARKS / "bench_cli.py")
+    result = subprocess.run(
+        [sys.executable, bench, "--quick", "--json", "--jobstamp", str(jobstamp)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)
+    timing = results["timing"]
+    contenders = {"true", "python -c pass", "jobstamp hit", "python -m jobstamps hit"}
+    assert set(timing["median_ms"]) == {*contenders, "jobstamp miss"}
+    assert all(value > 0 for value in timing["median_ms"].values()), timing["median_ms"]
+    assert all(value > 0 for value in timing["ratios"].values()), timing["ratios"]
+    # Every measured round was a hit: counted as one, and the wrapped command never ran.
+    assert timing["rounds"] > 0
+    assert timing["all_hits"] is True
+    for name in ("jobstamp hit", "python -m jobstamps hit"):
+        assert timing["hits"][name] == {
+            "rounds": timing["rounds"],
+            "hits_counted": timing["rounds"],
+            "command_runs": 0,
+        }
+    # Every measured miss ran the command.
+    assert timing["misses"] == {"rounds": timing["rounds"], "command_runs": timing["rounds"]}
+    assert isinstance(timing["goal_met"], bool)
+    # The baseline is the launcher's own interpreter, and the launcher is not pip's wrapper.
+    launcher = results["launcher"]
+    assert launcher["path"] == str(jobstamp)
+    assert Path(launcher["interpreter"][0]).parent == installed
+    assert launcher["kind"] == "plain script"
+    assert launcher["imports_re"] is False
+    # A hit imports none of the modules that make start-up slow.
+    imported = {m["module"] for m in results["imports"]["jobstamp hit"]["modules"]}
+    assert "jobstamps.cli" in imported
+    assert not imported & {"re", "enum", "argparse", "subprocess", "tempfile", "pathlib"}
+    assert list(tmp.iterdir()) == []  # its temporary directory is gone
