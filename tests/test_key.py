@@ -6,11 +6,8 @@ import collections
 import dataclasses
 import decimal
 import functools
-import importlib
 import json
 import os
-import sys
-import textwrap
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,8 +20,7 @@ from jobstamps.errors import JobstampsError, UnhashableArgumentError
 from jobstamps.key import abspaths, call_key, command_key, describe_callable, encode
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from types import ModuleType
+    from collections.abc import Callable
 
 
 def key(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
@@ -69,25 +65,6 @@ def make_scaler(n: int) -> Callable[[int], int]:
 
 def apply(func: Callable[[int], int], value: int) -> int:
     return func(value)
-
-
-@pytest.fixture
-def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], Any]]:
-    """Write modules into a fresh directory and import them; forget them afterwards."""
-    directory = tmp_path / "modules"
-    directory.mkdir()
-    monkeypatch.syspath_prepend(str(directory))
-    loaded: list[str] = []
-
-    def load(name: str, source: str) -> ModuleType:
-        (directory / f"{name}.py").write_text(textwrap.dedent(source))
-        importlib.invalidate_caches()
-        loaded.append(name)
-        return importlib.import_module(name)
-
-    yield load
-    for name in loaded:
-        sys.modules.pop(name, None)
 
 
 # -- encoding values -----------------------------------------------------------------------
@@ -315,14 +292,14 @@ def test_different_functions_with_one_body_key_apart() -> None:
 
 
 def test_functions_with_one_name_in_two_modules_key_apart(
-    modules: Callable[[str, str], Any],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = """
         def job(x):
             return x * 2
     """
-    first = modules("keys_first", source)
-    second = modules("keys_second", source)
+    first = support.load_module(tmp_path / "keys_first.py", source, monkeypatch)
+    second = support.load_module(tmp_path / "keys_second.py", source, monkeypatch)
     assert describe_callable(first.job) == "keys_first:job"
     assert key(first.job, 1) != key(second.job, 1)
 
@@ -441,11 +418,11 @@ def keys_in_subprocess(directory: Path, seed: str) -> dict[str, Any]:
 
 
 def test_keys_are_equal_across_processes_and_hash_seeds(
-    tmp_path: Path, modules: Callable[[str, str], Any]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    subject = modules("keys_subject", KEYS_MODULE)
-    first = keys_in_subprocess(tmp_path / "modules", "1")
-    second = keys_in_subprocess(tmp_path / "modules", "2")
+    subject = support.load_module(tmp_path / "keys_subject.py", KEYS_MODULE, monkeypatch)
+    first = keys_in_subprocess(tmp_path, "1")
+    second = keys_in_subprocess(tmp_path, "2")
     assert first["order"] != second["order"], "the seeds should order sets differently"
     names = {f"name-{i}" for i in range(40)}
     here = {
