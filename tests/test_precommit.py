@@ -416,7 +416,7 @@ def test_generic_hook_lints_each_file_once_then_replays(
         f"""
         - id: jobstamp
           args: [--use-hashes, --, {json.dumps(str(wrapper))}, --]
-          additional_dependencies: [flake8]
+          additional_dependencies: [flake8, flake8-bugbear]  # as README.rst: one environment
           types: [python]
         """,
     )
