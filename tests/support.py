@@ -15,6 +15,93 @@ if TYPE_CHECKING:
     import pytest
 
 
+# -- Integration tests: an installed copy driven by real tools (cmake, make) -------------------
+
+
+def installed_env(bindir: Path | None, **extra: str) -> dict[str, str]:
+    """Return the environment of a user whose ``PATH`` starts with ``bindir`` (if given).
+
+    Next on ``PATH`` come the tools installed with the test dependencies (cmake, ninja, flake8),
+    beside the Python running the tests, for machines that lack them. ``PYTHONPATH`` is left
+    out: the ``isolated_cache`` fixture points it at this tree, and the installed ``jobstamp``
+    must import the installed package, as it does for users.
+    """
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    path = [os.path.dirname(sys.executable), env.get("PATH", os.defpath)]
+    env["PATH"] = os.pathsep.join([str(bindir), *path] if bindir is not None else path)
+    env.update(extra)
+    return env
+
+
+def run_folded(
+    command: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` with stderr folded into stdout, as a terminal would show both."""
+    return subprocess.run(
+        command,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+
+
+def installed_output(bindir: Path, *command: str) -> str:
+    """Run a command of the installed copy outside this tree; return its stripped stdout.
+
+    The working directory is ``bindir``: ``python -c`` would import this tree from the current
+    directory first.
+    """
+    return subprocess.run(
+        command, cwd=bindir, env=installed_env(None), capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def readme_code_blocks(readme: Path, section: str, language: str) -> list[str]:
+    """Return the ``.. code-block:: <language>`` bodies in one ``-----`` section of README.rst.
+
+    Tests run these examples, so that the README cannot drift from what works.
+    """
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    titles = [
+        i for i in range(1, len(lines)) if lines[i] and set(lines[i]) == {"-"} and lines[i - 1]
+    ]
+    starts = [i for i in titles if lines[i - 1].strip() == section]
+    if not starts:
+        message = f"README.rst has no section {section!r}"
+        raise LookupError(message)
+    start = starts[0] + 1
+    end = next((i - 1 for i in titles if i > start), len(lines))
+    blocks: list[str] = []
+    index = start
+    while index < end:
+        if lines[index].strip() == f".. code-block:: {language}":
+            index += 1
+            body: list[str] = []
+            while index < end and (not lines[index].strip() or lines[index].startswith("   ")):
+                body.append(lines[index][3:])
+                index += 1
+            blocks.append("\n".join(body).strip("\n") + "\n")
+        else:
+            index += 1
+    return blocks
+
+
+def flake8_example(root: Path, bindir: Path) -> tuple[Path, dict[str, str]]:
+    """Lay out the project of the README examples in ``root``: ``src/app.py`` and ``.flake8``.
+
+    ``app.py`` has an unused import, which flake8 reports as F401. Returns its path and the
+    environment to run the example in (see :func:`installed_env`).
+    """
+    (root / "src").mkdir(parents=True, exist_ok=True)
+    (root / ".flake8").write_text("[flake8]\nmax-line-length = 100\n")
+    app = root / "src" / "app.py"
+    app.write_text("import os\n")
+    return app, installed_env(bindir)
+
+
 # -- Python API tests: counting runs, subprocesses, files with controlled stats -----------------
 
 
