@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import support
+from jobstamps import fingerprint
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.store import Store
 
@@ -246,6 +247,7 @@ def test_a_touched_dependency_in_hash_mode_hits_and_is_refreshed(
 def test_a_racy_dependency_is_recorded_with_its_digest_then_settles(
     h: Harness, dep: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(fingerprint, "RACY_WINDOW_NS", 3600 * 10**9)  # racy however slow the test
     job = Job(KEY, [str(dep)])
     h.run(job)
     recorded = h.entry()["deps"][0][1]
@@ -374,6 +376,22 @@ def test_a_missing_blob_means_running_again(h: Harness, tmp_path: Path) -> None:
     verdict = h.engine.check(job)
     assert verdict.trigger == h.store.entry_path(KEY)
     assert verdict.why == "stored data that the entry needs is missing"
+
+
+@pytest.mark.xfail(
+    reason="engine.py _restore copies the blob without checking its digest and store.py "
+    "has_blob checks only its size: a damaged blob of the right size is restored as the output",
+    strict=True,
+)
+def test_a_damaged_blob_is_not_restored(h: Harness, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    job = Job(KEY, outputs=[str(out)], restore_outputs=True)
+    h.run(job, before=lambda: out.write_bytes(b"the right bytes"))
+    (blob,) = h.entry()["blobs"]
+    Path(h.store.blob_path(blob[0])).write_bytes(b"THE RIGHT BYTES")
+    out.unlink()
+    h.run(job, before=lambda: out.write_bytes(b"the right bytes"))
+    assert out.read_bytes() == b"the right bytes"
 
 
 def test_an_output_directory_is_checked_but_not_stored(h: Harness, tmp_path: Path) -> None:

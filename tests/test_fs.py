@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 HOLD_LOCK = """
 import sys, time
 from jobstamps._fs import FileLock
+print("waiting", flush=True)
 with FileLock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -52,6 +53,7 @@ def holder(path: Path, seconds: float) -> Iterator[subprocess.Popen[str]]:
     ) as process:
         try:
             assert process.stdout is not None
+            assert process.stdout.readline() == "waiting\n"
             assert process.stdout.readline() == "locked\n"
             yield process
         finally:
@@ -212,7 +214,9 @@ def test_a_second_process_waits_for_the_lock(tmp_path: Path) -> None:
         [sys.executable, "-c", HOLD_LOCK, str(path), "0"], stdout=subprocess.PIPE, text=True
     ) as waiter:
         try:
-            time.sleep(0.5)
+            assert waiter.stdout is not None
+            assert waiter.stdout.readline() == "waiting\n"
+            time.sleep(0.3)
             assert waiter.poll() is None, "the second process should be waiting"
         finally:
             lock.__exit__(None, None, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import signal
@@ -691,6 +692,38 @@ def test_functions_without_source_work(counter: str) -> None:
     assert support.runs(counter) == 1
 
 
+def test_functions_without_a_module_work(counter: str) -> None:
+    namespace: dict[str, Any] = {"bump": support.bump}
+    exec("def job(counter):\n    bump(counter)\n    return 'moduleless'\n", namespace)  # noqa: S102
+    job = namespace["job"]
+    assert job.__module__ is None
+    assert jobstamp.run(job, counter) == "moduleless"
+    assert jobstamp.run(job, counter) == "moduleless"
+    assert support.runs(counter) == 1
+
+
+class Scaler:
+    """A callable object: its state is part of the job."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def __call__(self, counter: str, value: int) -> int:
+        support.bump(counter)
+        return self.factor * value
+
+
+def test_callable_objects_and_partials_work(counter: str) -> None:
+    assert jobstamp.run(Scaler(2), counter, 5) == 10
+    assert jobstamp.run(Scaler(2), counter, 5) == 10
+    assert jobstamp.run(Scaler(3), counter, 5) == 15
+    assert support.runs(counter) == 2
+    assert jobstamp.run(functools.partial(double, counter), 5) == 10
+    assert jobstamp.run(functools.partial(double, counter), value=5) == 10
+    assert jobstamp.run(functools.partial(double, counter), 6) == 12
+    assert support.runs(counter) == 4
+
+
 def test_a_mock_with_a_name_runs() -> None:
     job = mock.Mock(__name__="job", return_value="expected")
     assert jobstamp.run(job, 1) == "expected"
@@ -791,6 +824,33 @@ def test_a_stored_result_that_cannot_be_unpickled_runs_again(counter: str) -> No
     assert support.runs(counter) == 2
     assert jobstamp.run(double, counter, 1) == 2
     assert support.runs(counter) == 2
+
+
+def fail(counter: str, error: type[BaseException]) -> None:
+    support.bump(counter)
+    raise error
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_a_job_that_raises_stores_nothing_and_releases_its_lock(
+    counter: str, error: type[BaseException]
+) -> None:
+    for _ in range(2):
+        with pytest.raises(error):
+            jobstamp.run(fail, counter, error)
+    assert support.runs(counter) == 2
+    assert entries() == 0
+    assert jobstamp.out_of_date(fail, counter, error) is not None
+
+
+def nothing(counter: str) -> None:
+    support.bump(counter)
+
+
+def test_a_none_result_is_stored_too(counter: str) -> None:
+    assert jobstamp.run(nothing, counter) is None
+    assert jobstamp.run(nothing, counter) is None
+    assert support.runs(counter) == 1
 
 
 # -- JOBSTAMPS_DEBUG -----------------------------------------------------------------------
