@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -9,8 +10,10 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
     from types import ModuleType
+    from typing import Any
 
     import pytest
 
@@ -170,3 +173,148 @@ def load_module(path: Path, source: str, monkeypatch: pytest.MonkeyPatch) -> Mod
     monkeypatch.setitem(sys.modules, path.stem, module)
     spec.loader.exec_module(module)
     return module
+
+
+# -- command-line tests: the real ``python -m jobstamps`` in a subprocess -----------------------
+
+#: How long any one subprocess of a test may take before the test fails instead of hanging.
+TIMEOUT = 60
+JOBSTAMP = [sys.executable, "-m", "jobstamps"]
+
+
+def jobstamp(
+    *args: str | os.PathLike[str],
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str | None] | None = None,
+    stdin: int | None = subprocess.DEVNULL,
+    data: bytes | None = None,
+    merged: bool = False,
+    timeout: float = TIMEOUT,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m jobstamps ARGS`` to its end, capturing stdout and stderr as bytes.
+
+    ``env`` changes the inherited environment (``None`` unsets a variable); ``data`` is fed
+    on stdin; ``merged`` sends stderr into the stdout pipe, as ``2>&1`` would.
+    """
+    return subprocess.run(
+        [*JOBSTAMP, *(os.fspath(arg) for arg in args)],
+        cwd=cwd,
+        env=changed_env(env),
+        stdin=None if data is not None else stdin,
+        input=data,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def changed_env(changes: Mapping[str, str | None] | None) -> dict[str, str]:
+    """Return this process's environment with ``changes`` applied (``None`` unsets)."""
+    env = dict(os.environ)
+    for name, value in (changes or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def counting(counter: str | os.PathLike[str], script: str) -> list[str]:
+    """Return a ``sh -c`` command that counts its run in ``counter`` (see :func:`runs`), then
+    runs ``script``, which sees the counter's path as ``$0``."""
+    return ["sh", "-c", f'echo ran >> "$0"; {script}', os.fspath(counter)]
+
+
+def cache_entries(cache: str | os.PathLike[str]) -> list[str]:
+    """Return the paths of the finished entry files in the cache directory ``cache``."""
+    return _cache_files(os.path.join(cache, "v1", "e"))
+
+
+def cache_blobs(cache: str | os.PathLike[str]) -> list[str]:
+    """Return the paths of the finished blob files in the cache directory ``cache``."""
+    return _cache_files(os.path.join(cache, "v1", "b"))
+
+
+def _cache_files(top: str) -> list[str]:
+    if not os.path.isdir(top):
+        return []
+    return sorted(
+        os.path.join(top, shard, name)
+        for shard in os.listdir(top)
+        if os.path.isdir(os.path.join(top, shard))
+        for name in os.listdir(os.path.join(top, shard))
+        if not name.startswith(".")
+    )
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    """Poll ``condition`` (a file appearing, a count growing) until it holds; fail after
+    ``timeout`` seconds saying ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            message = f"timed out waiting for {what}"
+            raise AssertionError(message)
+        time.sleep(0.005)
+
+
+def read_until(fd: int, marker: bytes | None, timeout: float = TIMEOUT) -> bytes:
+    """Read from ``fd`` until ``marker`` has arrived (``None``: until it closes), or it closes;
+    return what was read. Fails after ``timeout`` seconds, so a test of live output cannot hang.
+    """
+    import selectors
+
+    data = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while marker is None or marker not in data:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                message = f"timed out waiting for {marker!r}; read so far: {data!r}"
+                raise AssertionError(message)
+            try:
+                block = os.read(fd, 65536)
+            except OSError:  # a pseudo-terminal whose other side closed
+                block = b""
+            if not block:
+                break
+            data += block
+    return data
+
+
+#: Waits (bounded) for the file named by its first argument, so a test controls when it ends.
+WAIT_FOR_FILE = (
+    "import os, sys, time\n"
+    "deadline = time.monotonic() + 60\n"
+    "while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:\n"
+    "    time.sleep(0.005)\n"
+)
+
+
+@contextlib.contextmanager
+def started(*args: str | os.PathLike[str], **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``python -m jobstamps ARGS`` with stdout and stderr pipes; kill it if still running
+    on the way out, and close its pipes, so a failing test leaves nothing behind."""
+    popen.setdefault("stdin", subprocess.DEVNULL)
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    proc: subprocess.Popen[bytes] = subprocess.Popen(
+        [*JOBSTAMP, *(os.fspath(arg) for arg in args)], **popen
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(TIMEOUT)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def counting_python(counter: str | os.PathLike[str], code: str, *args: str) -> list[str]:
+    """Return a command that counts its run in ``counter`` (see :func:`runs`), then runs the
+    Python ``code`` with ``args``."""
+    return [*counting(counter, f'exec "{sys.executable}" -c "$@"'), code, *args]
