@@ -1,0 +1,282 @@
+"""Cache management and information options: stats, clear, size limit, version, help, paths."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from jobstamps import admin, cli
+from jobstamps._version import __version__
+from jobstamps.errors import UsageError
+from jobstamps.store import Store
+from support import backdate, cache_blobs, cache_entries, counting, installed_env, jobstamp, runs
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def stats(*options: str) -> dict[str, str]:
+    """Run ``jobstamp --show-stats`` and return its rows by name."""
+    done = jobstamp(*options, "--show-stats")
+    assert (done.returncode, done.stderr) == (0, b"")
+    return {line[:17].rstrip(): line[17:] for line in done.stdout.decode().splitlines()}
+
+
+# -- information ----------------------------------------------------------------------------------
+
+
+def test_version(capfd: pytest.CaptureFixture[str]) -> None:
+    done = jobstamp("--version")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        f"jobstamp {__version__}\n".encode(),
+        b"",
+    )
+    assert cli.main(["--version"]) == 0
+    assert capfd.readouterr() == (f"jobstamp {__version__}\n", "")
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_option_and_examples(flag: str) -> None:
+    done = jobstamp(flag)
+    assert (done.returncode, done.stderr) == (0, b"")
+    text = done.stdout.decode()
+    assert text.startswith("usage: jobstamp [OPTION...] -- COMMAND [ARG...]\n")
+    for option in cli._TABLE:  # noqa: SLF001 - the one table the parser and help share
+        assert f"\n  {option}" in text or f"-h, {option}" in text
+    examples = text[text.index("\nexamples:\n") :]
+    assert "jobstamp --dependencies " in examples
+    assert "jobstamp --stdin -- " in examples
+    assert " -- " in examples.splitlines()[2]
+
+
+def test_help_wins_over_other_actions(
+    capfd: pytest.CaptureFixture[str], isolated_cache: Path
+) -> None:
+    assert cli.main(["--clear", "--help"]) == 0
+    assert capfd.readouterr().out.startswith("usage: jobstamp")
+    assert not isolated_cache.exists()
+
+
+def test_make_include_prints_an_existing_file() -> None:
+    done = jobstamp("--make-include")
+    assert (done.returncode, done.stderr) == (0, b"")
+    path = done.stdout.decode().rstrip("\n")
+    assert os.path.isabs(path)
+    assert os.path.basename(path) == "jobstamps.mk"
+    assert os.path.isfile(path)
+
+
+def test_cmake_dir_prints_a_directory_or_says_what_is_missing() -> None:
+    done = jobstamp("--cmake-dir")
+    assert b"Traceback" not in done.stderr
+    if done.returncode == 0:
+        path = done.stdout.decode().rstrip("\n")
+        assert os.path.isfile(os.path.join(path, "JobstampsConfig.cmake"))
+    else:
+        assert done.returncode == 1
+        (message,) = done.stderr.decode().splitlines()
+        assert message.startswith("jobstamp: ")
+
+
+@pytest.mark.slow
+def test_installed_command_prints_existing_integration_paths(installed: Path) -> None:
+    import subprocess
+
+    env = installed_env(installed)
+    for option, name in (("--cmake-dir", "JobstampsConfig.cmake"), ("--make-include", "")):
+        done = subprocess.run(
+            [installed / "jobstamp", option], env=env, capture_output=True, timeout=60, check=False
+        )
+        assert (done.returncode, done.stderr) == (0, b""), done.stderr
+        path = done.stdout.decode().rstrip("\n")
+        assert os.path.exists(os.path.join(path, name) if name else path), path
+        assert path.startswith(str(installed.parent))
+
+
+# -- statistics and clearing ----------------------------------------------------------------------
+
+
+def test_show_stats_of_a_cache_that_does_not_exist(isolated_cache: Path) -> None:
+    rows = stats()
+    assert rows["cache directory"] == str(isolated_cache)
+    assert (rows["results"], rows["hits"], rows["misses"], rows["hit rate"]) == ("0", "0", "0", "-")
+    assert rows["size"] == "0 B (no limit)"
+    assert not isolated_cache.exists()
+
+
+def test_show_stats_counts_hits_and_misses(tmp_path: Path) -> None:
+    first = counting(tmp_path / "counter", "echo one")
+    second = counting(tmp_path / "counter", "echo two")
+    for command in (first, first, first, second, second):
+        jobstamp("--", *command)
+    rows = stats()
+    assert (rows["results"], rows["hits"], rows["misses"], rows["hit rate"]) == (
+        "2",
+        "3",
+        "2",
+        "60%",
+    )
+    assert runs(tmp_path / "counter") == 2
+    # Failures to start and uncached runs are not lookups.
+    jobstamp("--", "jobstamps-no-such-command")
+    jobstamp("--", *first, env={"JOBSTAMPS_DISABLED": "1"})
+    assert (stats()["hits"], stats()["misses"]) == ("3", "2")
+
+
+def test_stats_of_another_stamp_directory(tmp_path: Path) -> None:
+    jobstamp("--stamp-directory", tmp_path / "other", "--", "true")
+    rows = stats("--stamp-directory", str(tmp_path / "other"))
+    assert (rows["cache directory"], rows["results"], rows["misses"]) == (
+        str(tmp_path / "other"),
+        "1",
+        "1",
+    )
+    assert stats()["results"] == "0"
+
+
+def test_clear_removes_results_and_keeps_the_size_limit(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    command = counting(tmp_path / "counter", "printf '%*s' 100000 x")
+    jobstamp("--max-size", "5G")
+    jobstamp("--", *command)
+    assert (len(cache_entries(isolated_cache)), len(cache_blobs(isolated_cache))) == (1, 1)
+    done = jobstamp("--clear")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        f"Cleared {isolated_cache}\n".encode(),
+        b"",
+    )
+    assert (cache_entries(isolated_cache), cache_blobs(isolated_cache)) == ([], [])
+    rows = stats()
+    assert (rows["results"], rows["hits"], rows["misses"]) == ("0", "0", "0")
+    assert rows["size"] == "0 B (limit 5.0 GiB)"
+    assert len(jobstamp("--", *command).stdout) == 100000
+    assert runs(tmp_path / "counter") == 2
+    assert jobstamp("--clear", "--clear").returncode == 0
+
+
+def test_clear_of_a_cache_that_does_not_exist(isolated_cache: Path) -> None:
+    done = jobstamp("--clear", "--show-stats")
+    assert done.returncode == 0
+    assert done.stdout.decode().splitlines()[0] == f"Cleared {isolated_cache}"
+
+
+# -- the size limit -------------------------------------------------------------------------------
+
+
+def test_max_size_is_persisted(isolated_cache: Path) -> None:
+    done = jobstamp("--max-size", "500M")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        b"Set the size limit to 500.0 MiB\n",
+        b"",
+    )
+    assert stats()["size"] == "0 B (limit 500.0 MiB)"
+    assert (isolated_cache / "config").read_text() == f"max_size={500 << 20}\n"
+    assert jobstamp("--max-size", "0").stdout == b"Set the size limit to none\n"
+    assert stats()["size"] == "0 B (no limit)"
+
+
+def test_max_size_evicts_least_recently_used_results(tmp_path: Path, isolated_cache: Path) -> None:
+    counter = tmp_path / "counter"
+    small = counting(counter, "printf '%*s' 20000 a")  # stored inside its entry
+    large = counting(counter, "printf '%*s' 100000 b")  # stored in a blob
+    newest = counting(counter, "printf '%*s' 40000 c")
+    limit = 150_000
+    jobstamp("--max-size", str(limit))
+
+    def entry_of(command: list[str]) -> str:
+        before = set(cache_entries(isolated_cache))
+        jobstamp("--", *command)
+        (made,) = set(cache_entries(isolated_cache)) - before
+        return made
+
+    small_entry = entry_of(small)
+    large_entry = entry_of(large)
+    backdate(small_entry, 300)  # made first: without the hit below it would go first
+    backdate(large_entry, 200)
+    assert len(jobstamp("--", *small).stdout) == 20000  # a hit refreshes its recency
+    assert runs(counter) == 2
+    assert Store(str(isolated_cache)).stats()["bytes"] < limit
+    entry_of(newest)  # storing it goes over the limit
+    assert large_entry not in cache_entries(isolated_cache)
+    assert cache_blobs(isolated_cache) == []  # the blob went with its entry
+    assert Store(str(isolated_cache)).stats()["bytes"] <= limit
+
+    for command, size, count in ((small, 20000, 3), (newest, 40000, 3), (large, 100000, 4)):
+        assert len(jobstamp("--", *command).stdout) == size
+        assert runs(counter) == count
+
+
+def test_lowering_max_size_evicts_at_once(tmp_path: Path, isolated_cache: Path) -> None:
+    counter = tmp_path / "counter"
+    for index in range(4):
+        jobstamp("--", *counting(counter, f"printf '%*s' 30000 {index}"))
+        backdate(max(cache_entries(isolated_cache), key=os.path.getmtime), 1000 - index)
+    done = jobstamp("--max-size", "70K", "--show-stats")
+    assert done.returncode == 0
+    first, *rows = done.stdout.decode().splitlines()
+    assert first.startswith("Set the size limit to 70.0 KiB; evicted ")
+    assert "results          2" in rows
+    assert Store(str(isolated_cache)).stats()["bytes"] <= 70 << 10
+    # The two used most recently stay.
+    for index, count in ((3, 4), (2, 4), (0, 5)):
+        jobstamp("--", *counting(counter, f"printf '%*s' 30000 {index}"))
+        assert runs(counter) == count
+
+
+# -- sizes ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("0", 0),
+        ("1024", 1024),
+        ("500M", 500 << 20),
+        ("5G", 5 << 30),
+        ("5g", 5 << 30),
+        ("1.5GiB", 3 << 29),
+        ("2 KB", 2048),
+        ("1T", 1 << 40),
+        (" 7k ", 7 << 10),
+    ],
+)
+def test_parse_size(text: str, size: int) -> None:
+    assert admin.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "M", "garbage", "-1", "1e3", "5X", "5 GB extra", "1,5G"])
+def test_parse_size_refuses(text: str) -> None:
+    with pytest.raises(UsageError, match="is not a size"):
+        admin.parse_size(text)
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (1536, "1.5 KiB"),
+        (5 << 30, "5.0 GiB"),
+        (3 << 40, "3.0 TiB"),
+    ],
+)
+def test_format_size(size: int, text: str) -> None:
+    assert admin.format_size(size) == text
+
+
+def test_run_in_process(capfd: pytest.CaptureFixture[str], isolated_cache: Path) -> None:
+    options = cli.parse(["--max-size", "1M", "--show-stats"])
+    assert admin.run(options, lambda: "help\n") == 0
+    out, err = capfd.readouterr()
+    assert out.splitlines()[0] == "Set the size limit to 1.0 MiB"
+    assert f"cache directory  {isolated_cache}" in out
+    assert err == ""
+    assert sys.modules["jobstamps.admin"] is admin
