@@ -172,6 +172,28 @@ def test_fixed_dependencies_and_cache_dir(tmp_path: Path) -> None:
     assert runs() == 2
 
 
+@pytest.mark.xfail(
+    reason="calls.py Options keeps the dependencies iterable given to memoize and iterates it "
+    "on every call: a one-shot iterator (iter, map, glob.iglob) is empty from the second call "
+    "on, so later calls check no dependency and replay stale results",
+    strict=True,
+)
+def test_dependencies_given_as_an_iterator_are_kept(tmp_path: Path) -> None:
+    config = tmp_path / "config.ini"
+    config.write_text("[a]\n")
+
+    @memoize(dependencies=iter([str(config)]))
+    def read() -> str:
+        bump()
+        return config.read_text()
+
+    assert read() == "[a]\n"
+    assert read() == "[a]\n"
+    assert read() == "[a]\n"
+    config.write_text("[b]\n")
+    assert read() == "[b]\n"
+
+
 def test_a_single_path_is_one_dependency(tmp_path: Path) -> None:
     config = tmp_path / "config.ini"
     config.write_text("[a]\n")
