@@ -21,11 +21,13 @@ if TYPE_CHECKING:
 __all__ = [
     "abspaths",
     "call_key",
+    "command_fields",
     "command_key",
     "describe_callable",
     "encode",
     "executable_identity",
     "resolve_executable",
+    "same_destination",
 ]
 
 _code_digests: dict[CodeType, bytes] = {}
@@ -37,12 +39,15 @@ def _frame(tag: bytes, data: bytes) -> bytes:
 
 
 class _Encoder:
-    """Writes one canonical byte string for a tree of Python values."""
+    """Writes one canonical byte string for a tree of Python values.
 
-    def __init__(self) -> None:
+    Equal values encode equally however they share objects; only a reference back to an
+    object being encoded (a cycle) is written as a reference, to the depth it stands at.
+    """
+
+    def __init__(self, path: dict[int, int] | None = None) -> None:
         self.out: list[bytes] = []
-        self._memo: dict[int, int] = {}
-        self._alive: list[object] = []  # keeps ids unique while encoding
+        self._path: dict[int, int] = {} if path is None else path
 
     def encode(self, value: Any) -> None:  # noqa: C901, PLR0912 - one branch per type family
         out = self.out
@@ -63,52 +68,60 @@ class _Encoder:
             out.append(_frame(b"b", value))
         elif kind is bytearray:
             out.append(_frame(b"y", bytes(value)))
-        elif self._backref(value):
-            return
-        elif kind is tuple or kind is list:
+        elif isinstance(value, type):
+            out.append(_frame(b"c", _qualified(value).encode()))
+        elif _is_module(value):
+            out.append(_frame(b"m", value.__name__.encode()))
+        else:
+            depth = self._path.get(id(value))
+            if depth is not None:
+                out.append(_frame(b"r", str(depth).encode()))
+                return
+            self._path[id(value)] = len(self._path)
+            try:
+                self._container(value, kind)
+            finally:
+                del self._path[id(value)]
+
+    def _container(self, value: Any, kind: type) -> None:
+        out = self.out
+        if kind is tuple or kind is list:
             out.append(_frame(b"t" if kind is tuple else b"l", str(len(value)).encode()))
             for item in value:
                 self.encode(item)
         elif kind is dict:
-            self._unordered(b"d", [(k, v) for k, v in value.items()])
+            self._unordered(b"d", list(value.items()))
         elif kind is set or kind is frozenset:
             self._unordered(b"S" if kind is set else b"Z", list(value))
-        elif isinstance(value, type):
-            out.append(_frame(b"c", _qualified(value).encode()))
         elif _is_function(value):
             out.append(_frame(b"F", _qualified(value).encode()) + _code_digest(value))
+            # What the code closes over and its defaults decide what it does, too.
+            cells = []
+            for cell in value.__closure__ or ():
+                try:
+                    cells.append(cell.cell_contents)
+                except ValueError:  # noqa: PERF203 - a cell not yet bound
+                    cells.append(Ellipsis)
+            self.encode((value.__defaults__, value.__kwdefaults__, cells))
         elif _is_builtin(value):
             owner = getattr(value, "__self__", None)
             out.append(_frame(b"B", _qualified(value).encode()))
             if owner is not None and not _is_module(owner):
                 self.encode(owner)
-        elif _is_module(value):
-            out.append(_frame(b"m", value.__name__.encode()))
         else:
             self._reduced(value)
-
-    def _backref(self, value: object) -> bool:
-        index = self._memo.get(id(value))
-        if index is not None:
-            self.out.append(_frame(b"r", str(index).encode()))
-            return True
-        self._memo[id(value)] = len(self._memo)
-        self._alive.append(value)
-        return False
 
     def _unordered(self, tag: bytes, items: list[Any]) -> None:
         encoded = []
         for item in items:
-            sub = _Encoder()
-            # Each item sees only its ancestors, so the order items were inserted in is moot.
-            sub._memo, sub._alive = dict(self._memo), self._alive
+            sub = _Encoder(self._path)
             sub.encode(item)
             encoded.append(b"".join(sub.out))
         encoded.sort()
         self.out.append(_frame(tag, str(len(encoded)).encode()))
         self.out.extend(encoded)
 
-    def _reduced(self, value: object) -> None:
+    def _reduced(self, value: Any) -> None:
         if hasattr(value, "__self__") and hasattr(value, "__func__"):  # bound method
             self.out.append(b"M")
             self.encode(value.__self__)
@@ -125,10 +138,15 @@ class _Encoder:
             self.out.append(_frame(b"g", f"{type(value).__module__}.{reduced}".encode()))
             return
         self.out.append(_frame(b"o", _qualified(type(value)).encode()))
-        parts = list(reduced[:3])
-        # List items and dict items come as iterators.
-        parts.extend(None if extra is None else list(extra) for extra in reduced[3:5])
-        self.encode(tuple(parts))
+        callable_, args, state = (*reduced[:3], None, None)[:3]
+        self.encode((callable_, args, state))
+        items = reduced[3] if len(reduced) > 3 else None  # noqa: PLR2004 - pickle's layout
+        self.encode(None if items is None else list(items))
+        pairs = reduced[4] if len(reduced) > 4 else None  # noqa: PLR2004 - pickle's layout
+        if pairs is None:
+            self.encode(None)
+        else:
+            self._unordered(b"d", list(pairs))
 
 
 def _qualified(obj: object) -> str:
@@ -226,7 +244,11 @@ def call_key(
     func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any], extra: object
 ) -> str:
     """Return the key of calling ``func(*args, **kwargs)`` with jobstamps options ``extra``."""
-    payload = encode(("jobstamps-call-1", func, _bound_arguments(func, args, kwargs), extra))
+    identity: object = func
+    if type(func).__module__ == "unittest.mock":
+        # A test double's state records its calls; it stands for the function it is named as.
+        identity = ("mock", type(func).__qualname__, getattr(func, "__name__", ""))
+    payload = encode(("jobstamps-call-1", identity, _bound_arguments(func, args, kwargs), extra))
     return blake2b(payload, digest_size=20).hexdigest()
 
 
@@ -275,3 +297,49 @@ def executable_identity(path: str) -> str:
     """
     st = os.stat(path)
     return f"{path}\0{st.st_size}\0{st.st_mtime_ns}"
+
+
+def same_destination(a: int, b: int) -> bool:
+    """Whether two file descriptors lead to the same file, pipe or terminal."""
+    try:
+        sa, sb = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino, sa.st_rdev) == (sb.st_dev, sb.st_ino, sb.st_rdev)
+
+
+def command_fields(
+    cwd: str,
+    executable: str,
+    method: str,
+    argv: Sequence[str],
+    dependencies: Sequence[str] = (),
+    outputs: Sequence[str] = (),
+    env_names: Sequence[str] = (),
+    stdin_digest: str = "-",
+) -> tuple[list[str], bool]:
+    """Describe a command invocation for :func:`command_key`; also say if stdout is stderr.
+
+    Besides what is given, the key notes whether stdout and stderr are terminals and whether
+    they lead to the same place: output recorded for one is not replayed into the other.
+    """
+    merged = same_destination(1, 2)
+    fields = [
+        cwd,
+        executable_identity(executable),
+        method,
+        f"tty:{int(os.isatty(1))}{int(os.isatty(2))} merged:{int(merged)}",
+        f"argv:{len(argv)}",
+        *argv,
+        f"deps:{len(dependencies)}",
+        *dependencies,
+        f"outputs:{len(outputs)}",
+        *outputs,
+        f"env:{len(env_names)}",
+        *(
+            f"{name}={os.environ[name]}" if name in os.environ else f"{name} unset"
+            for name in env_names
+        ),
+        f"stdin:{stdin_digest}",
+    ]
+    return fields, merged
