@@ -49,13 +49,16 @@ def digest_bytes(data: bytes) -> str:
 
 def digest_file(path: str) -> str:
     """Return the digest of a file's contents (of every file's name and contents, for a tree)."""
+    if not os.path.isdir(path):
+        return _digest_one(path)
     hasher = blake2b(digest_size=20)
-    if os.path.isdir(path):
-        for relative, _ in _tree(path):
-            hasher.update(relative.encode("utf-8", "surrogateescape") + b"\0")
-            hasher.update(_digest_one(os.path.join(path, relative)).encode())
-        return hasher.hexdigest()
-    return _digest_one(path)
+    for relative, st in _tree(path):
+        full = os.path.join(path, relative)
+        # A link that is left as a link stands for the name it points to.
+        linked = stat.S_ISLNK(st.st_mode)
+        content = "link:" + os.readlink(full) if linked else _digest_one(full)
+        hasher.update(relative.encode("utf-8", "surrogateescape") + b"\0" + content.encode())
+    return hasher.hexdigest()
 
 
 def _digest_one(path: str) -> str:
@@ -76,7 +79,11 @@ SKIPPED_FOLDERS = frozenset(
 
 
 def _tree(path: str) -> list[tuple[str, os.stat_result]]:
-    """List the files below ``path`` with their stat results, sorted by relative path."""
+    """List the files and symbolic links below ``path``, sorted by relative path.
+
+    A link to a file stands for that file; other links (to folders, dangling) stand for the
+    name they point to, so a tree is always finite.
+    """
     found: list[tuple[str, os.stat_result]] = []
     pending = [""]
     while pending:
@@ -89,18 +96,27 @@ def _tree(path: str) -> list[tuple[str, os.stat_result]]:
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(name)
                     continue
-                try:
-                    found.append((name, entry.stat()))
-                except OSError:  # a dangling symbolic link
-                    found.append((name, entry.stat(follow_symlinks=False)))
+                found.append((name, _followed_if_file(entry)))
     found.sort(key=lambda item: item[0])
     return found
+
+
+def _followed_if_file(entry: os.DirEntry[str]) -> os.stat_result:
+    st = entry.stat(follow_symlinks=False)
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = entry.stat()
+        except OSError:
+            return st
+        if stat.S_ISREG(target.st_mode):
+            return target
+    return st
 
 
 def _signature(path: str) -> tuple[int, int, int, int, int] | None:
     try:
         st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # missing, or unreachable (a link loop, a name too long): not there
         return None
     if not stat.S_ISDIR(st.st_mode):
         return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
@@ -130,7 +146,10 @@ def record(path: str, method: str) -> Fingerprint | None:
     if signature is None:
         return None
     racy = _is_racy(signature, time.time_ns())
-    digest = digest_file(path) if method == HASH or racy else ""
+    try:
+        digest = digest_file(path) if method == HASH or racy else ""
+    except OSError:  # gone or unreadable since the stat: as good as missing
+        return None
     return (*signature, digest, racy)
 
 

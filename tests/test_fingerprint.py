@@ -116,12 +116,6 @@ def test_a_tree_in_mtime_mode_says_what_changed(
     )
 
 
-@pytest.mark.xfail(
-    reason="fingerprint.py digest_file/_digest_one opens every entry _tree lists: a symbolic "
-    "link to a directory raises IsADirectoryError and a dangling link FileNotFoundError out of "
-    "record(), so jobstamp.run raises instead of running",
-    strict=True,
-)
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("link", ["to-directory", "dangling"])
 def test_a_tree_with_symbolic_links_can_be_recorded(tmp_path: Path, method: str, link: str) -> None:
@@ -142,12 +136,6 @@ def test_record_of_a_missing_path_is_none(tmp_path: Path, method: str) -> None:
     assert record(str(tmp_path / "file" / "below"), method) is None  # a parent is a file
 
 
-@pytest.mark.xfail(
-    reason="fingerprint.py _signature catches only FileNotFoundError and NotADirectoryError: a "
-    "path that cannot be stat'ed otherwise (a symbolic link loop, a name too long) raises "
-    "OSError out of record() and check() instead of counting as missing",
-    strict=True,
-)
 @pytest.mark.parametrize("method", METHODS)
 def test_a_path_that_cannot_be_stated_counts_as_missing(tmp_path: Path, method: str) -> None:
     loop = tmp_path / "loop"
