@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
+from jobstamps import settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import UsageError
 from jobstamps.key import abspaths, call_key, describe_callable
@@ -16,17 +17,12 @@ from jobstamps.store import Store
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["Options", "PathsSpec", "debug_enabled", "method_name", "out_of_date", "run_call"]
+__all__ = ["Options", "PathsSpec", "method_name", "out_of_date", "run_call"]
 
 R = TypeVar("R")
 PathsSpec = Union[  # noqa: UP007 - a runtime alias: "X | Y" of strings is not evaluable
     Iterable["str | os.PathLike[str]"], Callable[..., Iterable["str | os.PathLike[str]"]], None
 ]
-
-
-def debug_enabled() -> bool:
-    """Whether ``JOBSTAMPS_DEBUG`` asks for explanations."""
-    return os.environ.get("JOBSTAMPS_DEBUG", "") not in {"", "0"}
 
 
 def _say(message: str) -> None:
@@ -35,13 +31,9 @@ def _say(message: str) -> None:
 
 def method_name(method: object) -> str:
     """Normalise a method given as ``MTimeMethod``/``HashMethod`` (class or instance) or name."""
-    if os.environ.get("JOBSTAMPS_ALWAYS_USE_HASHES", "") not in {"", "0"}:
-        return HASH
-    if method is None:
-        return MTIME
-    name = getattr(method, "jobstamps_method", method)
+    name = MTIME if method is None else getattr(method, "jobstamps_method", method)
     if name in {MTIME, HASH}:
-        return str(name)
+        return HASH if settings.always_hash() else str(name)
     raise UsageError(
         f"unknown jobstamps method {method!r}. Use jobstamp.MTimeMethod or jobstamp.HashMethod"
     )
@@ -58,8 +50,8 @@ class Options:
         cache_dir: str | os.PathLike[str] | None = None,
         restore_outputs: bool = False,
     ) -> None:
-        self.dependencies = dependencies
-        self.outputs = outputs
+        self.dependencies = _fixed(dependencies)
+        self.outputs = _fixed(outputs)
         self.method = method
         self.cache_dir = cache_dir
         self.restore_outputs = restore_outputs
@@ -75,7 +67,14 @@ class Options:
     def engine(self) -> Engine:
         """Return the engine over this call's cache directory."""
         root = os.fspath(self.cache_dir) if self.cache_dir else None
-        return Engine(Store(root), _say if debug_enabled() else None)
+        return Engine(Store(root), _say if settings.debugging() else None)
+
+
+def _fixed(spec: PathsSpec) -> PathsSpec:
+    """Keep paths given as an iterator (``glob.iglob``) for every call, not just the first."""
+    if spec is None or callable(spec) or isinstance(spec, (str, os.PathLike)):
+        return spec
+    return list(spec)
 
 
 def _paths(spec: PathsSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Iterable[str]:
@@ -88,15 +87,11 @@ def _paths(spec: PathsSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> I
     return [os.fspath(p) for p in spec]
 
 
-def _disabled() -> bool:
-    return os.environ.get("JOBSTAMPS_DISABLED", "") not in {"", "0"}
-
-
 def out_of_date(
     options: Options, func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> str | None:
     """Return what would make the call run (a path, or ``"JOBSTAMPS_DISABLED"``), else ``None``."""
-    if _disabled():
+    if settings.disabled():
         return "JOBSTAMPS_DISABLED"
     job = options.job(func, args, kwargs)
     return options.engine().check(job).trigger
@@ -106,7 +101,7 @@ def run_call(
     options: Options, func: Callable[..., R], args: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> R:
     """Return ``func(*args, **kwargs)``, from the cache when nothing it depends on changed."""
-    if _disabled():
+    if settings.disabled():
         return func(*args, **kwargs)
     engine = options.engine()
     job = options.job(func, args, kwargs)

@@ -10,7 +10,8 @@ returns paths, so a function that processes a file can name that file::
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, overload
+import types
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from jobstamps import calls
 
@@ -38,6 +39,12 @@ class Memoized(Generic[P, R]):
         if not self.enabled:
             return self.__wrapped__(*args, **kwargs)
         return calls.run_call(self.options, self.__wrapped__, args, kwargs)
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        """Bind to ``instance`` when decorating a method; the instance is part of the key."""
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)
 
     def out_of_date(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
         """Return what would make this call run (a path or reason), or ``None``; runs nothing."""

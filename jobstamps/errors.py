@@ -19,8 +19,11 @@ class UsageError(JobstampsError):
     """The caller asked for something that cannot work (bad flags, bad option values)."""
 
 
-class CacheDirectoryError(JobstampsError):
-    """The cache directory cannot be used safely: not a directory, or writable by others."""
+class CacheDirectoryError(JobstampsError, OSError):
+    """The cache directory cannot be used safely: not a directory, or writable by others.
+
+    It is an :class:`OSError` too, as the original jobstamps raised ``IOError`` here.
+    """
 
 
 class UnhashableArgumentError(JobstampsError, TypeError):

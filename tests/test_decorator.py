@@ -172,12 +172,6 @@ def test_fixed_dependencies_and_cache_dir(tmp_path: Path) -> None:
     assert runs() == 2
 
 
-@pytest.mark.xfail(
-    reason="calls.py Options keeps the dependencies iterable given to memoize and iterates it "
-    "on every call: a one-shot iterator (iter, map, glob.iglob) is empty from the second call "
-    "on, so later calls check no dependency and replay stale results",
-    strict=True,
-)
 def test_dependencies_given_as_an_iterator_are_kept(tmp_path: Path) -> None:
     config = tmp_path / "config.ini"
     config.write_text("[a]\n")
@@ -234,11 +228,6 @@ def test_a_bad_method_is_refused_when_decorating() -> None:
         memoize(method="sha1")
 
 
-@pytest.mark.xfail(
-    reason="calls.py method_name returns 'hash' under JOBSTAMPS_ALWAYS_USE_HASHES before "
-    "checking the method given, so memoize(method='sha1') is accepted then",
-    strict=True,
-)
 def test_a_bad_method_is_refused_even_when_hashes_are_forced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -303,11 +292,6 @@ def test_nested_functions_with_one_name_do_not_collide() -> None:
     assert runs() == 2
 
 
-@pytest.mark.xfail(
-    reason="decorator.py Memoized has no __get__: decorating a method leaves self unbound, so "
-    "calling it through an instance raises TypeError (functools.cache binds it)",
-    strict=True,
-)
 def test_a_method_can_be_memoized() -> None:
     class Greeter:
         def __init__(self, name: str) -> None:

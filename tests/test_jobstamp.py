@@ -160,11 +160,6 @@ def test_a_missing_dependency_runs_every_time(counter: str, tmp_path: Path, meth
     assert support.runs(counter) == 3
 
 
-@pytest.mark.xfail(
-    reason="engine.py commit() stores nothing when a dependency is missing, so out_of_date "
-    "returns the stamp path where the original returned the missing dependency's path",
-    strict=True,
-)
 def test_out_of_date_names_a_dependency_that_never_existed(counter: str, tmp_path: Path) -> None:
     absent = str(tmp_path / "absent")
     jobstamp.run(double, counter, 1, jobstamps_dependencies=[absent])
@@ -347,11 +342,6 @@ def test_a_file_in_place_of_the_cache_directory_is_a_clear_error(
     assert blocker.read_text() == "Regular file"
 
 
-@pytest.mark.xfail(
-    reason="errors.py CacheDirectoryError is not an OSError: code written for the original, "
-    "which raised IOError for a file in place of the cache directory, stops catching it",
-    strict=True,
-)
 def test_a_file_in_place_of_the_cache_directory_is_still_an_ioerror(
     counter: str, tmp_path: Path
 ) -> None:
@@ -738,11 +728,6 @@ class MockJob(mock.Mock):
         self.return_value = None
 
 
-@pytest.mark.xfail(
-    reason="key.py keys a Mock by its pickle reduction, which holds its call records: the "
-    "second call raises UnhashableArgumentError; the original's tests ran jobs like this",
-    strict=True,
-)
 def test_a_mock_job_runs_only_once() -> None:
     job = MockJob()
     jobstamp.run(job, 1)
@@ -750,11 +735,6 @@ def test_a_mock_job_runs_only_once() -> None:
     job.assert_called_once_with(1)
 
 
-@pytest.mark.xfail(
-    reason="key.py keys a function by module, name and code, not its closure: closures over "
-    "different values share a key and the second replays the first one's result",
-    strict=True,
-)
 def test_closures_over_different_values_do_not_share_results() -> None:
     def make(n: int) -> Callable[[], int]:
         return lambda: n
@@ -775,11 +755,6 @@ def test_unhashable_arguments_are_a_clear_error(counter: str) -> None:
     assert support.runs(counter) == 0
 
 
-@pytest.mark.xfail(
-    reason="fingerprint.py _signature lets OSError other than ENOENT/ENOTDIR escape: a "
-    "dependency that is a symbolic link loop makes jobstamp.run raise instead of running",
-    strict=True,
-)
 def test_a_dependency_that_cannot_be_stated_runs_the_job(counter: str, tmp_path: Path) -> None:
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
