@@ -78,14 +78,18 @@ def makedirs(path: str) -> None:
     os.makedirs(path, mode=0o700, exist_ok=True)
 
 
-def atomic_write(path: str, chunks: Iterable[bytes]) -> None:
+def atomic_write(path: str, chunks: Iterable[bytes], private: bool = True) -> None:
     """Write ``chunks`` to ``path`` so that readers see the old file or the whole new one.
 
     The data goes to a temporary file in the same directory, which is renamed over ``path``;
-    on any error the temporary file is removed and the error propagates.
+    on any error the temporary file is removed and the error propagates. A missing directory
+    is created private (0700) inside the cache, with the usual mode elsewhere.
     """
     directory = os.path.dirname(path)
-    makedirs(directory)
+    if private:
+        makedirs(directory)
+    else:
+        os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

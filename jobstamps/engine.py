@@ -12,6 +12,7 @@ import os
 import time
 
 from jobstamps import fingerprint
+from jobstamps.errors import CacheDirectoryError
 from jobstamps.fingerprint import HASH, MTIME
 
 TYPE_CHECKING = False
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, TypeVar
 
+    from jobstamps._fs import FileLock
     from jobstamps.store import Store
 
     T = TypeVar("T")
@@ -128,6 +130,8 @@ class Engine:
     def _check_deps(job: Job, verdict: Verdict) -> Verdict | None:
         assert verdict.entry is not None  # noqa: S101 - set by check()
         for index, (path, recorded) in enumerate(verdict.entry["deps"]):
+            if recorded is None:
+                return Verdict(path, f"dependency {path} does not exist")
             why, refreshed = fingerprint.check(path, job.method, recorded)
             if why:
                 return Verdict(path, f"dependency {path} changed: {why}")
@@ -162,7 +166,9 @@ class Engine:
 
         with open(self.store.blob_path(blob), "rb") as handle:
             data = handle.read()
-        atomic_write(path, [data])
+        if fingerprint.digest_bytes(data) != blob:
+            raise ReplayError(f"the stored copy of {path} is damaged")
+        atomic_write(path, [data], private=False)
         os.chmod(path, mode & 0o7777)
 
     # -- a miss -----------------------------------------------------------------------------
@@ -182,7 +188,9 @@ class Engine:
         job = recording.job
         for path, before in zip(job.dependencies, recording.deps, strict=True):
             if before is None:
-                return f"dependency {path} does not exist"
+                # Stored all the same, so that out_of_date() names the missing file; a missing
+                # dependency never hits.
+                continue
             why, _ = fingerprint.check(path, job.method, before)
             if why:
                 return f"dependency {path} changed while the job ran ({why})"
@@ -240,12 +248,7 @@ class Engine:
             result = self._try_replay(job, replay, announce=True)
             if result is not _MISS:
                 return result  # type: ignore[return-value]
-        lock = None
-        try:
-            self.store.create()
-            lock = self.store.lock(job.key).__enter__()
-        except OSError:
-            lock = None  # no lock (read-only or full disk): run anyway, storing may fail too
+        lock = self._lock(job)
         try:
             if not force and lock is not None:
                 result = self._try_replay(job, replay, announce=False)
@@ -255,6 +258,9 @@ class Engine:
             value, payload, blobs = compute()
             if payload is not None:
                 problem = self.commit(recording, payload, blobs)
+                if problem:
+                    for digest, _ in blobs:  # made for this entry, which was not stored
+                        self.store.drop_blob(digest)
                 self.say(
                     f"not stored: {problem}" if problem else f"stored the result of {job.about}"
                 )
@@ -262,6 +268,16 @@ class Engine:
         finally:
             if lock is not None:
                 lock.__exit__(None, None, None)
+
+    def _lock(self, job: Job) -> FileLock | None:
+        """Take the job's lock; ``None`` where there can be none (read-only or full disk)."""
+        try:
+            self.store.create()
+            return self.store.lock(job.key).__enter__()
+        except CacheDirectoryError:
+            raise
+        except OSError:
+            return None  # run anyway; storing may well fail too, and says so
 
     def _try_replay(
         self, job: Job, replay: Callable[[dict[str, Any]], T], announce: bool

@@ -56,6 +56,8 @@ def replay(payload: dict[str, Any], store: Store) -> int:
             writer.write(fd, data[offset : offset + size])
             offset += size
         return int(payload["code"])
+    if not store.blob_intact(payload["blob"]):
+        raise ReplayError("stored output is damaged")
     try:
         source = os.open(store.blob_path(payload["blob"]), os.O_RDONLY)
     except OSError as error:

@@ -138,6 +138,22 @@ class Store:
         except OSError:
             return False
 
+    def blob_intact(self, digest: str) -> bool:
+        """Return whether the blob's contents still have its digest (reads it whole)."""
+        from jobstamps.fingerprint import digest_file
+
+        try:
+            return digest_file(self.blob_path(digest)) == digest
+        except OSError:
+            return False
+
+    def drop_blob(self, digest: str) -> None:
+        """Remove a blob, if it is there."""
+        try:
+            os.unlink(self.blob_path(digest))
+        except OSError:
+            pass
+
     def put_file(self, path: str) -> tuple[str, int]:
         """Store a copy of the file at ``path``; return its ``(digest, size)``."""
         with open(path, "rb") as handle:

@@ -382,11 +382,6 @@ def test_a_missing_blob_means_running_again(h: Harness, tmp_path: Path) -> None:
     assert verdict.why == "stored data that the entry needs is missing"
 
 
-@pytest.mark.xfail(
-    reason="engine.py _restore copies the blob without checking its digest and store.py "
-    "has_blob checks only its size: a damaged blob of the right size is restored as the output",
-    strict=True,
-)
 def test_a_damaged_blob_is_not_restored(h: Harness, tmp_path: Path) -> None:
     out = tmp_path / "out"
     job = Job(KEY, outputs=[str(out)], restore_outputs=True)

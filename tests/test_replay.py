@@ -224,11 +224,6 @@ def test_a_missing_or_damaged_blob_is_a_miss(
         assert runs(tmp_path / "counter") == count
 
 
-@pytest.mark.xfail(
-    reason="replay.replay checks a blob's size but not its digest, so a blob damaged in place "
-    "(same size) is replayed as if it were the command's output",
-    strict=True,
-)
 def test_a_blob_damaged_in_place_is_not_replayed(tmp_path: Path, isolated_cache: Path) -> None:
     code = "import os; os.write(1, b'big' * 100000)"
     command = counting_python(tmp_path / "counter", code)
