@@ -230,10 +230,6 @@ def _error(message: str, usage: bool = False) -> None:
         pass
 
 
-def _debugging() -> bool:
-    return os.environ.get("JOBSTAMPS_DEBUG", "") not in {"", "0"}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jobstamp`` command line; return its exit status."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -248,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(error), usage=True)
         return 2
     except CacheDirectoryError as error:
-        _error(str(error))
+        _error(str(error), usage=True)
         return 2
     except JobstampsError as error:
         _error(str(error))
@@ -278,7 +274,7 @@ class _Invocation:
             return _run_plain(self.command)
 
     def _cached(self) -> int:
-        from jobstamps import key
+        from jobstamps import key, settings
         from jobstamps.engine import HASH, MTIME, Engine, Job
         from jobstamps.fingerprint import digest_bytes
         from jobstamps.store import Store
@@ -294,38 +290,25 @@ class _Invocation:
             return 126
         store = Store(options.stamp_directory)
         store.exists()  # refuse an unusable or unsafe directory before running anything
-        if os.environ.get("JOBSTAMPS_DISABLED", "") not in {"", "0"}:
+        if settings.disabled():
             return _run_plain(self.command)
-        hashes = options.use_hashes or os.environ.get("JOBSTAMPS_ALWAYS_USE_HASHES", "") not in {
-            "",
-            "0",
-        }
-        method = HASH if hashes else MTIME
+        method = HASH if options.use_hashes or settings.always_hash() else MTIME
         deps = key.abspaths(options.dependencies, cwd)
         outputs = key.abspaths(options.output_files, cwd)
         stdin_data = _read_stdin() if options.stdin else None
-        merged = _same_destination(1, 2)
-        fields = [
+        fields, merged = key.command_fields(
             cwd,
-            key.executable_identity(executable),
+            executable,
             method,
-            f"tty:{int(os.isatty(1))}{int(os.isatty(2))} merged:{int(merged)}",
-            f"argv:{len(self.command)}",
-            *self.command,
-            f"deps:{len(deps)}",
-            *deps,
-            f"outputs:{len(outputs)}",
-            *outputs,
-            f"env:{len(options.env)}",
-            *(
-                f"{name}={os.environ[name]}" if name in os.environ else f"{name} unset"
-                for name in options.env
-            ),
-            "stdin:" + (digest_bytes(stdin_data) if stdin_data is not None else "-"),
-        ]
+            self.command,
+            deps,
+            outputs,
+            options.env,
+            digest_bytes(stdin_data) if stdin_data is not None else "-",
+        )
         about = " ".join(self.command)
         job = Job(key.command_key(fields), deps, outputs, method, options.restore_outputs, about)
-        explain = _say if options.explain or _debugging() else None
+        explain = _say if options.explain or settings.debugging() else None
         engine = Engine(store, explain)
 
         def compute() -> tuple[int, dict[str, Any] | None, list[tuple[str, int]]]:
@@ -354,9 +337,16 @@ class _Invocation:
         if not why and self.options.no_store_failures and outcome.exit_code != 0:
             why = f"it failed (exit status {outcome.exit_code}) and --no-store-failures is set"
         if why:
+            outcome.discard()
             engine.say(f"not stored: {why}")
             return outcome.exit_code, None, []
-        return outcome.exit_code, outcome.payload(), [outcome.blob] if outcome.blob else []
+        try:
+            blobs = outcome.keep()
+        except OSError as error:
+            outcome.discard()
+            engine.say(f"not stored: the output could not be stored ({error.strerror})")
+            return outcome.exit_code, None, []
+        return outcome.exit_code, outcome.payload(), blobs
 
 
 def _say(message: str) -> None:
@@ -376,25 +366,7 @@ def _read_stdin() -> bytes:
     return b"".join(parts)
 
 
-def _same_destination(a: int, b: int) -> bool:
-    """Whether two descriptors lead to the same file, pipe or terminal."""
-    try:
-        sa, sb = os.fstat(a), os.fstat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino, sa.st_rdev) == (sb.st_dev, sb.st_ino, sb.st_rdev)
-
-
 def _run_plain(command: list[str]) -> int:
-    """Run the command without the cache, as a shell would; return its exit status."""
-    import subprocess
-
     from jobstamps import runner
 
-    try:
-        returncode = subprocess.call(command)
-    except OSError as error:
-        return runner.report_start_failure(command[0], error)
-    except KeyboardInterrupt:
-        return 130
-    return 128 - returncode if returncode < 0 else returncode
+    return runner.run_plain(command)

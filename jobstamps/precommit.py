@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from jobstamps import key
+from jobstamps import key, runner, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import JobstampsError, UsageError
 from jobstamps.replay import Writer
@@ -26,12 +24,11 @@ from jobstamps.store import Store
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import IO, Any
+    from typing import Any
 
 __all__ = ["main"]
 
 USAGE = "python -m jobstamps.precommit [OPTION...] -- COMMAND [ARG...] -- FILE..."
-_READ_SIZE = 1 << 16
 
 
 class _Parser(argparse.ArgumentParser):
@@ -144,9 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.access(executable, os.X_OK):
         _error(f"cannot run {command[0]}: permission denied. Make it executable")
         return 126
-    if not files or _env_flag("JOBSTAMPS_DISABLED"):
+    if not files or settings.disabled():
         # No file names (pass_filenames: false, always_run): what it reads is unknown, so no cache.
-        return _run_plain([*command, *files], executable)
+        return runner.run_plain([*command, *files], executable)
     try:
         return _PerFile(options, command, executable, cwd).run(files)
     except JobstampsError as error:
@@ -161,18 +158,6 @@ def _error(message: str) -> None:
     sys.stderr.flush()
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in {"", "0"}
-
-
-def _run_plain(argv: list[str], executable: str) -> int:
-    try:
-        code = subprocess.call(argv, executable=executable)
-    except KeyboardInterrupt:
-        return 130
-    return 128 - code if code < 0 else code
-
-
 class _PerFile:
     """Checks each file against the cache, runs the ones that changed and prints in order."""
 
@@ -183,31 +168,16 @@ class _PerFile:
         self.command = command
         self.executable = executable
         self.cwd = cwd
-        hashes = options.use_hashes or _env_flag("JOBSTAMPS_ALWAYS_USE_HASHES")
-        self.method = HASH if hashes else MTIME
-        self.explain = options.explain or _env_flag("JOBSTAMPS_DEBUG")
+        self.method = HASH if options.use_hashes or settings.always_hash() else MTIME
+        self.explain = options.explain or settings.debugging()
         self.store = Store(options.stamp_directory)
         self.store.exists()  # raises for an unusable cache directory before any work is done
         self.declared = key.abspaths(options.dependencies, cwd)
         # pre-commit reads both streams through one pipe or terminal: the linter then gets a
         # single pipe too, which keeps the exact order of its lines (two pipes cannot).
-        self.merged = _same_destination(1, 2)
-        self.fields = [
-            "pre-commit-per-file-1",
-            cwd,
-            key.executable_identity(executable),
-            self.method,
-            f"merged:{int(self.merged)}",
-            f"argv:{len(command)}",
-            *command,
-            f"deps:{len(self.declared)}",
-            *self.declared,
-            f"env:{len(options.env)}",
-            *(
-                f"{name}={os.environ[name]}" if name in os.environ else f"{name} unset"
-                for name in options.env
-            ),
-        ]
+        self.fields, self.merged = key.command_fields(
+            cwd, executable, self.method, command, self.declared, (), options.env
+        )
 
     def job(self, file: str) -> Job:
         """Describe the job of checking one file; declared files that do not exist are left out.
@@ -217,7 +187,7 @@ class _PerFile:
         """
         present = [path for path in self.declared if os.path.lexists(path)]
         return Job(
-            key.command_key([*self.fields, f"file:{file}"]),
+            key.command_key(["pre-commit-per-file-1", *self.fields, f"file:{file}"]),
             [*key.abspaths([file], self.cwd), *present],
             method=self.method,
             about=file,
@@ -287,61 +257,30 @@ def _check_payload(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def _same_destination(a: int, b: int) -> bool:
-    try:
-        sa, sb = os.fstat(a), os.fstat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino, sa.st_rdev) == (sb.st_dev, sb.st_ino, sb.st_rdev)
-
-
 def _capture(
     name: str, executable: str, args: list[str], merged: bool
 ) -> tuple[dict[str, Any], str]:
     """Run ``name ARG...`` with no input; return its result and why not to store it, if so.
 
-    Output is recorded in arrival order (across two pipes, as far as reading can tell);
-    with ``merged``, stderr shares stdout's pipe, which keeps the order exact.
+    Nothing is written while it runs (other files are checked at the same time), and signals
+    stay with the main thread.
     """
-    stderr = subprocess.STDOUT if merged else subprocess.PIPE
     try:
-        proc = subprocess.Popen(
+        outcome = runner.run(
             [name, *args],
-            executable=executable,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
+            executable,
+            os.getcwd(),
+            b"",
+            merged,
+            None,
+            relay=False,
+            handle_signals=False,
         )
     except OSError as error:
         code = 127 if isinstance(error, FileNotFoundError) else 126
         message = f"jobstamp: cannot run {name}: {error.strerror}\n".encode()
         return {"code": code, "chunks": [(2, len(message))], "data": message}, "it did not start"
-    chunks: list[tuple[int, int]] = []
-    data = bytearray()
-    lock = threading.Lock()
-
-    def pump(stream: int, pipe: IO[bytes]) -> None:
-        fd = pipe.fileno()
-        while block := os.read(fd, _READ_SIZE):
-            with lock:
-                data.extend(block)
-                if chunks and chunks[-1][0] == stream:
-                    chunks[-1] = (stream, chunks[-1][1] + len(block))
-                else:
-                    chunks.append((stream, len(block)))
-        pipe.close()
-
-    assert proc.stdout is not None  # noqa: S101 - a pipe, as asked
-    if proc.stderr is None:
-        pump(1, proc.stdout)
-    else:
-        err_reader = threading.Thread(target=pump, args=(2, proc.stderr), daemon=True)
-        err_reader.start()
-        pump(1, proc.stdout)
-        err_reader.join()
-    code = proc.wait()
-    result = {"code": 128 - code if code < 0 else code, "chunks": chunks, "data": bytes(data)}
-    return result, f"the command was killed by signal {-code}" if code < 0 else ""
+    return outcome.payload(), outcome.why_not_stored
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from jobstamps.store import Store
 
-__all__ = ["Outcome", "run"]
+__all__ = ["Outcome", "report_start_failure", "run", "run_plain"]
 
 #: Output up to this size is stored inside the entry; more goes to a blob.
 INLINE_LIMIT = 64 * 1024
@@ -34,17 +34,48 @@ _READ = 64 * 1024
 
 
 class Outcome:
-    """How a run ended, and what it printed."""
+    """How a run ended, and what it printed.
+
+    Output larger than :data:`INLINE_LIMIT` waits in a temporary file in the cache until the
+    caller decides: :meth:`keep` makes it a blob for an entry, :meth:`discard` removes it.
+    """
 
     def __init__(self) -> None:
         self.exit_code = 0
         self.why_not_stored = ""  # empty when the result says something about the inputs
         self.chunks: list[tuple[int, int]] = []
         self.data = b""  # the output, when it fits inline
-        self.blob: tuple[str, int] | None = None  # (digest, size) of the output otherwise
+        self.spilled: tuple[str, str, int] | None = None  # (temporary path, digest, size)
+        self.blob: tuple[str, int] | None = None  # (digest, size) once kept
+        self._store: Store | None = None
+
+    def add_chunk(self, stream: int, size: int) -> None:
+        """Note that ``size`` more bytes came on ``stream`` (1 or 2)."""
+        if self.chunks and self.chunks[-1][0] == stream:
+            self.chunks[-1] = (stream, self.chunks[-1][1] + size)
+        else:
+            self.chunks.append((stream, size))
+
+    def keep(self) -> list[tuple[str, int]]:
+        """Move spilled output into the cache as a blob; return the blobs the payload needs."""
+        if self.spilled is None or self._store is None:
+            return []
+        tmp, digest, size = self.spilled
+        self._store.adopt_blob(tmp, digest)
+        self.spilled, self.blob = None, (digest, size)
+        return [self.blob]
+
+    def discard(self) -> None:
+        """Remove spilled output that will not be stored."""
+        if self.spilled is not None:
+            try:
+                os.unlink(self.spilled[0])
+            except OSError:
+                pass
+            self.spilled = None
 
     def payload(self) -> dict[str, object]:
-        """Return the entry payload for this outcome."""
+        """Return the entry payload for this outcome (after :meth:`keep`)."""
         payload: dict[str, object] = {"code": self.exit_code, "chunks": self.chunks}
         if self.blob:
             payload["blob"] = self.blob[0]
@@ -88,25 +119,17 @@ class _Recorder:
                 view = view[os.write(self._fd, view) :]
         except OSError as error:
             self.failed = f"the output could not be spilled to the cache ({error.strerror})"
+            self.discard()
 
     def finish(self, outcome: Outcome) -> None:
-        """Hand the recording to ``outcome``: inline bytes or an adopted blob."""
+        """Hand the recording to ``outcome``: inline bytes, or the spilled file."""
+        outcome._store = self._store  # noqa: SLF001 - the two work as one
         if self._fd < 0:
             outcome.data = b"".join(self._parts)
             return
         os.close(self._fd)
         self._fd = -1
-        if self.failed or self._store is None:
-            self.discard()
-            return
-        digest = self._hasher.hexdigest()
-        try:
-            self._store.adopt_blob(self._tmp, digest)
-        except OSError as error:
-            self.failed = f"the output could not be stored ({error.strerror})"
-            self.discard()
-            return
-        outcome.blob = (digest, self._size)
+        outcome.spilled = (self._tmp, self._hasher.hexdigest(), self._size)
 
     def discard(self) -> None:
         if self._fd >= 0:
@@ -117,6 +140,7 @@ class _Recorder:
                 os.unlink(self._tmp)
             except OSError:
                 pass
+            self._tmp = ""
 
 
 class _Signals:
@@ -126,12 +150,15 @@ class _Signals:
     noted; SIGTERM and SIGHUP are forwarded so the command can clean up.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, active: bool) -> None:
         self.received: list[int] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self._previous: dict[int, Any] = {}
+        self._active = active
 
     def __enter__(self) -> _Signals:  # noqa: PYI034 - typing.Self would import typing
+        if not self._active:
+            return self
         names = ("SIGINT", "SIGTERM", "SIGHUP")
         for signum in (getattr(signal, name) for name in names if hasattr(signal, name)):
             self._previous[signum] = signal.signal(signum, self._on_signal)
@@ -157,14 +184,21 @@ def run(
     stdin_data: bytes | None,
     merged: bool,
     store: Store | None,
+    relay: bool = True,
+    handle_signals: bool = True,
 ) -> Outcome:
-    """Run ``argv`` (``executable`` is the resolved ``argv[0]``) and record what it prints."""
+    """Run ``argv`` (``executable`` is the resolved ``argv[0]``) and record what it prints.
+
+    ``relay`` writes the output live to this process's stdout and stderr as well;
+    ``handle_signals`` (main thread only) notes and forwards signals sent to this process.
+    Without a ``store`` the whole output is kept in memory.
+    """
     outcome = Outcome()
     recorder = _Recorder(store)
     out_r, out_w = os.pipe()
     err_r, err_w = (out_r, out_w) if merged else os.pipe()
     readers = {out_r: 1} if merged else {out_r: 1, err_r: 2}
-    with _Signals() as signals:
+    with _Signals(handle_signals) as signals:
         try:
             try:
                 proc = subprocess.Popen(
@@ -179,7 +213,7 @@ def run(
                 for fd in {out_w, err_w}:
                     os.close(fd)
             signals.proc = proc
-            _pump(proc, readers, memoryview(stdin_data or b""), outcome, recorder)
+            _pump(proc, readers, memoryview(stdin_data or b""), outcome, recorder, relay)
             returncode = proc.wait()
         except BaseException:
             recorder.discard()
@@ -188,9 +222,10 @@ def run(
             for fd in readers:
                 os.close(fd)
     _classify(outcome, returncode, signals.received)
-    recorder.finish(outcome)
-    if recorder.failed and not outcome.why_not_stored:
-        outcome.why_not_stored = recorder.failed
+    if recorder.failed:
+        outcome.why_not_stored = outcome.why_not_stored or recorder.failed
+    else:
+        recorder.finish(outcome)
     return outcome
 
 
@@ -200,8 +235,12 @@ def _pump(
     pending: memoryview,
     outcome: Outcome,
     recorder: _Recorder,
+    relay: bool,
 ) -> None:
-    """Relay and record output until every pipe closes, feeding stdin as the command reads."""
+    """Relay and record output until every pipe closes, feeding stdin as the command reads.
+
+    A pipe closed here is removed from ``readers``.
+    """
     import selectors
 
     writer = Writer()
@@ -222,13 +261,20 @@ def _pump(
                     selector.unregister(key.fd)
                     open_streams -= 1
                     continue
-                writer.write(key.data, data)
+                if relay:
+                    writer.write(key.data, data)
+                    if key.data in writer.broken:
+                        # Our reader went away (``| head``): so does the command's, as it
+                        # would without jobstamp, and the command gets SIGPIPE.
+                        # What it printed is incomplete now: never stored.
+                        selector.unregister(key.fd)
+                        del readers[key.fd]
+                        os.close(key.fd)
+                        open_streams -= 1
+                        outcome.why_not_stored = "jobstamp's own output was closed early"
+                        continue
                 recorder.add(data)
-                chunks = outcome.chunks
-                if chunks and chunks[-1][0] == key.data:
-                    chunks[-1] = (key.data, chunks[-1][1] + len(data))
-                else:
-                    chunks.append((key.data, len(data)))
+                outcome.add_chunk(key.data, len(data))
     if proc.stdin is not None and not proc.stdin.closed:
         proc.stdin.close()
 
@@ -258,7 +304,7 @@ def _classify(outcome: Outcome, returncode: int, interrupted: list[int]) -> None
         outcome.exit_code = 128 + interrupted[0]
         outcome.why_not_stored = f"jobstamp was interrupted by signal {interrupted[0]}"
     else:
-        outcome.exit_code = returncode
+        outcome.exit_code = returncode  # why_not_stored may already say its output was cut
 
 
 def report_start_failure(name: str, error: OSError) -> int:
@@ -271,3 +317,14 @@ def report_start_failure(name: str, error: OSError) -> int:
     reason = error.strerror or str(error)
     print(f"jobstamp: cannot run {name}: {reason}. Check that it is executable", file=sys.stderr)
     return 126
+
+
+def run_plain(argv: Sequence[str], executable: str | None = None) -> int:
+    """Run a command without recording it, as a shell would; return its exit status."""
+    try:
+        returncode = subprocess.call(list(argv), executable=executable)
+    except OSError as error:
+        return report_start_failure(argv[0], error)
+    except KeyboardInterrupt:
+        return 130
+    return 128 - returncode if returncode < 0 else returncode

@@ -7,18 +7,16 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Point every cache location at a fresh temporary directory; never the user's cache."""
     root = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(root / "xdg"))
@@ -26,21 +24,31 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     for name in ("JOBSTAMPS_DEBUG", "JOBSTAMPS_DISABLED", "JOBSTAMPS_ALWAYS_USE_HASHES"):
         monkeypatch.delenv(name, raising=False)
     # Subprocesses running ``python -m jobstamps`` import this tree, not an installed copy.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
     return root / "jobstamps"
 
 
 @pytest.fixture(scope="session")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Install this tree into a fresh virtual environment, as a user's ``pip install`` would.
 
-    Yields the environment's ``bin`` directory, which holds ``jobstamp`` and ``python``.
+    Returns the environment's ``bin`` directory, which holds ``jobstamp`` and ``python``.
     """
     env_dir = tmp_path_factory.mktemp("venv")
     venv.EnvBuilder(with_pip=True).create(env_dir)
     bindir = env_dir / ("Scripts" if sys.platform == "win32" else "bin")
     subprocess.run(
-        [bindir / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO)],
+        [
+            bindir / "python",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            str(REPO),
+        ],
         check=True,
     )
-    yield bindir
+    return bindir

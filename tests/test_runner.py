@@ -231,12 +231,6 @@ def test_a_command_killed_by_a_signal_exits_128_plus_n_and_is_not_stored(
     assert cache_entries(isolated_cache) == []
 
 
-@pytest.mark.xfail(
-    reason="runner.run adopts the spilled output as a blob (_Recorder.finish) before anyone "
-    "decides whether to store the result, so results that are not stored leave blobs that no "
-    "entry refers to, counted in the cache size and never evicted without --max-size",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("options", "script"),
     [
@@ -258,12 +252,6 @@ def test_a_result_that_is_not_stored_leaves_no_blob(
     assert cache_blobs(isolated_cache) == []
 
 
-@pytest.mark.xfail(
-    reason="runner._pump keeps draining the command's pipe after jobstamp's own reader has gone, "
-    "so the command never gets SIGPIPE: `jobstamp -- yes | head -1` never ends and fills the "
-    "cache with a growing temporary file",
-    strict=True,
-)
 def test_a_reader_that_goes_away_during_a_run_stops_the_command(isolated_cache: Path) -> None:
     with started("--", "head", "-c", str(20 << 20), "/dev/zero") as proc:
         assert proc.stdout is not None
@@ -363,12 +351,29 @@ def test_run_spills_to_a_blob_in_the_store(
     size = runner.INLINE_LIMIT * 3
     argv = [sys.executable, "-c", f"import os; os.write(1, b'o' * {size})"]
     outcome = runner.run(argv, sys.executable, str(tmp_path), None, False, store)
-    assert outcome.blob is not None
-    digest, stored = outcome.blob
+    assert capfdbinary.readouterr() == (b"o" * size, b"")
+    assert outcome.blob is None  # until the caller decides to keep it
+    ((digest, stored),) = outcome.keep()
     assert stored == size
     assert store.has_blob(digest, size)
+    assert store.blob_intact(digest)
     assert outcome.payload() == {"code": 0, "chunks": [(1, size)], "blob": digest}
-    assert capfdbinary.readouterr() == (b"o" * size, b"")
+
+
+def test_run_discards_spilled_output_not_kept(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    store = Store(str(tmp_path / "cache"))
+    store.create()
+    argv = [sys.executable, "-c", f"import os; os.write(1, b'o' * {runner.INLINE_LIMIT * 2})"]
+    outcome = runner.run(argv, sys.executable, str(tmp_path), None, False, store)
+    outcome.discard()
+    assert outcome.keep() == []
+    assert store.stats()["bytes"] == 0
+    assert [name for _, _, names in os.walk(tmp_path / "cache") for name in names] == [
+        "CACHEDIR.TAG"
+    ]
+    assert len(capfdbinary.readouterr().out) == runner.INLINE_LIMIT * 2
 
 
 def test_run_feeds_stdin_and_passes_through_the_signal_status(
