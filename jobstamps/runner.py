@@ -3,9 +3,10 @@
 Output is read from pipes as it comes, written straight to this process's own stdout and
 stderr, and recorded as a list of ``(stream, size)`` chunks plus their bytes, so a replay
 can repeat both the streams and their interleaving. When stdout and stderr lead to the same
-place (a terminal, ``2>&1``, a build tool's log pipe) the command gets a single pipe for both,
-which keeps their order exact. Large output is spilled to a temporary file in the cache
-instead of being held in memory.
+place (a terminal, ``2>&1``, a build tool's log pipe) the command gets a single channel for
+both, which keeps their order exact; where they are a terminal, that channel is a terminal
+too. Large output is spilled to a temporary file in the cache instead of being held in
+memory.
 """
 
 from __future__ import annotations
@@ -195,8 +196,8 @@ def run(
     """
     outcome = Outcome()
     recorder = _Recorder(store)
-    out_r, out_w = os.pipe()
-    err_r, err_w = (out_r, out_w) if merged else os.pipe()
+    out_r, out_w = _channel(1)
+    err_r, err_w = (out_r, out_w) if merged else _channel(2)
     readers = {out_r: 1} if merged else {out_r: 1, err_r: 2}
     with _Signals(handle_signals) as signals:
         try:
@@ -229,6 +230,33 @@ def run(
     return outcome
 
 
+def _channel(fd: int) -> tuple[int, int]:
+    """Return ``(read end, write end)`` for the command's side of our ``fd``.
+
+    Where ``fd`` is a terminal the command gets a terminal too (a pseudo-terminal the size of
+    ours), so tools that colour or lay out their output for terminals do so as without
+    jobstamp; elsewhere it gets a pipe.
+    """
+    if not os.isatty(fd):
+        return os.pipe()
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    try:
+        size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+        # Our terminal's settings, but no output processing: our terminal does that once,
+        # when the bytes reach it, so they are recorded exactly as the command wrote them.
+        attributes = termios.tcgetattr(fd)
+        attributes[1] &= ~termios.OPOST
+        termios.tcsetattr(slave, termios.TCSANOW, attributes)
+    except (OSError, termios.error):
+        pass
+    return master, slave
+
+
 def _pump(
     proc: subprocess.Popen[bytes],
     readers: dict[int, int],
@@ -256,7 +284,10 @@ def _pump(
                 if key.data == 0:
                     pending = _feed(proc, selector, pending)
                     continue
-                data = os.read(key.fd, _READ)
+                try:
+                    data = os.read(key.fd, _READ)
+                except OSError:  # a terminal whose last writer closed it (EIO)
+                    data = b""
                 if not data:
                     selector.unregister(key.fd)
                     open_streams -= 1

@@ -336,11 +336,6 @@ def test_terminal_and_pipe_results_are_kept_apart(tmp_path: Path) -> None:
     assert outputs["pipe"] in (b"pipe\nerr\n", b"terminal\nerr\n")
 
 
-@pytest.mark.xfail(
-    reason="runner.run gives the command pipes even when jobstamp's stdout is a terminal, so a "
-    "command that colours or formats for terminals prints differently under jobstamp",
-    strict=True,
-)
 def test_a_command_sees_a_terminal_when_jobstamp_has_one(tmp_path: Path) -> None:
     status, output = run_in_terminal("--", "sh", "-c", TTY_PROBE)
     assert (status, output) == (0, b"terminal\r\nerr\r\n")
