@@ -284,10 +284,7 @@ def _pump(
                 if key.data == 0:
                     pending = _feed(proc, selector, pending)
                     continue
-                try:
-                    data = os.read(key.fd, _READ)
-                except OSError:  # a terminal whose last writer closed it (EIO)
-                    data = b""
+                data = _read(key.fd)
                 if not data:
                     selector.unregister(key.fd)
                     open_streams -= 1
@@ -308,6 +305,14 @@ def _pump(
                 outcome.add_chunk(key.data, len(data))
     if proc.stdin is not None and not proc.stdin.closed:
         proc.stdin.close()
+
+
+def _read(fd: int) -> bytes:
+    """Read what is there; ``b""`` at the end (a terminal whose last writer left says EIO)."""
+    try:
+        return os.read(fd, _READ)
+    except OSError:
+        return b""
 
 
 def _feed(proc: subprocess.Popen[bytes], selector: object, pending: memoryview) -> memoryview:
