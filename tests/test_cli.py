@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,6 +24,7 @@ from support import (
     cache_blobs,
     cache_entries,
     counting,
+    counting_python,
     jobstamp,
     read_until,
     runs,
@@ -292,23 +296,35 @@ def test_relative_paths_are_resolved_against_the_working_directory(tmp_path: Pat
     assert (call("a", "dep.txt"), call("b", "dep.txt"), runs(counter)) == (b"a", b"B, changed", 3)
 
 
-def run_in_terminal(*args: str) -> tuple[int, bytes]:
-    """Run jobstamp with stdout and stderr on a new pseudo-terminal; return status and output."""
+def run_in_terminal(
+    *args: str, size: tuple[int, int] | None = None, only: int | None = None
+) -> tuple[int, bytes, bytes]:
+    """Run jobstamp with stdout and stderr (``only`` one of them: 1 or 2; the other is piped)
+    on a new pseudo-terminal of ``size`` (rows, columns); return its status, what reached the
+    terminal, and what reached the pipe."""
     master, slave = pty.openpty()
+    if size is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
     try:
         proc = subprocess.Popen(
-            [*JOBSTAMP, *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave
+            [*JOBSTAMP, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if only == 2 else slave,
+            stderr=subprocess.PIPE if only == 1 else slave,
         )
     finally:
         os.close(slave)
+    piped = proc.stdout or proc.stderr
     try:
         output = read_until(master, None)
-        return proc.wait(TIMEOUT), output
+        return proc.wait(TIMEOUT), output, piped.read() if piped is not None else b""
     finally:
         os.close(master)
         if proc.poll() is None:
             proc.kill()
             proc.wait(TIMEOUT)
+        if piped is not None:
+            piped.close()
 
 
 TTY_PROBE = "if [ -t 1 ]; then echo terminal; else echo pipe; fi; echo err >&2"
@@ -328,17 +344,48 @@ def test_terminal_and_pipe_results_are_kept_apart(tmp_path: Path) -> None:
                 done = jobstamp("--", *command, merged=True)
                 status, output = done.returncode, done.stdout
             else:
-                status, output = run_in_terminal("--", *command)
+                status, output, _ = run_in_terminal("--", *command)
             assert status == 0
             outputs.setdefault(where, output)
             assert output == outputs[where]  # a hit replays what was recorded for this place
         assert runs(counter) == before + 2  # once into a pipe, once into a terminal
-    assert outputs["pipe"] in (b"pipe\nerr\n", b"terminal\nerr\n")
+        assert outputs == {"pipe": b"pipe\nerr\n", "terminal": b"terminal\r\nerr\r\n"}
 
 
-def test_a_command_sees_a_terminal_when_jobstamp_has_one(tmp_path: Path) -> None:
-    status, output = run_in_terminal("--", "sh", "-c", TTY_PROBE)
-    assert (status, output) == (0, b"terminal\r\nerr\r\n")
+def test_a_command_sees_a_terminal_of_the_same_size_when_jobstamp_has_one(
+    tmp_path: Path,
+) -> None:
+    command = counting(tmp_path / "counter", TTY_PROBE + "; stty size <&1")
+    for _ in range(2):  # live, then replayed
+        status, output, _ = run_in_terminal("--", *command, size=(37, 123))
+        assert (status, output) == (0, b"terminal\r\nerr\r\n37 123\r\n")
+    assert runs(tmp_path / "counter") == 1
+
+
+@pytest.mark.parametrize(
+    ("only", "expected"),
+    [(1, (b"out:terminal\r\n", b"err:pipe\n")), (2, (b"err:terminal\r\n", b"out:pipe\n"))],
+)
+def test_a_terminal_on_one_stream(tmp_path: Path, only: int, expected: tuple[bytes, bytes]) -> None:
+    probe = (
+        "[ -t 1 ] && echo out:terminal || echo out:pipe; "
+        "[ -t 2 ] && echo err:terminal >&2 || echo err:pipe >&2"
+    )
+    command = counting(tmp_path / "counter", probe)
+    for _ in range(2):
+        status, output, piped = run_in_terminal("--", *command, only=only)
+        assert (status, output, piped) == (0, *expected)
+    assert runs(tmp_path / "counter") == 1
+
+
+def test_all_output_written_to_a_terminal_is_recorded(tmp_path: Path) -> None:
+    code = "import sys\nsys.stdout.write(''.join(f'line {i}\\n' for i in range(30000)))\n"
+    command = counting_python(tmp_path / "counter", code)
+    expected = "".join(f"line {i}\r\n" for i in range(30000)).encode()
+    for _ in range(2):
+        status, output, _ = run_in_terminal("--", *command)
+        assert (status, len(output), output == expected) == (0, len(expected), True)
+    assert runs(tmp_path / "counter") == 1
 
 
 # -- explanations -------------------------------------------------------------------------------
