@@ -97,6 +97,26 @@ def test_installed_command_prints_existing_integration_paths(installed: Path) ->
         assert path.startswith(str(installed.parent))
 
 
+@pytest.mark.slow
+def test_installed_command_runs_and_replays(installed: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    command = [
+        str(installed / "jobstamp"),
+        "--explain",
+        "--",
+        *counting(tmp_path / "counter", "printf out; printf err >&2; exit 4"),
+    ]
+    for word in ("stored", "replayed"):
+        done = subprocess.run(
+            command, env=installed_env(installed), capture_output=True, timeout=60, check=False
+        )
+        assert (done.returncode, done.stdout) == (4, b"out")
+        assert b"err" in done.stderr
+        assert f"jobstamp: {word} " in done.stderr.decode()
+    assert runs(tmp_path / "counter") == 1
+
+
 # -- statistics and clearing ----------------------------------------------------------------------
 
 
@@ -207,6 +227,9 @@ def test_max_size_evicts_least_recently_used_results(tmp_path: Path, isolated_ca
     assert large_entry not in cache_entries(isolated_cache)
     assert cache_blobs(isolated_cache) == []  # the blob went with its entry
     assert Store(str(isolated_cache)).stats()["bytes"] <= limit
+    shown, _, limit_shown = stats()["size"].partition(" (limit ")
+    assert admin.parse_size(shown) <= limit
+    assert limit_shown == "146.5 KiB)"
 
     for command, size, count in ((small, 20000, 3), (newest, 40000, 3), (large, 100000, 4)):
         assert len(jobstamp("--", *command).stdout) == size
