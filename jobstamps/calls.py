@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from jobstamps import settings
+from jobstamps.canonical import call_key, describe_callable
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import UsageError
-from jobstamps.key import abspaths, call_key, describe_callable
-from jobstamps.store import Store
+from jobstamps.key import abspaths
+from jobstamps.store import Store, default_root
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -58,16 +59,21 @@ class Options:
 
     def job(self, func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Job:
         """Describe calling ``func(*args, **kwargs)`` as a job."""
-        deps = abspaths(list(_paths(self.dependencies, args, kwargs)))
-        outputs = abspaths(list(_paths(self.outputs, args, kwargs)))
+        deps = abspaths(_paths(self.dependencies, args, kwargs))
+        outputs = abspaths(_paths(self.outputs, args, kwargs))
         method = method_name(self.method)
         key = call_key(func, args, kwargs, (deps, outputs, method))
-        return Job(key, deps, outputs, method, self.restore_outputs, describe_callable(func))
+        return Job(
+            key, deps, outputs, method, self.restore_outputs, lambda: describe_callable(func)
+        )
 
     def engine(self) -> Engine:
-        """Return the engine over this call's cache directory."""
-        root = os.fspath(self.cache_dir) if self.cache_dir else None
-        return Engine(Store(root), _say if settings.debugging() else None)
+        """Return the engine over this call's cache directory (one per directory)."""
+        root = os.path.abspath(self.cache_dir) if self.cache_dir else default_root()
+        store = _stores.get(root)
+        if store is None:
+            store = _stores[root] = Store(root, keep_in_memory=True)
+        return Engine(store, _say if settings.debugging() else None)
 
 
 def _fixed(spec: PathsSpec) -> PathsSpec:
@@ -77,9 +83,12 @@ def _fixed(spec: PathsSpec) -> PathsSpec:
     return list(spec)
 
 
-def _paths(spec: PathsSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Iterable[str]:
+_stores: dict[str, Store] = {}
+
+
+def _paths(spec: PathsSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[str]:
     if spec is None:
-        return ()
+        return []
     if callable(spec):
         spec = spec(*args, **kwargs)
     if isinstance(spec, (str, os.PathLike)):

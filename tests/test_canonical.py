@@ -1,0 +1,441 @@
+"""Canonical keys of Python calls: equal calls key alike everywhere, different ones apart."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import decimal
+import functools
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from unittest import mock
+
+import pytest
+
+import support
+from jobstamps.canonical import call_key, describe_callable, encode
+from jobstamps.errors import JobstampsError, UnhashableArgumentError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def key(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+    return call_key(func, args, kwargs, None)
+
+
+def job(a: Any, b: Any = 2, *rest: Any, c: Any = 3, **extra: Any) -> Any:
+    return (a, b, rest, c, extra)
+
+
+def other(a: Any, b: Any = 2, *rest: Any, c: Any = 3, **extra: Any) -> Any:
+    return (a, b, rest, c, extra)
+
+
+@dataclasses.dataclass
+class Point:
+    x: Any
+    y: Any
+
+
+class Counter:
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+    def add(self, n: int) -> int:
+        return self.start + n
+
+
+def make_adder(n: int) -> Callable[[int], int]:
+    def add(x: int) -> int:
+        return x + n
+
+    return add
+
+
+def make_scaler(n: int) -> Callable[[int], int]:
+    def scale(x: int, factor: int = n) -> int:
+        return x * factor
+
+    return scale
+
+
+def apply(func: Callable[[int], int], value: int) -> int:
+    return func(value)
+
+
+# -- encoding values -----------------------------------------------------------------------
+
+
+def test_values_of_different_types_encode_differently() -> None:
+    values: list[Any] = [
+        None,
+        True,
+        False,
+        0,
+        1,
+        1.0,
+        -0.0,
+        0.0,
+        1j,
+        "1",
+        b"1",
+        bytearray(b"1"),
+        (1,),
+        [1],
+        {1},
+        frozenset({1}),
+        {1: None},
+        Point(1, 1),
+        Point,
+        int,
+        len,
+        os,
+        ...,
+        NotImplemented,
+        job,
+        other,
+    ]
+    encodings = [encode(value) for value in values]
+    assert len(set(encodings)) == len(values)
+
+
+def test_encoding_is_repeatable_for_equal_values() -> None:
+    def build() -> Any:
+        return {
+            "list": [1, 2.5, "three", b"four", None],
+            "nested": {"set": {1, 2, 3}, "tuple": (Point(1, [2]), frozenset("ab"))},
+            "decimal": decimal.Decimal("1.10"),
+            "path": Path("a/b"),
+        }
+
+    assert encode(build()) == encode(build())
+    changed = build()
+    changed["nested"]["tuple"][0].y.append(3)
+    assert encode(changed) != encode(build())
+
+
+def test_dict_insertion_order_does_not_matter() -> None:
+    forward = {str(i): i for i in range(50)}
+    backward = {str(i): i for i in reversed(range(50))}
+    assert list(forward) != list(backward)
+    assert encode(forward) == encode(backward)
+    assert encode(forward) != encode({**forward, "0": -1})
+
+
+def test_set_order_does_not_matter() -> None:
+    # 1 and 9 share a slot in a small set, so insertion order decides iteration order.
+    first: set[int] = set()
+    second: set[int] = set()
+    for n in (1, 9, 17):
+        first.add(n)
+    for n in (17, 9, 1):
+        second.add(n)
+    assert list(first) != list(second)
+    assert encode(first) == encode(second)
+    assert encode(frozenset(first)) == encode(frozenset(second))
+    assert encode(first) != encode(first | {2})
+
+
+def test_attribute_order_of_objects_does_not_matter() -> None:
+    forward, backward = Counter(1), Counter(1)
+    vars(backward).clear()
+    backward.extra = "x"  # type: ignore[attr-defined]
+    backward.start = 1
+    forward.extra = "x"  # type: ignore[attr-defined]
+    assert list(vars(forward)) != list(vars(backward))
+    assert encode(forward) == encode(backward)
+    assert encode(forward) != encode(Counter(2))
+
+
+def test_recursive_values_are_encoded() -> None:
+    loop: list[Any] = [1]
+    loop.append(loop)
+    other_loop: list[Any] = [1]
+    other_loop.append(other_loop)
+    assert encode(loop) == encode(other_loop)
+    assert encode(loop) != encode([1, [1]])
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    assert encode(cycle) == encode(cycle)
+
+
+def test_shared_values_key_like_copies() -> None:
+    # Equal arguments are equal calls, however their parts happen to be shared.
+    shared = [0]
+    assert encode([shared, shared]) == encode([shared, [0]])
+
+
+def test_equal_immutable_values_key_alike_however_shared() -> None:
+    one = (1, 2)
+    two = tuple(n for n in one)
+    assert one is not two
+    assert encode((one, one)) == encode((one, two))
+
+
+def test_dict_subclass_order_does_not_matter() -> None:
+    forward: collections.defaultdict[str, int] = collections.defaultdict(int)
+    backward: collections.defaultdict[str, int] = collections.defaultdict(int)
+    for name in "abc":
+        forward[name] += 1
+    for name in "cba":
+        backward[name] += 1
+    assert forward == backward
+    assert encode(forward) == encode(backward)
+
+
+def test_float_encoding_is_exact() -> None:
+    assert encode(0.1 + 0.2) != encode(0.3)
+    assert encode(float("nan")) == encode(float("nan"))
+    assert encode(1e300) != encode(1e300 * 10)
+
+
+def test_strings_with_lone_surrogates_are_encoded() -> None:
+    assert encode("\udcff") != encode("\udcfe")
+
+
+def test_bound_methods_key_by_their_object() -> None:
+    assert encode(Counter(1).add) == encode(Counter(1).add)
+    assert encode(Counter(1).add) != encode(Counter(2).add)
+    assert encode("a".upper) != encode("b".upper)
+    assert encode("a".upper) != encode("a".lower)
+
+
+def test_partials_key_by_their_arguments() -> None:
+    assert encode(functools.partial(job, 1)) == encode(functools.partial(job, 1))
+    assert encode(functools.partial(job, 1)) != encode(functools.partial(job, 2))
+    assert encode(functools.partial(job, 1)) != encode(functools.partial(other, 1))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(threading.Lock(), id="lock"),
+        pytest.param((n for n in range(3)), id="generator"),
+        pytest.param({"nested": [threading.Lock()]}, id="nested-lock"),
+    ],
+)
+def test_values_without_a_canonical_form_are_refused(value: object) -> None:
+    with pytest.raises(UnhashableArgumentError) as caught:
+        encode(value)
+    message = str(caught.value)
+    assert "cannot key a value of type" in message
+    assert "Pass plain data" in message
+    assert isinstance(caught.value, TypeError)
+    assert isinstance(caught.value, JobstampsError)
+
+
+def test_an_open_file_is_refused(tmp_path: Path) -> None:
+    with (tmp_path / "f").open("w") as handle, pytest.raises(UnhashableArgumentError) as caught:
+        encode(handle)
+    assert "TextIOWrapper" in str(caught.value)
+
+
+def test_a_value_nested_too_deeply_is_refused() -> None:
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(UnhashableArgumentError, match="nested this deeply"):
+        encode(deep)
+
+
+# -- keying calls --------------------------------------------------------------------------
+
+
+def test_positional_and_keyword_arguments_key_alike() -> None:
+    assert key(job, 1) == key(job, a=1) == key(job, 1, 2) == key(job, 1, b=2, c=3)
+    assert key(job, 1) != key(job, 2)
+    assert key(job, 1) != key(job, 1, 3)
+    assert key(job, 1, c=4) != key(job, 1)
+
+
+def test_keyword_order_does_not_matter() -> None:
+    assert key(job, 1, x=1, y=2) == key(job, 1, y=2, x=1)
+    assert key(job, 1, x=1, y=2) != key(job, 1, x=2, y=1)
+
+
+def test_extra_positional_arguments_are_keyed() -> None:
+    assert key(job, 1, 2, 3) != key(job, 1, 2, 4)
+    assert key(job, 1, 2, 3) == key(job, 1, 2, 3)
+
+
+def test_options_are_part_of_the_key() -> None:
+    assert call_key(job, (1,), {}, (["/a"], [], "mtime")) != call_key(
+        job, (1,), {}, (["/a"], [], "hash")
+    )
+    assert call_key(job, (1,), {}, (["/a"], [], "mtime")) != call_key(
+        job, (1,), {}, (["/a", "/b"], [], "mtime")
+    )
+
+
+def test_a_call_that_does_not_fit_the_signature_is_still_keyed() -> None:
+    assert key(job) != key(job, b=1)
+    assert key(job, 1, unknown=2) != key(job, 1)
+
+
+def test_different_functions_with_one_body_key_apart() -> None:
+    assert job.__code__.co_code == other.__code__.co_code
+    assert key(job, 1) != key(other, 1)
+
+
+def test_functions_with_one_name_in_two_modules_key_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = """
+        def job(x):
+            return x * 2
+    """
+    first = support.load_module(tmp_path / "keys_first.py", source, monkeypatch)
+    second = support.load_module(tmp_path / "keys_second.py", source, monkeypatch)
+    assert describe_callable(first.job) == "keys_first:job"
+    assert key(first.job, 1) != key(second.job, 1)
+
+
+def test_builtins_and_methods_without_source_are_keyed() -> None:
+    assert key(len, [1]) != key(abs, [1])
+    assert key(len, [1]) == key(len, [1])
+    assert key(str.upper, "a") != key(str.lower, "a")
+
+
+def test_lambdas_are_keyed_by_their_code() -> None:
+    def first(x: int) -> int:
+        return x + 1
+
+    assert key(lambda x: x + 1, 1) != key(lambda x: x + 2, 1)
+    assert key(lambda x: x + 1, 1) != key(first, 1)
+
+
+def test_functions_without_source_are_keyed_by_their_code() -> None:
+    plus_one = eval("lambda x: x + 1")  # noqa: S307 - a function with no source file
+    plus_one_again = eval("lambda x: x + 1")  # noqa: S307
+    plus_two = eval("lambda x: x + 2")  # noqa: S307
+    assert key(plus_one, 1) == key(plus_one_again, 1)
+    assert key(plus_one, 1) != key(plus_two, 1)
+
+
+def test_a_mock_with_a_name_is_keyed() -> None:
+    job_mock = mock.Mock(__name__="job", return_value=1)
+    assert key(job_mock, 1) == key(job_mock, 1)
+    assert key(job_mock, 1) != key(job_mock, 2)
+
+
+def test_a_mock_keys_alike_after_it_was_called() -> None:
+    job_mock = mock.Mock(__name__="job", return_value=1)
+    before = key(job_mock, 1)
+    job_mock(1)
+    job_mock(1)
+    assert key(job_mock, 1) == before
+
+
+def test_closures_over_different_values_key_apart() -> None:
+    assert key(make_adder(1), 1) != key(make_adder(2), 1)
+    assert key(apply, make_adder(1), 1) != key(apply, make_adder(2), 1)
+
+
+def test_functions_with_different_defaults_key_apart_as_arguments() -> None:
+    assert key(apply, make_scaler(2), 1) != key(apply, make_scaler(3), 1)
+
+
+def test_defaults_of_the_called_function_are_keyed() -> None:
+    # The called function's own defaults are applied to its arguments, so this is safe.
+    assert key(make_scaler(2), 1) != key(make_scaler(3), 1)
+
+
+# -- across processes and edits ------------------------------------------------------------
+
+KEYS_MODULE = """
+    import decimal
+    import pathlib
+
+    class Point:
+        def __init__(self, x, y):
+            self.x = x
+            self.y = y
+
+    def job(a, b=2, *rest, c=None, **extra):
+        return a
+
+    def values():
+        names = {f"name-{i}" for i in range(40)}
+        return [
+            names,
+            frozenset(names),
+            {name: len(name) for name in sorted(names, reverse=True)},
+            {("t", 1): {"s", "t", "u"}, "b": [1, 2.5, None, b"x", 3j]},
+            Point({"y", "x"}, {"k": {"v", "w"}}),
+            decimal.Decimal("1.10"),
+            pathlib.PurePosixPath("a/b"),
+        ]
+"""
+
+KEYS_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import keys_subject as m
+from jobstamps.canonical import call_key, encode
+names = {f"name-{i}" for i in range(40)}
+print(json.dumps({
+    "order": list(names),
+    "values": [encode(v).hex() for v in m.values()],
+    "call": call_key(m.job, (names,), {"c": {"k", "l"}, "z": {"b": 1, "a": 2}}, ("x",)),
+}))
+"""
+
+
+def keys_in_subprocess(directory: Path, seed: str) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    done = support.run_python(KEYS_SCRIPT, str(directory), env=env)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_keys_are_equal_across_processes_and_hash_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subject = support.load_module(tmp_path / "keys_subject.py", KEYS_MODULE, monkeypatch)
+    first = keys_in_subprocess(tmp_path, "1")
+    second = keys_in_subprocess(tmp_path, "2")
+    assert first["order"] != second["order"], "the seeds should order sets differently"
+    names = {f"name-{i}" for i in range(40)}
+    here = {
+        "values": [encode(v).hex() for v in subject.values()],
+        "call": call_key(subject.job, (names,), {"z": {"a": 2, "b": 1}, "c": {"l", "k"}}, ("x",)),
+    }
+    for there in (first, second):
+        assert there["values"] == here["values"]
+        assert there["call"] == here["call"]
+
+
+EDIT_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import edited
+from jobstamps.canonical import call_key
+print(call_key(edited.job, (1,), {}, None))
+"""
+
+
+def test_editing_a_function_changes_its_key(tmp_path: Path) -> None:
+    module = tmp_path / "edited.py"
+    original = "def job(x):\n    return x * 2\n\n\ndef helper():\n    return 1\n"
+    module.write_text(original)
+    first = support.run_python(EDIT_SCRIPT, str(tmp_path)).stdout
+    assert support.run_python(EDIT_SCRIPT, str(tmp_path)).stdout == first
+    # Another function of the module changing does not matter.
+    module.write_text(original.replace("return 1", "return 2"))
+    assert support.run_python(EDIT_SCRIPT, str(tmp_path)).stdout == first
+    # The function's own body does, even when only its text changes.
+    module.write_text(original.replace("x * 2", "x * 3"))
+    edited = support.run_python(EDIT_SCRIPT, str(tmp_path)).stdout
+    assert edited != first
+    module.write_text(original.replace("x * 2", "x * 2  # doubled"))
+    assert support.run_python(EDIT_SCRIPT, str(tmp_path)).stdout not in {first, edited}
+
+
+def test_describe_callable_names_module_and_qualified_name() -> None:
+    assert describe_callable(job) == f"{__name__}:job"
+    assert describe_callable(Counter.add) == f"{__name__}:Counter.add"
+    assert describe_callable(len) == "builtins:len"
