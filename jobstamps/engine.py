@@ -42,14 +42,21 @@ class Job:
         outputs: Sequence[str] = (),
         method: str = MTIME,
         restore_outputs: bool = False,
-        about: str = "",
+        about: str | Callable[[], str] = "",
     ) -> None:
         self.key = key
         self.dependencies = list(dependencies)
         self.outputs = list(outputs)
         self.method = method
         self.restore_outputs = restore_outputs
-        self.about = about or key[:12]
+        self._about = about
+
+    @property
+    def about(self) -> str:
+        """Name the job in explanations (worked out only when one is given)."""
+        if callable(self._about):
+            self._about = self._about()
+        return self._about or self.key[:12]
 
 
 class Verdict:
@@ -152,6 +159,7 @@ class Engine:
             verdict.refreshed["outputs", index] = restored  # type: ignore[assignment]
             self.say(f"restored output {path} from the cache")
         if verdict.refreshed:
+            entry = {**entry, "deps": list(entry["deps"]), "outputs": list(entry["outputs"])}
             for (kind, index), new in verdict.refreshed.items():
                 entry[kind][index] = [*entry[kind][index][:1], new, *entry[kind][index][2:]]
             try:
@@ -296,8 +304,9 @@ class Engine:
             self.say(f"running {job.about}: the stored result cannot be replayed ({error})")
             return _MISS
         self.store.note(hit=True)
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["created"] / 1e9))
-        self.say(f"replayed {job.about}: nothing changed since it ran at {when}")
+        if self._explain is not None:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["created"] / 1e9))
+            self.say(f"replayed {job.about}: nothing changed since it ran at {when}")
         return result
 
 

@@ -38,6 +38,9 @@ _CACHEDIR_TAG = (
     b"# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
 _STALE_TMP_SECONDS = 3600
+_MEMORY_ENTRIES = 4096
+_STATS_BATCH = 256
+_TOUCH_EVERY_NS = 60 * 1_000_000_000
 
 
 def default_root() -> str:
@@ -62,9 +65,20 @@ def _checksum(body: bytes) -> bytes:
 class Store:
     """One cache directory. Reading never creates anything; writing creates what it needs."""
 
-    def __init__(self, root: str | None = None) -> None:
+    def __init__(self, root: str | None = None, keep_in_memory: bool = False) -> None:
+        """Use the cache at ``root`` (default: :func:`default_root`).
+
+        ``keep_in_memory`` suits a long-lived process (the Python API): entries read are kept,
+        and used again while their file's stat is unchanged (they are written by rename, so a
+        new entry is a new file), and hit counts are written now and then, not on every hit.
+        """
         self.root = os.path.abspath(root) if root else default_root()
         self._data = os.path.join(self.root, "v1")
+        self._memory: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] | None = (
+            {} if keep_in_memory else None
+        )
+        self._pending = [0, 0]  # hits, misses not yet written
+        self._used: dict[str, int] = {}  # key -> mtime_ns of its entry when last read
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -83,17 +97,48 @@ class Store:
 
     def entry_path(self, key: str) -> str:
         """Where the entry for ``key`` lives (also the original API's "stamp file")."""
-        return os.path.join(self._data, "e", key[:2], key)
+        return f"{self._data}{os.sep}e{os.sep}{key[:2]}{os.sep}{key}"
 
     def read(self, key: str) -> tuple[dict[str, Any] | None, str]:
-        """Return ``(entry, "")``, or ``(None, why)`` when there is no valid entry for ``key``."""
+        """Return ``(entry, "")``, or ``(None, why)`` when there is no valid entry for ``key``.
+
+        The entry returned may be shared: copy before changing it.
+        """
+        path = self.entry_path(key)
+        if self._memory is not None:
+            known = self._memory.get(key)
+            if known is not None:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    st = None
+                if st is not None and known[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
+                    self._used[key] = st.st_mtime_ns
+                    return known[1], ""
         try:
-            with open(self.entry_path(key), "rb") as handle:
-                data = handle.read()
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None, "no result is stored for this key"
         except OSError as error:
             return None, f"the stored entry cannot be read ({error.strerror})"
+        try:
+            st = os.fstat(fd)
+            self._used[key] = st.st_mtime_ns
+            signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+            data = os.read(fd, st.st_size + 1)
+        except OSError as error:
+            return None, f"the stored entry cannot be read ({error.strerror})"
+        finally:
+            os.close(fd)
+        entry, problem = self._parse(key, data)
+        if entry is not None and self._memory is not None:
+            if len(self._memory) >= _MEMORY_ENTRIES:
+                self._memory.clear()
+            self._memory[key] = (signature, entry)
+        return entry, problem
+
+    @staticmethod
+    def _parse(key: str, data: bytes) -> tuple[dict[str, Any] | None, str]:
         head = len(_MAGIC)
         if (
             not data.startswith(_MAGIC)
@@ -115,7 +160,15 @@ class Store:
         atomic_write(self.entry_path(key), [_MAGIC, _checksum(body), body])
 
     def touch(self, key: str) -> None:
-        """Mark ``key`` as recently used, for least-recently-used eviction."""
+        """Mark ``key`` as recently used, for least-recently-used eviction.
+
+        An entry read that was touched or written in the last minute is left alone: eviction
+        does not need finer times, and a hit is cheaper without the write.
+        """
+        import time
+
+        if self._used.get(key, 0) > time.time_ns() - _TOUCH_EVERY_NS:
+            return
         try:
             os.utime(self.entry_path(key))
         except OSError:
@@ -182,7 +235,26 @@ class Store:
     # -- statistics, size -----------------------------------------------------------------
 
     def note(self, hit: bool) -> None:
-        """Count one lookup; never fails the caller."""
+        """Count one lookup; never fails the caller.
+
+        With ``keep_in_memory`` counts are written every so often and when Python exits.
+        """
+        self._pending[0 if hit else 1] += 1
+        if self._memory is not None:
+            if sum(self._pending) == 1:
+                import atexit
+
+                atexit.register(self.flush_stats)
+            if sum(self._pending) < _STATS_BATCH:
+                return
+        self.flush_stats()
+
+    def flush_stats(self) -> None:
+        """Write the lookups counted but not yet written."""
+        hits, misses = self._pending
+        if not hits and not misses:
+            return
+        self._pending = [0, 0]
         try:
             fd = os.open(
                 os.path.join(self._data, "stats"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
@@ -190,7 +262,7 @@ class Store:
         except OSError:
             return
         try:
-            os.write(fd, b"h" if hit else b"m")
+            os.write(fd, b"h" * hits + b"m" * misses)
         except OSError:
             pass
         finally:
@@ -198,6 +270,7 @@ class Store:
 
     def stats(self) -> dict[str, int]:
         """Return counts of entries, blobs, bytes, hits and misses."""
+        self.flush_stats()
         try:
             with open(os.path.join(self._data, "stats"), "rb") as handle:
                 log = handle.read()
@@ -253,6 +326,10 @@ class Store:
     def clear(self) -> None:
         """Remove every entry, blob, lock and the statistics; keep settings."""
         import shutil
+
+        self._pending = [0, 0]
+        if self._memory is not None:
+            self._memory.clear()
 
         shutil.rmtree(self._data, ignore_errors=True)
 
