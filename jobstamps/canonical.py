@@ -80,12 +80,7 @@ def _encode(value: Any, out: list[bytes], path: dict[int, int] | None) -> None:
         path[id(value)] = len(path)
     if kind is list or kind is tuple:
         out.append(b"%s%d:" % (b"l" if kind is list else b"t", len(value)))
-        for item in value:
-            atom = _ATOMS.get(type(item))
-            if atom is None:
-                _encode(item, out, path)
-            else:
-                out.append(atom(item))
+        _sequence(value, out, path)
     elif kind is dict:
         _unordered(b"d", value.items(), out, path)
     elif kind is set or kind is frozenset:
@@ -96,17 +91,22 @@ def _encode(value: Any, out: list[bytes], path: dict[int, int] | None) -> None:
         del path[id(value)]
 
 
+def _sequence(values: Any, out: list[bytes], path: dict[int, int] | None) -> None:
+    """Encode each value in turn; atoms inline, as most values are."""
+    for item in values:
+        atom = _ATOMS.get(type(item))
+        if atom is None:
+            _encode(item, out, path)
+        else:
+            out.append(atom(item))
+
+
 def _unordered(tag: bytes, items: Any, out: list[bytes], path: dict[int, int] | None) -> None:
     """Encode an unordered collection of tuples (dict items, or 1-tuples of set members)."""
     encoded = []
     for item in items:
         sub: list[bytes] = []
-        for part in item:
-            atom = _ATOMS.get(type(part))
-            if atom is None:
-                _encode(part, sub, path)
-            else:
-                sub.append(atom(part))
+        _sequence(item, sub, path)
         encoded.append(b"".join(sub))
     encoded.sort()
     out.append(b"%s%d:" % (tag, len(encoded)))
