@@ -7,11 +7,10 @@ every cache hit, so the API modules load on first use.
 
 from __future__ import annotations
 
-from jobstamps._version import __version__
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from jobstamps import jobstamp
+    from jobstamps._version import __version__
     from jobstamps.decorator import Memoized, memoize
     from jobstamps.errors import JobstampsError
 
@@ -19,6 +18,7 @@ __all__ = ["JobstampsError", "Memoized", "__version__", "jobstamp", "memoize"]
 
 
 _LAZY = {
+    "__version__": "jobstamps._version",
     "memoize": "jobstamps.decorator",
     "Memoized": "jobstamps.decorator",
     "JobstampsError": "jobstamps.errors",
