@@ -1,4 +1,4 @@
-"""The tree passes its own linters: ruff (lint and format) and mypy in strict mode."""
+"""The tree passes its own linters (ruff, mypy in strict mode); its pre-commit files are valid."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ pytestmark = pytest.mark.slow
         ["ruff", "check", "--no-cache", "."],
         ["ruff", "format", "--check", "--no-cache", "."],
         ["mypy", "--no-incremental"],
+        ["pre_commit", "validate-config", ".pre-commit-config.yaml"],
+        ["pre_commit", "validate-manifest", ".pre-commit-hooks.yaml"],
     ],
-    ids=["ruff-check", "ruff-format", "mypy"],
+    ids=["ruff-check", "ruff-format", "mypy", "pre-commit-config", "pre-commit-hooks"],
 )
 def test_tool_passes(tool: list[str]) -> None:
     result = subprocess.run(
