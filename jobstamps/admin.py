@@ -26,7 +26,12 @@ def parse_size(text: str) -> int:
         raise UsageError(
             f"--max-size: '{text}' is not a size; write e.g. 500M, 5G or 0 for no limit"
         )
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    if size == 0 and float(match.group(1)) != 0:
+        raise UsageError(
+            f"--max-size: '{text}' is less than a byte; write e.g. 500M, or 0 for no limit"
+        )
+    return size
 
 
 def format_size(size: int) -> str:

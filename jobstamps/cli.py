@@ -283,6 +283,9 @@ class _Invocation:
         cwd = os.getcwd()
         executable = key.resolve_executable(self.command[0], cwd, os.environ.get("PATH"))
         if executable is None:
+            if os.path.isdir(os.path.join(cwd, self.command[0])) and os.sep in self.command[0]:
+                _error(f"cannot run {self.command[0]}: it is a directory. Name a program")
+                return 126
             _error(f"command not found: {self.command[0]}. Check its name and PATH")
             return 127
         if not os.access(executable, os.X_OK):

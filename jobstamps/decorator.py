@@ -28,6 +28,9 @@ R = TypeVar("R")
 class Memoized(Generic[P, R]):
     """A function whose results are stored on disk; call it as the function itself."""
 
+    __name__: str  # copied from the function, as functools.wraps does
+    __qualname__: str
+
     def __init__(self, func: Callable[P, R], options: calls.Options, enabled: bool) -> None:
         self.__wrapped__ = func
         self.options = options

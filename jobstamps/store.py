@@ -382,11 +382,19 @@ class Store:
             if total - freed <= limit:
                 break
             freed += self._unlink(path, size)
+            self._unlink(self.lock(os.path.basename(path)).path, 0)
             for digest in refs:
                 refcount[digest] -= 1
                 if refcount[digest] == 0 and digest in blobs:
                     freed += self._unlink(self.blob_path(digest), blobs[digest][0])
+        self._drop_stale_locks(recent - _STALE_TMP_SECONDS * 1_000_000_000)
         return freed
+
+    def _drop_stale_locks(self, before_ns: int) -> None:
+        """Remove locks of jobs that were never stored and have not run for a long while."""
+        for path, _, mtime in self._files("l"):
+            if mtime < before_ns and not os.path.exists(self.entry_path(os.path.basename(path))):
+                self._unlink(path, 0)
 
     @staticmethod
     def _unlink(path: str, size: int) -> int:

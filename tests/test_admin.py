@@ -303,3 +303,9 @@ def test_run_in_process(capfd: pytest.CaptureFixture[str], isolated_cache: Path)
     assert f"cache directory  {isolated_cache}" in out
     assert err == ""
     assert sys.modules["jobstamps.admin"] is admin
+
+
+@pytest.mark.parametrize("text", ["0.5", "0.0001K"])
+def test_parse_size_refuses_less_than_a_byte(text: str) -> None:
+    with pytest.raises(UsageError, match="less than a byte"):
+        admin.parse_size(text)

@@ -208,6 +208,14 @@ def test_a_file_that_is_not_executable_exits_126(tmp_path: Path, isolated_cache:
     assert cache_entries(isolated_cache) == []
 
 
+def test_a_directory_named_as_the_command_exits_126(tmp_path: Path, isolated_cache: Path) -> None:
+    (tmp_path / "tooldir").mkdir()
+    done = jobstamp("--", "./tooldir", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (126, b"")
+    assert done.stderr == b"jobstamp: cannot run ./tooldir: it is a directory. Name a program\n"
+    assert cache_entries(isolated_cache) == []
+
+
 def test_a_file_the_system_cannot_execute_exits_126(tmp_path: Path, isolated_cache: Path) -> None:
     script = tmp_path / "garbage"
     script.write_bytes(b"\x7fELF\x00\x00garbage")

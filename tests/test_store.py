@@ -441,3 +441,22 @@ def test_trim_under_the_limit_keeps_everything(store: Store) -> None:
     store.write(OTHER, entry())
     assert store.trim(1 << 30) == 0
     assert store.stats()["entries"] == 2
+
+
+def test_trim_removes_the_locks_of_evicted_and_long_unstored_jobs(store: Store) -> None:
+    old, new = key_named(1), key_named(2)
+    for age, key in ((300, old), (100, new)):
+        store.write(key, entry(payload={"pickle": b"x" * 1000}))
+        set_mtime(store.entry_path(key), age)
+        with store.lock(key):
+            pass
+    never_stored, recent_unstored = key_named(3), key_named(4)
+    for key in (never_stored, recent_unstored):
+        with store.lock(key):
+            pass
+    set_mtime(store.lock(never_stored).path, 2 * 3600)
+    store.trim(os.stat(store.entry_path(new)).st_size)
+    assert not os.path.exists(store.lock(old).path)
+    assert not os.path.exists(store.lock(never_stored).path)
+    assert os.path.exists(store.lock(new).path)
+    assert os.path.exists(store.lock(recent_unstored).path)
