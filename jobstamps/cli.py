@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from jobstamps.store import Store
+    from jobstamps.engine import Engine
 
 __all__ = ["Options", "main", "parse"]
 
@@ -325,13 +325,12 @@ class _Invocation:
         return engine.run(job, compute, replay, force=options.force)
 
     def _execute(
-        self, engine: Any, executable: str, cwd: str, stdin_data: bytes | None, merged: bool
+        self, engine: Engine, executable: str, cwd: str, stdin_data: bytes | None, merged: bool
     ) -> tuple[int, dict[str, Any] | None, list[tuple[str, int]]]:
         from jobstamps import runner
 
-        store: Store = engine.store
         try:
-            outcome = runner.run(self.command, executable, cwd, stdin_data, merged, store)
+            outcome = runner.run(self.command, executable, cwd, stdin_data, merged, engine.store)
         except OSError as error:
             self.exit_code = runner.report_start_failure(self.command[0], error)
             return self.exit_code, None, []
