@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from jobstamps.engine import Engine
+    from jobstamps.store import Store
 
 __all__ = ["Options", "main", "parse"]
 
@@ -309,13 +310,25 @@ class _Invocation:
             options.env,
             digest_bytes(stdin_data) if stdin_data is not None else "-",
         )
-        about = " ".join(self.command)
-        job = Job(key.command_key(fields), deps, outputs, method, options.restore_outputs, about)
-        explain = _say if options.explain or settings.debugging() else None
-        engine = Engine(store, explain)
+        job = Job(
+            key.command_key(fields),
+            deps,
+            outputs,
+            method,
+            options.restore_outputs,
+            " ".join(self.command),
+            lambda: _why_new(store, fields),
+        )
+        engine = Engine(store, _say if options.explain or settings.debugging() else None)
 
         def compute() -> tuple[int, dict[str, Any] | None, list[tuple[str, int]]]:
-            return self._execute(engine, executable, cwd, stdin_data, merged)
+            code, payload, blobs = self._execute(engine, executable, cwd, stdin_data, merged)
+            if payload is not None:
+                from jobstamps import explain
+
+                payload["fields"] = fields  # for explaining a later miss of this command line
+                explain.remember(store, explain.slot_of(fields), job.key)
+            return code, payload, blobs
 
         def replay(payload: dict[str, Any]) -> int:
             from jobstamps.replay import replay as write_back
@@ -349,6 +362,12 @@ class _Invocation:
             engine.say(f"not stored: the output could not be stored ({error.strerror})")
             return outcome.exit_code, None, []
         return outcome.exit_code, outcome.payload(), blobs
+
+
+def _why_new(store: Store, fields: list[str]) -> str:
+    from jobstamps import explain
+
+    return explain.why_new(store, explain.slot_of(fields), fields)
 
 
 def _say(message: str) -> None:

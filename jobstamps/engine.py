@@ -43,6 +43,7 @@ class Job:
         method: str = MTIME,
         restore_outputs: bool = False,
         about: str | Callable[[], str] = "",
+        why_new: Callable[[], str] | None = None,
     ) -> None:
         self.key = key
         self.dependencies = list(dependencies)
@@ -50,6 +51,7 @@ class Job:
         self.method = method
         self.restore_outputs = restore_outputs
         self._about = about
+        self.why_new = why_new  # explains a key with nothing stored, when asked to explain
 
     @property
     def about(self) -> str:
@@ -292,8 +294,11 @@ class Engine:
     ) -> object:
         verdict = self.check(job)
         if not verdict.fresh:
-            if announce:
-                self.say(f"running {job.about}: {verdict.why}")
+            if announce and self._explain is not None:
+                why = verdict.why
+                if job.why_new is not None and verdict.trigger == self.store.entry_path(job.key):
+                    why += f"; {job.why_new()}"
+                self.say(f"running {job.about}: {why}")
             return _MISS
         entry = verdict.entry
         assert entry is not None  # noqa: S101 - fresh verdicts carry their entry

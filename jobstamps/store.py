@@ -174,6 +174,10 @@ class Store:
         except OSError:
             pass
 
+    def pointer_path(self, name: str) -> str:
+        """Where a small pointer file (a command line's latest key) lives."""
+        return os.path.join(self._data, "p", name[:2], name)
+
     def lock(self, key: str) -> FileLock:
         """Return a lock that lets one process at a time compute the result for ``key``."""
         return FileLock(os.path.join(self._data, "l", key[:2], key))

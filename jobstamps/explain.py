@@ -1,0 +1,109 @@
+"""Say why a command line missed: compare its key with the last one stored for it.
+
+Every stored command result leaves a pointer from its command line and working directory to
+its key. When the same command line then misses under a new key, the two keys' fields are
+compared, so ``--explain`` can say what differs (the executable, an environment variable, a
+terminal, the dependency list) instead of only "nothing is stored". Used only when explaining.
+"""
+
+from __future__ import annotations
+
+from jobstamps.fingerprint import digest_bytes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from jobstamps.store import Store
+
+__all__ = ["describe_change", "remember", "slot_of", "why_new"]
+
+_HEAD = ("working directory", "executable", "method", "output streams")
+_GROUPS = {"argv": "arguments", "deps": "dependencies", "outputs": "outputs", "env": "environment"}
+
+
+def slot_of(fields: Sequence[str]) -> str:
+    """Name the command line (arguments and working directory) that ``fields`` describe."""
+    arguments = _parse(fields).get("arguments", [])
+    assert isinstance(arguments, list)  # noqa: S101 - _parse makes lists of groups
+    text = "\0".join([fields[0], *arguments])
+    return digest_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+def remember(store: Store, slot: str, key: str) -> None:
+    """Note that ``key`` is the latest result stored for the command line ``slot``."""
+    from jobstamps._fs import atomic_write
+
+    try:
+        atomic_write(store.pointer_path(slot), [key.encode()])
+    except OSError:
+        pass  # only explanations lose by it
+
+
+def why_new(store: Store, slot: str, fields: Sequence[str]) -> str:
+    """Explain a key nothing is stored under, from the last key stored for the same command."""
+    try:
+        with open(store.pointer_path(slot), encoding="ascii") as handle:
+            previous = handle.read().strip()
+    except (OSError, ValueError):
+        return "this command line has not been stored from this directory before"
+    entry, _ = store.read(previous)
+    old = entry.get("payload", {}).get("fields") if entry else None
+    if not old:
+        return "the result last made by this command line is gone (not stored, evicted or cleared)"
+    return describe_change(old, fields)
+
+
+def describe_change(old: Sequence[str], new: Sequence[str]) -> str:
+    """Say how the invocation described by ``new`` differs from ``old``."""
+    before, after = _parse(old), _parse(new)
+    changes = []
+    for name in (*_HEAD, *_GROUPS.values(), "standard input"):
+        was, now = before.get(name), after.get(name)
+        if was == now:
+            continue
+        if isinstance(was, list) and isinstance(now, list):
+            gone = [item for item in was if item not in now]
+            added = [item for item in now if item not in was]
+            detail = "; ".join(
+                part
+                for part in (
+                    f"was {', '.join(gone)}" if gone else "",
+                    f"now {', '.join(added)}" if added else "",
+                )
+                if part
+            )
+            changes.append(f"{name} changed ({detail or 'order'})")
+        else:
+            changes.append(f"{name} changed ({_show(name, was)} -> {_show(name, now)})")
+    if not changes:
+        return "nothing differs from the last result stored for this command line"
+    return "since the last stored result, the " + "; the ".join(changes)
+
+
+def _show(name: str, value: object) -> str:
+    text = str(value)
+    if name == "executable":
+        path, size, mtime = [*text.split("\0"), "", ""][:3]
+        return f"{path}, {size} bytes, modified {mtime} ns"
+    if name == "output streams":  # "tty:10 merged:0"
+        ttys, _, merged = text.removeprefix("tty:").partition(" merged:")
+        kinds = ["a terminal" if flag == "1" else "not a terminal" for flag in ttys]
+        place = "one place" if merged == "1" else "two places"
+        return f"stdout {kinds[0]}, stderr {kinds[1]}, going to {place}"
+    return text
+
+
+def _parse(fields: Sequence[str]) -> dict[str, object]:
+    """Split the fields of :func:`jobstamps.key.command_fields` into named parts."""
+    parts: dict[str, object] = dict(zip(_HEAD, fields[: len(_HEAD)], strict=False))
+    index = len(_HEAD)
+    while index < len(fields):
+        name, _, count = fields[index].partition(":")
+        index += 1
+        if name in _GROUPS and count.isdigit():
+            parts[_GROUPS[name]] = list(fields[index : index + int(count)])
+            index += int(count)
+        elif name == "stdin":
+            parts["standard input"] = count
+    return parts
