@@ -134,6 +134,7 @@ class Store:
         if entry is not None and self._memory is not None:
             if len(self._memory) >= _MEMORY_ENTRIES:
                 self._memory.clear()
+                self._used.clear()
             self._memory[key] = (signature, entry)
         return entry, problem
 
