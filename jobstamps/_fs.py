@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from jobstamps.errors import CacheDirectoryError
 
@@ -31,7 +32,7 @@ def check_private_dir(path: str) -> bool:
             f"cache directory {path} cannot be created: a parent is a file. "
             "Remove that file or choose another directory"
         ) from None
-    if not _is_dir(st.st_mode):
+    if not stat.S_ISDIR(st.st_mode):
         raise CacheDirectoryError(
             f"cache directory {path} exists and is not a directory. "
             "Remove it or choose another directory"
@@ -47,12 +48,6 @@ def check_private_dir(path: str) -> bool:
                 f"cache directory {path} belongs to another user. Choose another directory"
             )
     return True
-
-
-def _is_dir(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISDIR(mode)
 
 
 def ensure_private_dir(path: str) -> None:

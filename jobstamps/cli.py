@@ -292,10 +292,10 @@ class _Invocation:
         if not os.access(executable, os.X_OK):
             _error(f"cannot run {self.command[0]}: permission denied. Make it executable")
             return 126
-        store = Store(options.stamp_directory)
-        store.exists()  # refuse an unusable or unsafe directory before running anything
         if settings.disabled():
             return _run_plain(self.command)
+        # An unusable or unsafe directory is refused by the engine before anything runs.
+        store = Store(options.stamp_directory)
         method = HASH if options.use_hashes or settings.always_hash() else MTIME
         deps = key.abspaths(options.dependencies, cwd)
         outputs = key.abspaths(options.output_files, cwd)

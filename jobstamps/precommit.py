@@ -226,7 +226,9 @@ class _PerFile:
         argv = [*self.command[1:], file]
 
         def compute() -> tuple[dict[str, Any], dict[str, Any] | None, list[tuple[str, int]]]:
-            result, why_not = _capture(self.command[0], self.executable, argv, self.merged)
+            result, why_not = _capture(
+                self.command[0], self.executable, argv, self.cwd, self.merged
+            )
             if not why_not and result["code"] and self.options.no_store_failures:
                 why_not = f"it failed (exit status {result['code']}) and --no-store-failures is set"
             if why_not:
@@ -242,7 +244,7 @@ class _PerFile:
                 f"internal error while checking {file} ({error!r}). It was linted without the "
                 "cache; please report this message to the jobstamps developers"
             )
-            result, _ = _capture(self.command[0], self.executable, argv, self.merged)
+            result, _ = _capture(self.command[0], self.executable, argv, self.cwd, self.merged)
         return result, notes
 
 
@@ -258,7 +260,7 @@ def _check_payload(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _capture(
-    name: str, executable: str, args: list[str], merged: bool
+    name: str, executable: str, args: list[str], cwd: str, merged: bool
 ) -> tuple[dict[str, Any], str]:
     """Run ``name ARG...`` with no input; return its result and why not to store it, if so.
 
@@ -269,7 +271,7 @@ def _capture(
         outcome = runner.run(
             [name, *args],
             executable,
-            os.getcwd(),
+            cwd,
             b"",
             merged,
             None,

@@ -41,14 +41,14 @@ class Outcome:
     caller decides: :meth:`keep` makes it a blob for an entry, :meth:`discard` removes it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store | None) -> None:
         self.exit_code = 0
         self.why_not_stored = ""  # empty when the result says something about the inputs
         self.chunks: list[tuple[int, int]] = []
         self.data = b""  # the output, when it fits inline
         self.spilled: tuple[str, str, int] | None = None  # (temporary path, digest, size)
         self.blob: tuple[str, int] | None = None  # (digest, size) once kept
-        self._store: Store | None = None
+        self._store = store
 
     def add_chunk(self, stream: int, size: int) -> None:
         """Note that ``size`` more bytes came on ``stream`` (1 or 2)."""
@@ -124,7 +124,6 @@ class _Recorder:
 
     def finish(self, outcome: Outcome) -> None:
         """Hand the recording to ``outcome``: inline bytes, or the spilled file."""
-        outcome._store = self._store  # noqa: SLF001 - the two work as one
         if self._fd < 0:
             outcome.data = b"".join(self._parts)
             return
@@ -194,7 +193,7 @@ def run(
     ``handle_signals`` (main thread only) notes and forwards signals sent to this process.
     Without a ``store`` the whole output is kept in memory.
     """
-    outcome = Outcome()
+    outcome = Outcome(store)
     recorder = _Recorder(store)
     out_r, out_w = _channel(1)
     err_r, err_w = (out_r, out_w) if merged else _channel(2)

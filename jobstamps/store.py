@@ -293,30 +293,28 @@ class Store:
 
     def _files(self, kind: str) -> Iterator[tuple[str, int, int]]:
         """Yield ``(path, size, mtime_ns)`` of finished files of one kind; drop stale temps."""
-        top = os.path.join(self._data, kind)
-        try:
-            shards = os.listdir(top)
-        except OSError:
-            return
-        for shard in shards:
-            directory = os.path.join(top, shard)
-            if shard.startswith(TMP_PREFIX):
-                self._drop_if_stale(directory)
-                continue
-            try:
-                names = os.listdir(directory)
-            except OSError:
-                continue
-            for name in names:
-                path = os.path.join(directory, name)
-                if name.startswith(TMP_PREFIX):
-                    self._drop_if_stale(path)
-                    continue
+        for shard in self._finished(os.path.join(self._data, kind)):
+            for path in self._finished(shard):
                 try:
                     st = os.stat(path)
                 except OSError:
                     continue
                 yield path, st.st_size, st.st_mtime_ns
+
+    def _finished(self, directory: str) -> list[str]:
+        """List the paths in ``directory`` but temporary files, removing the stale ones."""
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return []
+        paths = []
+        for name in names:
+            path = os.path.join(directory, name)
+            if name.startswith(TMP_PREFIX):
+                self._drop_if_stale(path)
+            else:
+                paths.append(path)
+        return paths
 
     @staticmethod
     def _drop_if_stale(path: str) -> None:
