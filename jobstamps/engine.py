@@ -17,7 +17,7 @@ from jobstamps.fingerprint import HASH, MTIME
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Any, TypeVar
 
     from jobstamps._fs import FileLock
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 __all__ = ["HASH", "MTIME", "Engine", "Job", "ReplayError", "Verdict"]
+
+_BLOCK = 1 << 20
 
 
 class ReplayError(Exception):
@@ -172,13 +174,22 @@ class Engine:
             self.store.touch(job.key)
 
     def _restore(self, path: str, blob: str, mode: int) -> None:
+        """Copy a stored output back, in blocks: outputs may be larger than memory should hold.
+
+        Its digest is checked before the copy is renamed into place.
+        """
         from jobstamps._fs import atomic_write
 
-        with open(self.store.blob_path(blob), "rb") as handle:
-            data = handle.read()
-        if fingerprint.digest_bytes(data) != blob:
-            raise ReplayError(f"the stored copy of {path} is damaged")
-        atomic_write(path, [data], private=False)
+        def blocks() -> Iterator[bytes]:
+            hasher = fingerprint.blake2b(digest_size=20)
+            with open(self.store.blob_path(blob), "rb") as handle:
+                while block := handle.read(_BLOCK):
+                    hasher.update(block)
+                    yield block
+            if hasher.hexdigest() != blob:
+                raise ReplayError(f"the stored copy of {path} is damaged")
+
+        atomic_write(path, blocks(), private=False)
         os.chmod(path, mode & 0o7777)
 
     # -- a miss -----------------------------------------------------------------------------
@@ -269,8 +280,8 @@ class Engine:
             if payload is not None:
                 problem = self.commit(recording, payload, blobs)
                 if problem:
-                    for digest, _ in blobs:  # made for this entry, which was not stored
-                        self.store.drop_blob(digest)
+                    for digest, _ in blobs:  # made for this entry, unless shared
+                        self.store.release_blob(digest)
                 self.say(
                     f"not stored: {problem}" if problem else f"stored the result of {job.about}"
                 )

@@ -22,8 +22,16 @@ class UsageError(JobstampsError):
 class CacheDirectoryError(JobstampsError, OSError):
     """The cache directory cannot be used safely: not a directory, or writable by others.
 
-    It is an :class:`OSError` too, as the original jobstamps raised ``IOError`` here.
+    It is an :class:`OSError` too, as the original jobstamps raised ``IOError`` here. Its text
+    is one line; ``path``, ``why`` and ``advice`` let a caller word its own message, such as
+    "running without the cache".
     """
+
+    def __init__(self, path: str, why: str, advice: str = "Choose another directory") -> None:
+        super().__init__(f"cache directory {path} is unusable ({why}). {advice}")
+        self.path = path
+        self.why = why
+        self.advice = advice
 
 
 class UnhashableArgumentError(JobstampsError, TypeError):

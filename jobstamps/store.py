@@ -2,25 +2,43 @@
 
 Layout under the root (one per user, mode 0700)::
 
-    CACHEDIR.TAG          tells backup tools to skip the directory
+    CACHEDIR.TAG          tells backup tools to skip the directory (only written into a
+                          directory jobstamps created or found empty)
     config                persisted settings (``max_size=BYTES``)
+    v1/.jobstamps-cache   marks ``v1`` as made by jobstamps: only such a directory is cleared
+    v1/secret             32 random bytes keying the MAC of every entry
     v1/stats              one byte appended per lookup: ``h`` hit, ``m`` miss
-    v1/e/ab/<key>         entries: header, checksum, then a marshal-encoded dict
+    v1/e/ab/<key>         entries: header, MAC, then a marshal-encoded dict
     v1/b/cd/<digest>      blobs: captured output and stored output files, by content
     v1/l/ab/<key>         lock files, one per key
+    v1/p/ab/<name>        pointers: the latest key of a command line, for explanations
 
-Every file is written to a temporary name and renamed into place, and every entry is checked
-(magic, checksum, its own key) when read, so a killed writer, a full disk or a damaged file
-reads as a miss, never as a hit.
+Every directory is 0700 and every file 0600, whatever the umask, and no link inside the cache
+is followed. Every file is written to a temporary name and renamed into place, and every entry
+is checked (magic, MAC, its own key) when read, so a killed writer, a full disk, a damaged
+file or an entry planted by someone without the secret reads as a miss, never as a hit.
 """
 
 from __future__ import annotations
 
 import marshal
 import os
+import stat
 import sys
 
-from jobstamps._fs import TMP_PREFIX, FileLock, atomic_write, check_private_dir, ensure_private_dir
+from jobstamps._fs import (
+    TMP_PREFIX,
+    FileLock,
+    atomic_write,
+    check_private_dir,
+    ensure_private_dir,
+    make_secret,
+    makedirs,
+    open_private,
+    read_private,
+    read_secret,
+)
+from jobstamps.errors import CacheDirectoryError
 from jobstamps.fingerprint import blake2b
 
 TYPE_CHECKING = False
@@ -30,8 +48,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Store", "default_root"]
 
-_MAGIC = b"jobstamps-entry-1\n"
-_SUM = 16
+_MAGIC = b"jobstamps-entry-2\n"
+_MAC = 32
+_MARKER = ".jobstamps-cache"
+_MARKER_TEXT = b"This directory holds results stored by jobstamps; jobstamp --clear empties it.\n"
+_KINDS = ("e", "b", "l", "p")
+#: What ``v1`` may hold: a ``v1`` without the marker but with nothing else was made by an
+#: earlier version, and is taken over; anything else there is not ours to write to or clear.
+_LAYOUT = frozenset({*_KINDS, "stats", "secret", _MARKER})
+_DAMAGED = "the stored entry is damaged or was not written by this cache"
+_UTIME_FOLLOWS = os.utime not in os.supports_follow_symlinks
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _CACHEDIR_TAG = (
     b"Signature: 8a477f597d28d172789f06886806bc55\n"
     b"# This file is a cache directory tag created by jobstamps.\n"
@@ -40,6 +67,7 @@ _CACHEDIR_TAG = (
 _STALE_TMP_SECONDS = 3600
 _MEMORY_ENTRIES = 4096
 _STATS_BATCH = 256
+_BLOCK = 1 << 20
 _TOUCH_EVERY_NS = 60 * 1_000_000_000
 
 
@@ -56,10 +84,6 @@ def default_root() -> str:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = xdg if xdg and os.path.isabs(xdg) else os.path.expanduser("~/.cache")
     return os.path.join(base, "jobstamps")
-
-
-def _checksum(body: bytes) -> bytes:
-    return blake2b(body, digest_size=_SUM).digest()
 
 
 class Store:
@@ -79,6 +103,12 @@ class Store:
         )
         self._pending = [0, 0]  # hits, misses not yet written
         self._used: dict[str, int] = {}  # key -> mtime_ns of its entry when last read
+        self._secret: bytes | None = None  # read once, on the first read or write
+        self._ready = False  # create() has checked the layout
+        self._created: dict[str, int] = {}  # digest -> mtime_ns of blobs this store made
+        #: Why writing to the cache failed last (empty: it never did), for a one-line warning.
+        self.unwritable = ""
+        self.advice = "Free some space or choose another directory for the cache"
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -87,11 +117,76 @@ class Store:
         return check_private_dir(self.root)
 
     def create(self) -> None:
-        """Create the cache directory (0700) with its ``CACHEDIR.TAG``, if missing."""
-        ensure_private_dir(self.root)
-        tag = os.path.join(self.root, "CACHEDIR.TAG")
-        if not os.path.exists(tag):
-            atomic_write(tag, [_CACHEDIR_TAG])
+        """Create the cache directory (0700) and its layout, or check an existing one.
+
+        ``CACHEDIR.TAG`` goes only into a directory created here or found empty: a project
+        directory used as a cache must stay in the user's backups. Raise
+        :class:`CacheDirectoryError` when the directory itself cannot be used, and a plain
+        :class:`OSError` when only writing inside it fails (a full disk, a file in the way):
+        then jobs run and are not stored.
+        """
+        if self._ready:
+            return
+        try:
+            made = ensure_private_dir(self.root)
+        except CacheDirectoryError as error:
+            self._failed(error)
+            raise
+        try:
+            tag = os.path.join(self.root, "CACHEDIR.TAG")
+            if made or not os.listdir(self.root):
+                atomic_write(tag, [_CACHEDIR_TAG])
+            self._claim()
+            for kind in _KINDS:
+                makedirs(os.path.join(self._data, kind))
+        except OSError as error:
+            self._failed(error)
+            raise OSError(error.errno, self.unwritable) from None
+        self._ready = True
+
+    def _claim(self) -> None:
+        """Make ``v1`` ours: create it with its marker, or check that an existing one is ours."""
+        marker = os.path.join(self._data, _MARKER)
+        if os.path.lexists(self._data) and not os.path.lexists(marker):
+            makedirs(self._data)  # refuses a file or a link in its place
+            if not self._ours():
+                raise CacheDirectoryError(
+                    self._data,
+                    "it holds files jobstamps did not make",
+                    "Choose another directory for the cache",
+                )
+            self._make_private(self._data)
+        makedirs(self._data)
+        if not os.path.lexists(marker):
+            atomic_write(marker, [_MARKER_TEXT])
+
+    def _ours(self) -> bool:
+        """Whether ``v1`` was made by jobstamps: marked, or holding nothing but our layout."""
+        try:
+            if os.path.lexists(os.path.join(self._data, _MARKER)):
+                return True
+            names = os.listdir(self._data)
+        except OSError:
+            return False
+        return all(name in _LAYOUT or name.startswith(TMP_PREFIX) for name in names)
+
+    @staticmethod
+    def _make_private(top: str) -> None:
+        """Make every directory and file under ``top`` private, as an earlier version may not.
+
+        Links and other users' files are removed; another user's directory is refused.
+        """
+        for directory, dirs, files in os.walk(top):
+            makedirs(directory)
+            for name in [*dirs, *files]:
+                path = os.path.join(directory, name)
+                st = os.lstat(path)
+                if stat.S_ISDIR(st.st_mode):
+                    continue  # walked next, and checked by makedirs()
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                    os.unlink(path)
+                elif st.st_mode & 0o077:
+                    os.chmod(path, 0o600)
 
     # -- entries --------------------------------------------------------------------------
 
@@ -106,23 +201,19 @@ class Store:
         """
         path = self.entry_path(key)
         if self._memory is not None:
-            known = self._memory.get(key)
+            known = self._remembered(key, path)
             if known is not None:
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    st = None
-                if st is not None and known[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
-                    self._used[key] = st.st_mtime_ns
-                    return known[1], ""
+                return known, ""
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             return None, "no result is stored for this key"
         except OSError as error:
             return None, f"the stored entry cannot be read ({error.strerror})"
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None, "the stored entry cannot be read (not a file)"
             self._used[key] = st.st_mtime_ns
             signature = (st.st_ino, st.st_size, st.st_mtime_ns)
             data = os.read(fd, st.st_size + 1)
@@ -138,27 +229,67 @@ class Store:
             self._memory[key] = (signature, entry)
         return entry, problem
 
-    @staticmethod
-    def _parse(key: str, data: bytes) -> tuple[dict[str, Any] | None, str]:
+    def _remembered(self, key: str, path: str) -> dict[str, Any] | None:
+        """Return the entry read before for ``key`` if its file is unchanged."""
+        assert self._memory is not None  # noqa: S101 - only called when keeping entries
+        known = self._memory.get(key)
+        if known is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if known[0] != (st.st_ino, st.st_size, st.st_mtime_ns):
+            return None
+        self._used[key] = st.st_mtime_ns
+        return known[1]
+
+    def _parse(self, key: str, data: bytes) -> tuple[dict[str, Any] | None, str]:
+        secret = self._secret
+        if secret is None:
+            secret = self._secret = read_secret(self._secret_path)
+            if secret is None:
+                return None, _DAMAGED  # no secret yet: nothing stored can be genuine
         head = len(_MAGIC)
+        body = data[head + _MAC :]
         if (
             not data.startswith(_MAGIC)
-            or _checksum(data[head + _SUM :]) != data[head : head + _SUM]
+            or blake2b(body, digest_size=_MAC, key=secret).digest() != data[head : head + _MAC]
         ):
-            return None, "the stored entry is damaged"
+            return None, _DAMAGED
         try:
-            entry = marshal.loads(data[head + _SUM :])  # noqa: S302 - our own file, checksummed
+            entry = marshal.loads(body)  # noqa: S302 - authenticated by the MAC
         except (EOFError, ValueError, TypeError):
-            return None, "the stored entry is damaged"
+            return None, _DAMAGED
         if not isinstance(entry, dict) or entry.get("key") != key:
             return None, "the stored entry belongs to another key"
         return entry, ""
+
+    @property
+    def _secret_path(self) -> str:
+        return os.path.join(self._data, "secret")
 
     def write(self, key: str, entry: dict[str, Any]) -> None:
         """Store ``entry`` for ``key`` atomically (the entry records its own key)."""
         entry["key"] = key
         body = marshal.dumps(entry)
-        atomic_write(self.entry_path(key), [_MAGIC, _checksum(body), body])
+        try:
+            self.create()
+            if self._secret is None:
+                self._secret = make_secret(self._secret_path)
+            mac = blake2b(body, digest_size=_MAC, key=self._secret).digest()
+            atomic_write(self.entry_path(key), [_MAGIC, mac, body])
+        except OSError as error:
+            self._failed(error)
+            raise
+
+    def _failed(self, error: OSError) -> None:
+        """Remember why the cache could not be written, and what to do about it."""
+        if isinstance(error, CacheDirectoryError):
+            where = "" if error.path == self.root else f"{error.path}: "
+            self.unwritable, self.advice = where + error.why, error.advice
+        else:
+            self.unwritable = error.strerror or str(error)
 
     def touch(self, key: str) -> None:
         """Mark ``key`` as recently used, for least-recently-used eviction.
@@ -171,7 +302,7 @@ class Store:
         if self._used.get(key, 0) > time.time_ns() - _TOUCH_EVERY_NS:
             return
         try:
-            os.utime(self.entry_path(key))
+            os.utime(self.entry_path(key), follow_symlinks=_UTIME_FOLLOWS)
         except OSError:
             pass
 
@@ -190,7 +321,7 @@ class Store:
         return os.path.join(self._data, "b", digest[:2], digest)
 
     def has_blob(self, digest: str, size: int) -> bool:
-        """Return whether a complete blob with ``digest`` and ``size`` is stored."""
+        """Return whether a blob with ``digest`` and ``size`` is stored (contents unchecked)."""
         try:
             return os.stat(self.blob_path(digest)).st_size == size
         except OSError:
@@ -212,29 +343,107 @@ class Store:
         except OSError:
             pass
 
+    def release_blob(self, digest: str) -> None:
+        """Remove a blob made for an entry that was not stored, unless others use it.
+
+        Blobs are shared by every entry with the same contents: one that was there before or
+        was reused since (its mtime moved) stays.
+        """
+        made = self._created.pop(digest, None)
+        try:
+            if made is not None and os.lstat(self.blob_path(digest)).st_mtime_ns == made:
+                os.unlink(self.blob_path(digest))
+        except OSError:
+            pass
+
     def put_file(self, path: str) -> tuple[str, int]:
-        """Store a copy of the file at ``path``; return its ``(digest, size)``."""
-        with open(path, "rb") as handle:
-            data = handle.read()
-        return self.put_bytes(data), len(data)
+        """Store a copy of the file at ``path``, streamed in blocks; return ``(digest, size)``."""
+        hasher = blake2b(digest_size=20)
+        size = 0
+        tmp = self.temp_path()
+        try:
+            with open(path, "rb") as source:
+                fd = open_private(tmp, os.O_WRONLY)
+                try:
+                    while block := source.read(_BLOCK):
+                        hasher.update(block)
+                        size += len(block)
+                        view = memoryview(block)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+            digest = hasher.hexdigest()
+            self.adopt_blob(tmp, digest)
+        except OSError as error:
+            self._failed(error)
+            self._unlink(tmp, 0)
+            raise
+        return digest, size
 
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` as a blob; return its digest."""
         digest = blake2b(data, digest_size=20).hexdigest()
-        if not self.has_blob(digest, len(data)):
-            atomic_write(self.blob_path(digest), [data])
+        if not self._reuse_blob(digest, len(data)):
+            try:
+                atomic_write(self.blob_path(digest), [data])
+            except OSError as error:
+                self._failed(error)
+                raise
+            self._note_created(digest)
         return digest
 
-    def adopt_blob(self, tmp_path: str, digest: str) -> None:
-        """Move a finished temporary file (made by :meth:`temp_path`) into place as a blob."""
-        final = self.blob_path(digest)
-        os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
-        os.replace(tmp_path, final)
+    def adopt_blob(self, tmp_path: str, digest: str) -> bool:
+        """Move a finished temporary file (made by :meth:`temp_path`) into place as a blob.
+
+        An intact blob with the same contents is kept instead (and marked used); a damaged
+        one is replaced. Return whether a new blob was made.
+        """
+        try:
+            if self._reuse_blob(digest, os.lstat(tmp_path).st_size):
+                os.unlink(tmp_path)
+                return False
+            final = self.blob_path(digest)
+            os.chmod(tmp_path, 0o600)
+            try:
+                os.replace(tmp_path, final)
+            except FileNotFoundError:
+                makedirs(os.path.dirname(final))
+                os.replace(tmp_path, final)
+        except OSError as error:
+            self._failed(error)
+            raise
+        self._note_created(digest)
+        return True
+
+    def _reuse_blob(self, digest: str, size: int) -> bool:
+        """Whether an intact blob with these contents is stored; if so, mark it used.
+
+        The mark keeps :meth:`release_blob` and :meth:`trim` from taking it from the entry
+        about to use it.
+        """
+        if not self.has_blob(digest, size) or not self.blob_intact(digest):
+            return False
+        try:
+            os.utime(self.blob_path(digest), follow_symlinks=_UTIME_FOLLOWS)
+        except OSError:
+            return False
+        return True
+
+    def _note_created(self, digest: str) -> None:
+        try:
+            self._created[digest] = os.lstat(self.blob_path(digest)).st_mtime_ns
+        except OSError:
+            pass
 
     def temp_path(self) -> str:
         """Return a fresh temporary file name inside the cache, for data streamed to disk."""
         directory = os.path.join(self._data, "b")
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        try:
+            makedirs(directory)
+        except OSError as error:
+            self._failed(error)
+            raise
         return os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
 
     # -- statistics, size -----------------------------------------------------------------
@@ -261,11 +470,9 @@ class Store:
             return
         self._pending = [0, 0]
         try:
-            fd = os.open(
-                os.path.join(self._data, "stats"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
-            )
+            fd = open_private(self._stats_path, os.O_WRONLY | os.O_APPEND)
         except OSError:
-            return
+            return  # no cache yet, or an unwritable one: counts are not worth a failure
         try:
             os.write(fd, b"h" * hits + b"m" * misses)
         except OSError:
@@ -273,30 +480,43 @@ class Store:
         finally:
             os.close(fd)
 
+    @property
+    def _stats_path(self) -> str:
+        return os.path.join(self._data, "stats")
+
     def stats(self) -> dict[str, int]:
-        """Return counts of entries, blobs, bytes, hits and misses."""
+        """Return counts of entries, blobs, bytes (pointers included), hits and misses."""
         self.flush_stats()
-        try:
-            with open(os.path.join(self._data, "stats"), "rb") as handle:
-                log = handle.read()
-        except OSError:
-            log = b""
+        log = read_private(self._stats_path) or b""
         entries = list(self._files("e"))
         blobs = list(self._files("b"))
+        pointers = list(self._files("p"))
         return {
             "entries": len(entries),
             "blobs": len(blobs),
-            "bytes": sum(size for _, size, _ in entries) + sum(size for _, size, _ in blobs),
+            "bytes": sum(size for _, size, _ in (*entries, *blobs, *pointers)),
             "hits": log.count(b"h"),
             "misses": log.count(b"m"),
         }
+
+    def zero_stats(self) -> None:
+        """Forget the hit and miss counts."""
+        self._pending = [0, 0]
+        try:
+            os.unlink(self._stats_path)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise CacheDirectoryError(
+                self.root, f"its statistics cannot be reset: {error.strerror}"
+            ) from None
 
     def _files(self, kind: str) -> Iterator[tuple[str, int, int]]:
         """Yield ``(path, size, mtime_ns)`` of finished files of one kind; drop stale temps."""
         for shard in self._finished(os.path.join(self._data, kind)):
             for path in self._finished(shard):
                 try:
-                    st = os.stat(path)
+                    st = os.lstat(path)
                 except OSError:
                     continue
                 yield path, st.st_size, st.st_mtime_ns
@@ -321,44 +541,85 @@ class Store:
         import time
 
         try:
-            if os.stat(path).st_mtime < time.time() - _STALE_TMP_SECONDS:
+            if os.lstat(path).st_mtime < time.time() - _STALE_TMP_SECONDS:
                 os.unlink(path)
         except OSError:
             pass
 
     def clear(self) -> None:
-        """Remove every entry, blob, lock and the statistics; keep settings."""
+        """Remove every entry, blob, lock and pointer; keep the statistics and settings.
+
+        Only a ``v1`` directory jobstamps made is touched. Raise :class:`CacheDirectoryError`
+        for any other, and when something could not be removed.
+        """
+        self._memory = {} if self._memory is not None else None
+        self._used.clear()
+        if not os.path.lexists(self._data):
+            return
+        if not os.path.isdir(self._data) or not self._ours():
+            raise CacheDirectoryError(
+                self._data,
+                "it holds files jobstamps did not make; nothing was removed",
+                "Choose the cache directory itself",
+            )
         import shutil
 
-        self._pending = [0, 0]
-        if self._memory is not None:
-            self._memory.clear()
-
-        shutil.rmtree(self._data, ignore_errors=True)
+        left = []
+        for kind in _KINDS:
+            path = os.path.join(self._data, kind)
+            try:
+                if os.path.islink(path) or not os.path.isdir(path):
+                    os.unlink(path)
+                else:
+                    shutil.rmtree(path)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                left.append(f"{path}: {error.strerror or error}")
+        if left:
+            raise CacheDirectoryError(
+                self.root,
+                f"not everything could be removed ({left[0]})",
+                "Check the permissions of the cache directory",
+            )
 
     @property
     def max_size(self) -> int:
         """The persisted size limit in bytes; 0 means no limit."""
+        settings = self._settings()
         try:
-            with open(os.path.join(self.root, "config"), encoding="utf-8") as handle:
-                for line in handle:
-                    name, _, value = line.partition("=")
-                    if name.strip() == "max_size":
-                        return int(value)
-        except (OSError, ValueError):
-            pass
-        return 0
+            return int(settings.get("max_size", 0)) if settings is not None else 0
+        except ValueError:
+            return 0
 
     @max_size.setter
     def max_size(self, size: int) -> None:
         self.create()
+        if self._settings() is None:
+            raise CacheDirectoryError(
+                self.root,
+                "it holds a file named config that jobstamps did not write",
+                "Choose another directory for the cache",
+            )
         atomic_write(os.path.join(self.root, "config"), [f"max_size={int(size)}\n".encode()])
 
+    def _settings(self) -> dict[str, str] | None:
+        """Return the persisted settings; ``None`` if ``config`` is not a file of settings."""
+        data = read_private(os.path.join(self.root, "config"))
+        settings = {}
+        for line in (data or b"").decode("utf-8", "replace").splitlines():
+            name, equals, value = line.partition("=")
+            if not equals:
+                return None
+            settings[name.strip()] = value.strip()
+        return settings
+
     def trim(self, limit: int | None = None) -> int:
-        """Evict least recently used entries until the cache fits ``limit``; return bytes freed.
+        """Evict least recently used results until the cache fits ``limit``; return bytes freed.
 
         A blob goes with the last entry that refers to it; blobs no entry refers to go first
-        (unless just written: their entry may be on its way).
+        (unless just written: their entry may be on its way). Pointers count and are evicted
+        like entries, and go with the entry they point to.
         """
         import time
 
@@ -366,22 +627,24 @@ class Store:
         if limit <= 0:
             return 0
         blobs = {os.path.basename(path): (size, mtime) for path, size, mtime in self._files("b")}
-        entries = []
         refcount: dict[str, int] = {}
+        items: list[tuple[int, str, int, list[str]]] = []  # mtime, path, size, blobs used
         for path, size, mtime in self._files("e"):
             entry, _ = self.read(os.path.basename(path))
             refs = [digest for digest, _ in entry.get("blobs", ())] if entry else []
             for digest in refs:
                 refcount[digest] = refcount.get(digest, 0) + 1
-            entries.append((mtime, path, size, refs))
-        entries.sort()
-        total = sum(item[2] for item in entries) + sum(size for size, _ in blobs.values())
+            items.append((mtime, path, size, refs))
+        pointers = list(self._files("p"))
+        items += [(mtime, path, size, []) for path, size, mtime in pointers]
+        items.sort()
+        total = sum(item[2] for item in items) + sum(size for size, _ in blobs.values())
         freed = 0
         recent = time.time_ns() - 60 * 1_000_000_000
         for digest, (size, mtime) in blobs.items():
             if digest not in refcount and mtime < recent:
                 freed += self._unlink(self.blob_path(digest), size)
-        for _, path, size, refs in entries:
+        for _, path, size, refs in items:
             if total - freed <= limit:
                 break
             freed += self._unlink(path, size)
@@ -390,7 +653,18 @@ class Store:
                 refcount[digest] -= 1
                 if refcount[digest] == 0 and digest in blobs:
                     freed += self._unlink(self.blob_path(digest), blobs[digest][0])
+        freed += self._drop_dangling_pointers(pointers)
         self._drop_stale_locks(recent - _STALE_TMP_SECONDS * 1_000_000_000)
+        return freed
+
+    def _drop_dangling_pointers(self, pointers: list[tuple[str, int, int]]) -> int:
+        """Remove pointers to results that are gone: they explain nothing. Return bytes freed."""
+        freed = 0
+        for path, size, _ in pointers:
+            target = read_private(path)
+            key = target.decode("ascii", "replace").strip() if target is not None else ""
+            if target is not None and not os.path.lexists(self.entry_path(key)):
+                freed += self._unlink(path, size)
         return freed
 
     def _drop_stale_locks(self, before_ns: int) -> None:

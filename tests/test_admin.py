@@ -173,7 +173,7 @@ def test_clear_removes_results_and_keeps_the_size_limit(
     )
     assert (cache_entries(isolated_cache), cache_blobs(isolated_cache)) == ([], [])
     rows = stats()
-    assert (rows["results"], rows["hits"], rows["misses"]) == ("0", "0", "0")
+    assert (rows["results"], rows["hits"], rows["misses"]) == ("0", "0", "1")  # stats are kept
     assert rows["size"] == "0 B (limit 5.0 GiB)"
     assert len(jobstamp("--", *command).stdout) == 100000
     assert runs(tmp_path / "counter") == 2

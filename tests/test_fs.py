@@ -89,9 +89,13 @@ def test_a_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> N
     target.chmod(mode)  # the check reads mode bits, so it holds for root too
     with pytest.raises(CacheDirectoryError) as caught:
         check_private_dir(str(target))
+    advice = (
+        "Choose a directory of your own, not one in a shared directory such as /tmp"
+        if mode & 0o1000
+        else f"Run 'chmod go-w {target}' or choose another directory"
+    )
     assert str(caught.value) == (
-        f"cache directory {target} is writable by other users. "
-        f"Run 'chmod go-w {target}' or choose another directory"
+        f"cache directory {target} is unusable (writable by other users). {advice}"
     )
     with pytest.raises(CacheDirectoryError):
         ensure_private_dir(str(target))

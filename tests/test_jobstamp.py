@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -959,7 +960,7 @@ def test_a_cache_that_cannot_be_written_still_returns_results(
 ) -> None:
     # A file where the entries' directory should be fails writes as a full disk would.
     Store().create()
-    (isolated_cache / blocked).parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(isolated_cache / blocked)
     (isolated_cache / blocked).write_text("in the way")
     monkeypatch.setenv("JOBSTAMPS_DEBUG", "1")
     assert jobstamp.run(double, counter, 1) == 2

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from jobstamps.errors import CacheDirectoryError
-from jobstamps.fingerprint import digest_bytes
+from jobstamps.fingerprint import blake2b, digest_bytes
 from jobstamps.store import Store, default_root
 
 KEY = "ab" + "0" * 38
+MAGIC = b"jobstamps-entry-2\n"
+DAMAGED = "the stored entry is damaged or was not written by this cache"
 OTHER = "cd" + "1" * 38
 
 
@@ -191,7 +193,7 @@ def test_a_damaged_entry_reads_as_a_miss(store: Store, damage: object) -> None:
     store.write(KEY, entry())
     path = Path(store.entry_path(KEY))
     path.write_bytes(damage(path.read_bytes()))
-    assert store.read(KEY) == (None, "the stored entry is damaged")
+    assert store.read(KEY) == (None, DAMAGED)
 
 
 def test_every_single_byte_flip_is_caught(store: Store) -> None:
@@ -205,22 +207,20 @@ def test_every_single_byte_flip_is_caught(store: Store) -> None:
         assert why
 
 
-def test_a_checksummed_body_that_is_not_an_entry_is_damaged(store: Store) -> None:
+def test_an_authenticated_body_that_is_not_an_entry_is_damaged(store: Store) -> None:
     store.write(KEY, entry())
     path = Path(store.entry_path(KEY))
-    magic = b"jobstamps-entry-1\n"
     body = b"\xff not marshal"
-    path.write_bytes(magic + _checksum(body) + body)
-    assert store.read(KEY) == (None, "the stored entry is damaged")
+    path.write_bytes(MAGIC + _mac(store, body) + body)
+    assert store.read(KEY) == (None, DAMAGED)
     body = marshal.dumps(["a list", "not a dict"])
-    path.write_bytes(magic + _checksum(body) + body)
+    path.write_bytes(MAGIC + _mac(store, body) + body)
     assert store.read(KEY) == (None, "the stored entry belongs to another key")
 
 
-def _checksum(body: bytes) -> bytes:
-    from jobstamps.fingerprint import blake2b
-
-    return blake2b(body, digest_size=16).digest()
+def _mac(store: Store, body: bytes) -> bytes:
+    secret = Path(store.root, "v1", "secret").read_bytes()
+    return blake2b(body, digest_size=32, key=secret).digest()
 
 
 def test_another_keys_entry_in_its_place_is_a_miss(store: Store) -> None:
@@ -238,7 +238,7 @@ def test_an_unreadable_entry_is_a_miss(store: Store) -> None:
 
 
 def test_a_file_in_place_of_the_entries_directory_is_a_miss_and_fails_writes(store: Store) -> None:
-    os.makedirs(os.path.join(store.root, "v1"))
+    os.rmdir(os.path.join(store.root, "v1", "e"))
     Path(store.root, "v1", "e").write_text("in the way")
     read, why = store.read(KEY)
     assert read is None
@@ -342,13 +342,13 @@ def test_stale_temporary_files_are_dropped_and_fresh_ones_kept(store: Store) -> 
     assert store.read(KEY)[0] is not None
 
 
-def test_clear_removes_results_and_keeps_settings(store: Store) -> None:
+def test_clear_removes_results_and_keeps_settings_and_statistics(store: Store) -> None:
     store.write(KEY, entry())
     store.put_bytes(b"blob")
     store.note(hit=True)
     store.max_size = 12345
     store.clear()
-    assert store.stats() == {"entries": 0, "blobs": 0, "bytes": 0, "hits": 0, "misses": 0}
+    assert store.stats() == {"entries": 0, "blobs": 0, "bytes": 0, "hits": 1, "misses": 0}
     assert store.read(KEY)[0] is None
     assert store.max_size == 12345
     assert Path(store.root, "CACHEDIR.TAG").exists()
