@@ -244,8 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         _error(str(error), usage=True)
         return 2
-    except CacheDirectoryError as error:
-        _error(str(error), usage=True)
+    except CacheDirectoryError as error:  # one the user chose: say why, with no usage text
+        _error(str(error))
         return 2
     except JobstampsError as error:
         _error(str(error))
@@ -265,6 +265,10 @@ class _Invocation:
     def run(self) -> int:
         try:
             return self._cached()
+        except CacheDirectoryError as error:
+            if self.exit_code is None and self.options.stamp_directory is not None:
+                raise
+            return self._uncached(error.path, error.why, error.advice)
         except (JobstampsError, KeyboardInterrupt):
             raise
         except Exception as error:  # noqa: BLE001 - never fail a build for our own bug
@@ -273,6 +277,15 @@ class _Invocation:
                 return self.exit_code
             _error(f"internal error: {error!r}; running the command without the cache. {_REPORT}")
             return _run_plain(self.command)
+
+    def _uncached(self, path: str, why: str, advice: str) -> int:
+        """Say in one line why the cache is not used; run the command if it has not run."""
+        then = "the result was not stored" if self.exit_code is not None else "running without it"
+        where = "" if self.options.stamp_directory else " (JOBSTAMPS_CACHE_DIR sets it)"
+        _error(f"cache {path} is unusable ({why}); {then}. {advice}{where}")
+        if self.exit_code is not None:
+            return self.exit_code
+        return _run_plain(self.command)
 
     def _cached(self) -> int:
         from jobstamps import key, settings
@@ -335,7 +348,14 @@ class _Invocation:
 
             return write_back(payload, store)
 
-        return engine.run(job, compute, replay, force=options.force)
+        code = engine.run(job, compute, replay, force=options.force)
+        if store.unwritable:
+            where = "" if options.stamp_directory else " (JOBSTAMPS_CACHE_DIR sets it)"
+            _error(
+                f"cache {store.root} cannot be written ({store.unwritable}); the result was not "
+                f"stored. {store.advice}{where}"
+            )
+        return code
 
     def _execute(
         self, engine: Engine, executable: str, cwd: str, stdin_data: bytes | None, merged: bool
