@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import marshal
 import os
+import pickle
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+import support
+from jobstamps._fs import atomic_write
 from jobstamps.errors import CacheDirectoryError
 from jobstamps.fingerprint import blake2b, digest_bytes
 from jobstamps.store import Store, default_root
@@ -460,3 +466,298 @@ def test_trim_removes_the_locks_of_evicted_and_long_unstored_jobs(store: Store) 
     assert not os.path.exists(store.lock(never_stored).path)
     assert os.path.exists(store.lock(new).path)
     assert os.path.exists(store.lock(recent_unstored).path)
+
+
+# -- privacy: permissions, authenticated entries, links ------------------------------------
+
+PRIVATE_RUN = """
+import os, sys
+os.umask(int(sys.argv[1], 8))
+from jobstamps import cli, jobstamp
+code = sys.argv[2]
+for argv in (
+    ["--", sys.executable, "-c", code],
+    ["--output-files", "made", "--restore-outputs", "--", sys.executable, "-c", code, "made"],
+):
+    assert cli.main(argv) == 0
+jobstamp.run(len, "abc")
+"""
+#: Prints more than fits in an entry (a blob) and writes its last argument, if any.
+BIG_OUTPUT = (
+    "import sys; sys.stdout.write('x' * 200000); "
+    "len(sys.argv) > 1 and open(sys.argv[1], 'w').write('made')"
+)
+
+
+def modes_under(top: Path) -> dict[str, int]:
+    """Map every path under ``top`` (itself included) to its permission bits."""
+    found = {str(top): top.stat().st_mode & 0o7777}
+    for directory, dirs, files in os.walk(top):
+        for name in [*dirs, *files]:
+            path = os.path.join(directory, name)
+            found[path] = os.lstat(path).st_mode & 0o7777
+    return found
+
+
+@pytest.mark.parametrize("umask", ["000", "002"])
+def test_every_directory_and_file_of_the_cache_is_private_under_a_permissive_umask(
+    tmp_path: Path, umask: str
+) -> None:
+    cache = tmp_path / "home" / ".cache" / "jobstamps"  # its parents are made too
+    env = {**os.environ, "JOBSTAMPS_CACHE_DIR": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-c", PRIVATE_RUN, umask, BIG_OUTPUT],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    modes = modes_under(tmp_path / "home")
+    kinds = {os.path.relpath(path, cache).split(os.sep)[:2][-1] for path in modes}
+    assert {"e", "b", "l", "p", "secret", "stats", ".jobstamps-cache"} <= kinds
+    assert len(modes) > 20
+    for path, mode in modes.items():
+        expected = 0o700 if os.path.isdir(path) else 0o600
+        assert mode == expected, f"{path} is {mode:o} under umask {umask}"
+
+
+def test_a_cache_made_under_a_permissive_umask_by_an_earlier_version_is_made_private(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "cache"
+    shard = root / "v1" / "e" / "ab"
+    shard.mkdir(parents=True)
+    (shard / KEY).write_bytes(b"an old entry")
+    (root / "v1" / "stats").write_bytes(b"hm")
+    for directory in (root / "v1", root / "v1" / "e", shard):
+        directory.chmod(0o777)
+    (shard / KEY).chmod(0o666)
+    root.chmod(0o700)
+    store = Store(str(root))
+    store.create()
+    assert (root / "v1" / ".jobstamps-cache").exists()
+    for path, mode in modes_under(root / "v1").items():
+        assert mode == (0o700 if os.path.isdir(path) else 0o600), path
+    assert store.stats()["hits"] == 1, "the statistics of the earlier version are kept"
+
+
+def evil_pickle(marker: Path) -> bytes:
+    """Return a pickle whose unpickling creates the file ``marker``."""
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str, str]]:
+            return open, (str(marker), "w")
+
+    return pickle.dumps(Evil())
+
+
+PLANTED_HIT = """
+import sys
+from jobstamps import jobstamp
+def job(value):
+    print("ran", flush=True)
+    return value
+print(repr(jobstamp.run(job, 1, jobstamps_cache_output_directory=sys.argv[1])))
+"""
+
+
+@pytest.mark.parametrize("magic", [b"jobstamps-entry-1\n", MAGIC])
+def test_a_planted_entry_with_a_plain_checksum_is_never_unpickled(
+    tmp_path: Path, magic: bytes
+) -> None:
+    cache = tmp_path / "cache"
+    first = support.run_python(PLANTED_HIT, str(cache))
+    assert first.stdout == "ran\n1\n"
+    (path,) = support.cache_entries(cache)
+    entry = marshal.loads(Path(path).read_bytes()[len(MAGIC) + 32 :])  # noqa: S302 - test data
+    marker = tmp_path / "planted-code-ran"
+    entry["payload"] = {"pickle": evil_pickle(marker)}
+    body = marshal.dumps(entry)
+    for checksum in (blake2b(body, digest_size=16), blake2b(body, digest_size=32)):
+        Path(path).write_bytes(magic + checksum.digest() + body)
+        again = support.run_python(PLANTED_HIT, str(cache))
+        assert again.stdout == "ran\n1\n", "a planted entry must be a miss"
+        assert not marker.exists(), "a planted entry was unpickled"
+
+
+def test_an_entry_copied_from_another_cache_is_a_miss(tmp_path: Path) -> None:
+    mine, theirs = Store(str(tmp_path / "mine")), Store(str(tmp_path / "theirs"))
+    mine.write(KEY, entry())
+    theirs.write(KEY, entry(payload={"x": "forged"}))
+    shutil.copyfile(theirs.entry_path(KEY), mine.entry_path(KEY))
+    assert Store(mine.root).read(KEY) == (None, DAMAGED)
+
+
+def test_a_cache_without_its_secret_has_no_valid_entries(store: Store) -> None:
+    store.write(KEY, entry())
+    secret = Path(store.root, "v1", "secret")
+    assert len(secret.read_bytes()) == 32
+    assert secret.stat().st_mode & 0o777 == 0o600
+    secret.unlink()
+    assert Store(store.root).read(KEY) == (None, DAMAGED)
+    fresh = Store(store.root)
+    fresh.write(KEY, entry())  # rewritten under a new secret
+    assert Store(store.root).read(KEY)[0] is not None
+    assert secret.read_bytes() != b""
+
+
+def test_a_secret_others_can_read_is_not_trusted_and_is_replaced(store: Store) -> None:
+    store.write(KEY, entry())
+    secret = Path(store.root, "v1", "secret")
+    secret.chmod(0o644)
+    assert Store(store.root).read(KEY) == (None, DAMAGED)
+    Store(store.root).write(KEY, entry())
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert Store(store.root).read(KEY)[0] is not None
+
+
+def test_the_secret_is_read_once_per_store(store: Store) -> None:
+    store.write(KEY, entry())
+    reader = Store(store.root)
+    assert reader.read(KEY)[0] is not None
+    Path(store.root, "v1", "secret").unlink()
+    assert reader.read(KEY)[0] is not None  # no syscall for it on later hits
+
+
+@pytest.mark.parametrize("name", ["v1/stats", "config", "v1/secret", "lock"])
+def test_a_planted_link_in_the_cache_is_never_followed(
+    store: Store, tmp_path: Path, name: str
+) -> None:
+    target = tmp_path / "victim.txt"
+    if name != "lock":  # a lock's link dangles: opening it would create the target
+        target.write_bytes(b"max_size=7\n" if name == "config" else b"precious")
+    before = target.read_bytes() if target.exists() else None
+    link = Path(store.lock(KEY).path if name == "lock" else os.path.join(store.root, name))
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    used = Store(store.root)
+    assert used.max_size == 0, "settings are not read through a link"
+    used.write(KEY, entry())
+    assert used.read(KEY)[0] is not None
+    with used.lock(KEY):
+        pass
+    used.note(hit=True)
+    used.flush_stats()
+    used.max_size = 1 << 20
+    assert used.stats()["entries"] == 1
+    assert (target.read_bytes() if target.exists() else None) == before
+    assert Store(store.root).read(KEY)[0] is not None
+
+
+def test_a_link_in_place_of_a_cache_directory_is_refused(store: Store, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    shutil.rmtree(os.path.join(store.root, "v1", "e"))
+    os.symlink(elsewhere, os.path.join(store.root, "v1", "e"))
+    with pytest.raises(OSError, match="a link, a file or another user's directory"):
+        Store(store.root).create()
+    assert list(elsewhere.iterdir()) == []
+
+
+# -- what is ours: the tag, clearing, statistics ---------------------------------------------
+
+
+def test_the_tag_goes_only_into_a_directory_created_or_found_empty(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir(mode=0o700)
+    (project / "setup.cfg").write_text("[metadata]\n")
+    Store(str(project)).create()
+    assert not (project / "CACHEDIR.TAG").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o700)
+    Store(str(empty)).create()
+    assert (empty / "CACHEDIR.TAG").exists()
+
+
+def test_a_v1_folder_jobstamps_did_not_make_is_neither_written_nor_cleared(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "v1").mkdir(parents=True)
+    project.chmod(0o700)
+    (project / "v1" / "notes.txt").write_text("mine")
+    store = Store(str(project))
+    with pytest.raises(OSError, match="holds files jobstamps did not make"):
+        store.create()
+    with pytest.raises(CacheDirectoryError, match="nothing was removed"):
+        store.clear()
+    assert sorted(os.listdir(project / "v1")) == ["notes.txt"]
+    assert store.unwritable.endswith("v1: it holds files jobstamps did not make")
+
+
+def test_clear_removes_only_the_layout_of_jobstamps(store: Store) -> None:
+    store.write(KEY, entry())
+    Path(store.root, "v1", "someone's file").write_text("kept")
+    store.clear()
+    assert sorted(os.listdir(Path(store.root, "v1"))) == [
+        ".jobstamps-cache",
+        "secret",
+        "someone's file",
+    ]
+
+
+def test_clear_raises_when_something_cannot_be_removed(store: Store) -> None:
+    store.write(KEY, entry())
+    mount = Path(store.root, "v1", "e", "mnt")
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", mount], check=False).returncode:
+        pytest.skip("cannot mount a tmpfs (needs root): no way to make removal fail")
+    try:
+        with pytest.raises(CacheDirectoryError, match="not everything could be removed"):
+            store.clear()
+    finally:
+        subprocess.run(["umount", mount], check=True)
+
+
+def test_zero_stats_forgets_hits_and_misses_only(store: Store) -> None:
+    store.write(KEY, entry())
+    store.note(hit=True)
+    store.note(hit=False)
+    store.zero_stats()
+    stats = store.stats()
+    assert (stats["hits"], stats["misses"], stats["entries"]) == (0, 0, 1)
+    store.zero_stats()  # nothing to forget: fine
+
+
+# -- blobs shared between entries ------------------------------------------------------------
+
+
+def test_a_damaged_blob_of_the_right_size_is_replaced(store: Store, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.write_bytes(b"output bytes")
+    digest = store.put_bytes(b"output bytes")
+    for put in (lambda: store.put_bytes(b"output bytes"), lambda: store.put_file(str(source))):
+        Path(store.blob_path(digest)).write_bytes(b"OUTPUT BYTES")
+        put()
+        assert Path(store.blob_path(digest)).read_bytes() == b"output bytes"
+
+
+def test_releasing_a_blob_keeps_one_that_was_there_before(store: Store) -> None:
+    digest = store.put_bytes(b"shared")
+    set_mtime(store.blob_path(digest), 10)
+    again = Store(store.root)
+    tmp = again.temp_path()
+    Path(tmp).write_bytes(b"shared")
+    assert again.adopt_blob(tmp, digest) is False
+    again.release_blob(digest)
+    assert Path(store.blob_path(digest)).read_bytes() == b"shared"
+    made = Store(store.root)
+    tmp = made.temp_path()
+    Path(tmp).write_bytes(b"new")
+    assert made.adopt_blob(tmp, digest_bytes(b"new")) is True
+    made.release_blob(digest_bytes(b"new"))
+    assert not os.path.exists(made.blob_path(digest_bytes(b"new")))
+
+
+def test_pointers_count_towards_the_size_and_are_trimmed(store: Store) -> None:
+    store.write(KEY, entry())
+    for index in range(50):
+        name = digest_bytes(str(index).encode())
+        atomic_write(store.pointer_path(name), [KEY.encode()])
+        set_mtime(store.pointer_path(name), 100 + index)
+    size = os.stat(store.entry_path(KEY)).st_size
+    assert store.stats()["bytes"] == size + 50 * len(KEY)
+    store.trim(size + 5 * len(KEY))
+    assert store.stats()["bytes"] <= size + 5 * len(KEY)
+    assert store.read(KEY)[0] is not None, "the newest result stays"
+    store.trim(1)
+    assert store.stats()["bytes"] == 0, "pointers to evicted results go with them"
