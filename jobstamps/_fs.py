@@ -129,14 +129,21 @@ def _mkdirs(path: str) -> bool:
 def makedirs(path: str) -> None:
     """Make sure ``path``, a directory inside the cache, exists, is ours and is private.
 
-    Missing directories are created 0700; an existing one of ours that others can use (made
-    under a permissive umask by an earlier version) is made private; a link, a file or another
-    user's directory in its place is refused.
+    A missing directory is created 0700 (its parent must exist); an existing one of ours that
+    others can use (made under a permissive umask by an earlier version) is made private; a
+    link, a file or another user's directory in its place is refused.
     """
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        if _mkdirs(path):
+        # Only the last level: the levels above are made by Store.create() alone, which
+        # checks that the cache is one jobstamps made.
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(path, 0o700)  # the umask may have taken bits away
             return
         st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or (_POSIX and st.st_uid != os.getuid()):

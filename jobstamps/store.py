@@ -27,6 +27,7 @@ import stat
 import sys
 
 from jobstamps._fs import (
+    NOFOLLOW,
     TMP_PREFIX,
     FileLock,
     atomic_write,
@@ -279,6 +280,11 @@ class Store:
                 self._secret = make_secret(self._secret_path)
             mac = blake2b(body, digest_size=_MAC, key=self._secret).digest()
             atomic_write(self.entry_path(key), [_MAGIC, mac, body])
+        except FileNotFoundError:
+            if not self._ready:
+                raise
+            self._ready, self._secret = False, None  # removed while in use: make it again
+            self.write(key, entry)
         except OSError as error:
             self._failed(error)
             raise
@@ -386,6 +392,7 @@ class Store:
         digest = blake2b(data, digest_size=20).hexdigest()
         if not self._reuse_blob(digest, len(data)):
             try:
+                self.create()
                 atomic_write(self.blob_path(digest), [data])
             except OSError as error:
                 self._failed(error)
@@ -440,7 +447,7 @@ class Store:
         """Return a fresh temporary file name inside the cache, for data streamed to disk."""
         directory = os.path.join(self._data, "b")
         try:
-            makedirs(directory)
+            self.create()
         except OSError as error:
             self._failed(error)
             raise
@@ -469,10 +476,18 @@ class Store:
         if not hits and not misses:
             return
         self._pending = [0, 0]
+        path = self._stats_path
         try:
-            fd = open_private(self._stats_path, os.O_WRONLY | os.O_APPEND)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | NOFOLLOW)
+            except FileNotFoundError:
+                if not os.path.lexists(os.path.join(self._data, _MARKER)):
+                    return  # not a cache jobstamps made: write nothing into it
+                fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+            except OSError:
+                fd = open_private(path, os.O_WRONLY | os.O_APPEND)  # replaces a link
         except OSError:
-            return  # no cache yet, or an unwritable one: counts are not worth a failure
+            return  # an unwritable cache: counts are not worth a failure
         try:
             os.write(fd, b"h" * hits + b"m" * misses)
         except OSError:

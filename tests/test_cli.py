@@ -6,11 +6,14 @@ import fcntl
 import os
 import pty
 import re
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -23,6 +26,7 @@ from support import (
     WAIT_FOR_FILE,
     cache_blobs,
     cache_entries,
+    changed_env,
     counting,
     counting_python,
     jobstamp,
@@ -33,8 +37,7 @@ from support import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from pathlib import Path
+    from collections.abc import Callable, Mapping
 
 
 def lines(data: bytes) -> list[str]:
@@ -738,3 +741,280 @@ def test_an_internal_error_after_running_keeps_the_result(
     assert (status, out, runs(tmp_path / "counter")) == (5, b"out\n", 1)  # run once, not twice
     (message,) = lines(err)
     assert message.startswith("jobstamp: internal error after the command ran: RuntimeError")
+
+
+# -- a cache that cannot be used never fails the command ----------------------------------------
+
+#: Prints on both streams and fails, so that a test sees all three come through unchanged.
+NOISY = "echo out; echo err >&2; exit 3"
+
+
+def assert_ran_uncached(done: subprocess.CompletedProcess[bytes], counter: Path, count: int) -> str:
+    """Check that the command ran and came through unchanged beside one line; return it."""
+    assert (done.returncode, done.stdout, runs(counter)) == (3, b"out\n", count)
+    err = lines(done.stderr)
+    assert "err" in err
+    said = [line for line in err if line != "err"]
+    assert len(said) == 1, err
+    assert said[0].startswith("jobstamp: cache ")
+    assert "Traceback" not in said[0]
+    return said[0]
+
+
+def _file_in_the_way(tmp_path: Path) -> Path:
+    (tmp_path / "file").write_text("")
+    return tmp_path / "file" / "cache"
+
+
+def _name_too_long(tmp_path: Path) -> Path:
+    return tmp_path / ("x" * 300) / "cache"
+
+
+def _symlink_loop(tmp_path: Path) -> Path:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    return tmp_path / "loop"
+
+
+def _group_writable(tmp_path: Path) -> Path:
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache").chmod(0o770)
+    return tmp_path / "cache"
+
+
+def _another_users(tmp_path: Path) -> Path:
+    if os.getuid() != 0:
+        pytest.skip("needs root to give a directory to another user")
+    (tmp_path / "cache").mkdir(mode=0o700)
+    os.chown(tmp_path / "cache", 65534, 65534)
+    return tmp_path / "cache"
+
+
+def _mounted(tmp_path: Path, *options: str) -> Path:
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    if subprocess.run(["mount", *options, mount], check=False).returncode:
+        pytest.skip("cannot mount (needs root)")
+    return mount
+
+
+def _read_only_disk(tmp_path: Path) -> Path:
+    mount = _mounted(tmp_path, "-t", "tmpfs", "-o", "size=1M,mode=0700", "tmpfs")
+    subprocess.run(["mount", "-o", "remount,ro", mount], check=True)
+    return mount / "cache"
+
+
+def _full_disk(tmp_path: Path) -> Path:
+    mount = _mounted(tmp_path, "-t", "tmpfs", "-o", "size=64k,nr_inodes=16,mode=0700", "tmpfs")
+    index = 0
+    while True:  # fill every inode, then the blocks
+        try:
+            (mount / str(index)).write_bytes(b"x" * 4096)
+        except OSError:
+            break
+        index += 1
+    return mount / "cache"
+
+
+@pytest.mark.parametrize(
+    "unusable",
+    [
+        _file_in_the_way,
+        _name_too_long,
+        _symlink_loop,
+        _group_writable,
+        _another_users,
+        _read_only_disk,
+        _full_disk,
+    ],
+    ids=lambda make: make.__name__.strip("_"),
+)
+def test_an_unusable_default_cache_runs_the_command_with_one_line(
+    tmp_path: Path, unusable: Callable[[Path], Path]
+) -> None:
+    cache = unusable(tmp_path)
+    counter = tmp_path / "counter"
+    try:
+        for count in (1, 2):
+            done = jobstamp(
+                "--", *counting(counter, NOISY), env={"JOBSTAMPS_CACHE_DIR": str(cache)}
+            )
+            message = assert_ran_uncached(done, counter, count)
+            assert message.startswith(f"jobstamp: cache {cache} ")
+            assert "JOBSTAMPS_CACHE_DIR" in message
+    finally:
+        if (tmp_path / "mnt").is_mount():
+            subprocess.run(["umount", tmp_path / "mnt"], check=True)
+
+
+def test_a_full_disk_under_an_existing_cache_is_one_line(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    counter = tmp_path / "counter"
+    jobstamp("--", "true")  # the cache exists
+    mount = isolated_cache / "v1" / "e"
+    for shard in list(mount.iterdir()):
+        shutil.rmtree(shard)
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", mount], check=False
+    ).returncode:
+        pytest.skip("cannot mount (needs root)")
+    try:
+        (mount / "filler").write_bytes(b"x" * 4096)
+        done = jobstamp("--", *counting(counter, NOISY))
+        message = assert_ran_uncached(done, counter, 1)
+        assert "cannot be written (No space left on device); the result was not stored" in message
+    finally:
+        subprocess.run(["umount", mount], check=True)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.getuid() != 0, reason="needs root to be someone else")
+def test_a_cache_that_cannot_be_created_under_a_read_only_or_missing_home_is_one_line(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is missing")
+    shared = tempfile.mkdtemp()  # where the other user can write the job's counter
+    os.chmod(shared, 0o777)  # noqa: S103 - another user writes there
+    counter = Path(shared, "counter")
+    for home in ("/nonexistent/home", "/root"):  # missing (EACCES on /), another's (EACCES)
+        done = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                *JOBSTAMP,
+                "--",
+                *counting(counter, NOISY),
+            ],
+            env=changed_env({"HOME": home, "JOBSTAMPS_CACHE_DIR": None, "XDG_CACHE_HOME": None}),
+            cwd=shared,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        try:
+            message = assert_ran_uncached(done, counter, 1 if home.startswith("/non") else 2)
+        finally:
+            if home == "/root":
+                shutil.rmtree(shared)
+        assert "Permission denied" in message
+
+
+def test_an_unusable_stamp_directory_is_an_error_before_the_command_runs(tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    done = jobstamp("--stamp-directory", "loop", "--", *counting(counter, NOISY), cwd=tmp_path)
+    assert (done.returncode, done.stdout, runs(counter)) == (2, b"", 0)
+    (message,) = lines(done.stderr)
+    assert message.startswith(f"jobstamp: cache directory {tmp_path / 'loop'} is unusable (")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.getuid() != 0, reason="needs root to chown a link")
+def test_a_stamp_directory_linked_by_another_user_is_refused(tmp_path: Path) -> None:
+    documents = tmp_path / "documents"
+    documents.mkdir(mode=0o700)
+    (documents / "letter.txt").write_text("private")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "jobstamps").symlink_to(documents)
+    os.lchown(shared / "jobstamps", 65534, 65534)
+    counter = tmp_path / "counter"
+    done = jobstamp("--stamp-directory", shared / "jobstamps", "--", *counting(counter, NOISY))
+    assert (done.returncode, runs(counter)) == (2, 0)
+    message = (
+        f"jobstamp: cache directory {shared / 'jobstamps'} is unusable (a symbolic link made by "
+        "another user). Choose another directory"
+    )
+    assert lines(done.stderr) == [message]
+    assert os.listdir(documents) == ["letter.txt"]
+
+
+def test_a_project_directory_as_the_cache_keeps_its_own_v1_and_gets_no_tag(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "project"
+    (project / "v1").mkdir(parents=True)
+    project.chmod(0o700)
+    (project / "v1" / "notes.txt").write_text("mine")
+    counter = tmp_path / "counter"
+    done = jobstamp("--stamp-directory", ".", "--clear", cwd=project)
+    assert done.returncode != 0
+    (message,) = lines(done.stderr)
+    assert "did not make" in message
+    for count in (1, 2):
+        done = jobstamp("--stamp-directory", ".", "--", *counting(counter, NOISY), cwd=project)
+        assert "did not make" in assert_ran_uncached(done, counter, count)
+    assert sorted(os.listdir(project)) == ["v1"]
+    assert os.listdir(project / "v1") == ["notes.txt"]
+    shutil.rmtree(project / "v1")
+    (project / "setup.cfg").write_text("")
+    for _ in range(2):
+        done = jobstamp("--stamp-directory", ".", "--", *counting(counter, "echo out"), cwd=project)
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"out\n", b"")
+    assert runs(counter) == 3, "stored in the project directory, and replayed"
+    assert sorted(os.listdir(project)) == ["setup.cfg", "v1"], "no CACHEDIR.TAG in a project"
+
+
+# -- blobs shared between results, output files streamed ---------------------------------------
+
+
+def test_a_run_that_is_not_stored_keeps_the_blob_of_another_result(tmp_path: Path) -> None:
+    big = "import sys; sys.stdout.write('same' * 50000)"
+    first = tmp_path / "first"
+    done = jobstamp("--", *counting_python(first, big))
+    assert len(done.stdout) == 200000
+    (blob,) = cache_blobs(os.environ["JOBSTAMPS_CACHE_DIR"])
+    dep = tmp_path / "dep"
+    dep.write_text("0")
+    changes_dep = f"{big}; open({str(dep)!r}, 'a').write('1')"
+    done = jobstamp("--dependencies", dep, "--", *counting_python(tmp_path / "second", changes_dep))
+    assert len(done.stdout) == 200000
+    assert runs(tmp_path / "second") == 1
+    assert cache_blobs(os.environ["JOBSTAMPS_CACHE_DIR"]) == [blob]
+    done = jobstamp("--", *counting_python(first, big))
+    assert (len(done.stdout), runs(first)) == (200000, 1), "the first result still replays"
+
+
+PEAK_MEMORY = """
+import os, resource, sys
+from jobstamps import cli
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+before = peak()
+make = [sys.executable, "-c", "open('big', 'wb').truncate(int(%s))" % sys.argv[1]]
+args = ["--output-files", "big", "--restore-outputs", "--"]
+assert cli.main([*args, *make]) == 0
+os.unlink("big")
+assert cli.main([*args, *make]) == 0  # restored, not made again
+assert os.path.getsize("big") == int(sys.argv[1])
+print(peak() - before)
+"""
+
+
+def test_restoring_outputs_streams_them_through_bounded_memory(tmp_path: Path) -> None:
+    size = 200 << 20
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY, str(size)],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) < 32 << 20, f"{int(done.stdout) >> 20} MiB more at the peak"
+    (blob,) = cache_blobs(os.environ["JOBSTAMPS_CACHE_DIR"])
+    assert os.path.getsize(blob) == size
+
+
+def test_a_small_size_limit_holds_with_many_command_lines(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    assert jobstamp("--max-size", "2K").returncode == 0
+    for index in range(40):
+        done = jobstamp("--", "echo", str(index), cwd=tmp_path)
+        assert done.stdout == f"{index}\n".encode()
+    stats = Store(str(isolated_cache)).stats()
+    pointers = [name for _, _, names in os.walk(isolated_cache / "v1" / "p") for name in names]
+    assert stats["bytes"] <= 2048
+    assert 0 < len(pointers) < 40
