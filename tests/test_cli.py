@@ -1018,3 +1018,30 @@ def test_a_small_size_limit_holds_with_many_command_lines(
     pointers = [name for _, _, names in os.walk(isolated_cache / "v1" / "p") for name in names]
     assert stats["bytes"] <= 2048
     assert 0 < len(pointers) < 40
+
+
+def test_links_planted_in_the_cache_are_never_followed_and_never_fail_the_command(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    counter = tmp_path / "counter"
+    command = counting(counter, "echo out")
+    jobstamp("--", *command)
+    (entry,) = cache_entries(isolated_cache)
+    key = os.path.basename(entry)
+    os.unlink(entry)  # a miss next time, which takes the lock
+    lock = isolated_cache / "v1" / "l" / key[:2] / key
+    lock.unlink()
+    victims = {name: tmp_path / f"victim-{name}" for name in ("stats", "config", "lock")}
+    victims["config"].write_text("max_size=10\n")
+    victims["stats"].write_text("precious")
+    (isolated_cache / "v1" / "stats").unlink()
+    (isolated_cache / "v1" / "stats").symlink_to(victims["stats"])
+    (isolated_cache / "config").symlink_to(victims["config"])
+    lock.symlink_to(victims["lock"])  # dangling: following it would create the file
+    for count in (2, 2):  # runs and is stored, then replays
+        done = jobstamp("--", *command)
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"out\n", b"")
+        assert runs(counter) == count
+    assert victims["config"].read_text() == "max_size=10\n"
+    assert victims["stats"].read_text() == "precious"
+    assert not victims["lock"].exists()

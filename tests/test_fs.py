@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from jobstamps._fs import FileLock, atomic_write, check_private_dir, ensure_private_dir
+from jobstamps._fs import (
+    FileLock,
+    atomic_write,
+    check_private_dir,
+    ensure_private_dir,
+    makedirs,
+    open_private,
+)
 from jobstamps.errors import CacheDirectoryError, JobstampsError
 
 if TYPE_CHECKING:
@@ -116,6 +123,49 @@ def test_a_directory_of_another_user_is_refused(tmp_path: Path) -> None:
     os.chown(target, 4321, 4321)
     with pytest.raises(CacheDirectoryError, match="belongs to another user"):
         check_private_dir(str(target))
+
+
+@pytest.mark.skipif(os.name != "posix" or os.getuid() != 0, reason="needs root to chown a link")
+def test_a_link_made_by_another_user_is_refused_even_to_a_private_directory(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "mine"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "cache"
+    link.symlink_to(target)
+    assert check_private_dir(str(link)) is True  # our own link to our own directory
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(CacheDirectoryError, match="a symbolic link made by another user"):
+        check_private_dir(str(link))
+    with pytest.raises(CacheDirectoryError):
+        ensure_private_dir(str(link))
+    assert list(target.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770])
+def test_a_link_to_a_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    target = tmp_path / "shared"
+    target.mkdir()
+    target.chmod(mode)
+    (tmp_path / "cache").symlink_to(target)
+    with pytest.raises(CacheDirectoryError, match="writable by other users"):
+        check_private_dir(str(tmp_path / "cache"))
+
+
+@pytest.mark.skipif(os.name != "posix" or os.getuid() != 0, reason="needs root to chown")
+def test_a_link_to_another_users_directory_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "theirs"
+    target.mkdir(mode=0o700)
+    os.chown(target, 65534, 65534)
+    (tmp_path / "cache").symlink_to(target)
+    with pytest.raises(CacheDirectoryError, match="belongs to another user"):
+        check_private_dir(str(tmp_path / "cache"))
+
+
+def test_a_link_loop_in_place_of_the_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "cache").symlink_to(tmp_path / "cache")
+    with pytest.raises(CacheDirectoryError, match="symbolic links"):
+        check_private_dir(str(tmp_path / "cache"))
 
 
 def test_a_file_in_place_of_the_directory_is_refused(tmp_path: Path) -> None:
@@ -258,3 +308,48 @@ def test_a_lock_can_be_taken_again(tmp_path: Path) -> None:
         with lock:
             assert is_locked(tmp_path / "key")
         assert not is_locked(tmp_path / "key")
+
+
+# -- files opened inside the cache ---------------------------------------------------------
+
+
+def test_open_private_replaces_a_planted_link_and_never_writes_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "victim"
+    link = tmp_path / "stats"
+    link.symlink_to(target)  # dangling: following it would create the target
+    fd = open_private(str(link), os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, b"h")
+    finally:
+        os.close(fd)
+    assert not target.exists()
+    assert not link.is_symlink()
+    assert link.read_bytes() == b"h"
+
+
+def test_files_and_directories_made_in_the_cache_are_private_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    previous = os.umask(0)
+    try:
+        makedirs(str(tmp_path / "shard"))
+        atomic_write(str(tmp_path / "shard" / "entry"), [b"x"])
+        os.close(open_private(str(tmp_path / "shard" / "lock"), os.O_RDWR))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "shard").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "shard" / "entry").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "shard" / "lock").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_made_directory_of_another_version_is_made_private_and_a_link_refused(
+    tmp_path: Path,
+) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o777)
+    makedirs(str(loose))
+    assert loose.stat().st_mode & 0o777 == 0o700
+    (tmp_path / "link").symlink_to(loose)
+    with pytest.raises(CacheDirectoryError, match="a link, a file or another user's directory"):
+        makedirs(str(tmp_path / "link"))
