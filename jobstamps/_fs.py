@@ -31,7 +31,8 @@ __all__ = [
 
 TMP_PREFIX = ".tmp-"
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+#: Opens a file of the cache for reading: never through a link, never blocking on a FIFO.
+READ_FLAGS = os.O_RDONLY | NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
 _POSIX = os.name == "posix"
 
 
@@ -186,7 +187,7 @@ def read_private(path: str) -> bytes | None:
     A link is not followed, a FIFO does not block, and an unreadable file is ``None`` too.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | NOFOLLOW | _NONBLOCK)
+        fd = os.open(path, READ_FLAGS)
     except OSError:
         return None
     try:
@@ -211,7 +212,7 @@ def read_secret(path: str) -> bytes | None:
     A secret others could read or write would let them forge entries.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | NOFOLLOW | _NONBLOCK)
+        fd = os.open(path, READ_FLAGS)
     except OSError:
         return None
     try:

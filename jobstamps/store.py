@@ -28,6 +28,7 @@ import sys
 
 from jobstamps._fs import (
     NOFOLLOW,
+    READ_FLAGS,
     TMP_PREFIX,
     FileLock,
     atomic_write,
@@ -59,7 +60,6 @@ _KINDS = ("e", "b", "l", "p")
 _LAYOUT = frozenset({*_KINDS, "stats", "secret", _MARKER})
 _DAMAGED = "the stored entry is damaged or was not written by this cache"
 _UTIME_FOLLOWS = os.utime not in os.supports_follow_symlinks
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _CACHEDIR_TAG = (
     b"Signature: 8a477f597d28d172789f06886806bc55\n"
     b"# This file is a cache directory tag created by jobstamps.\n"
@@ -206,7 +206,7 @@ class Store:
             if known is not None:
                 return known, ""
         try:
-            fd = os.open(path, _READ_FLAGS)
+            fd = os.open(path, READ_FLAGS)
         except FileNotFoundError:
             return None, "no result is stored for this key"
         except OSError as error:
@@ -609,14 +609,20 @@ class Store:
 
     @max_size.setter
     def max_size(self, size: int) -> None:
-        self.create()
         if self._settings() is None:
             raise CacheDirectoryError(
                 self.root,
                 "it holds a file named config that jobstamps did not write",
                 "Choose another directory for the cache",
             )
-        atomic_write(os.path.join(self.root, "config"), [f"max_size={int(size)}\n".encode()])
+        try:
+            self.create()
+            atomic_write(os.path.join(self.root, "config"), [f"max_size={int(size)}\n".encode()])
+        except CacheDirectoryError:
+            raise
+        except OSError as error:
+            self._failed(error)
+            raise CacheDirectoryError(self.root, self.unwritable, self.advice) from None
 
     def _settings(self) -> dict[str, str] | None:
         """Return the persisted settings; ``None`` if ``config`` is not a file of settings."""

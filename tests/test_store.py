@@ -761,3 +761,14 @@ def test_pointers_count_towards_the_size_and_are_trimmed(store: Store) -> None:
     assert store.read(KEY)[0] is not None, "the newest result stays"
     store.trim(1)
     assert store.stats()["bytes"] == 0, "pointers to evicted results go with them"
+
+
+def test_a_config_file_jobstamps_did_not_write_is_never_overwritten(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir(mode=0o700)
+    (project / "config").write_text("[core]\n\tbare = false\n")
+    store = Store(str(project))
+    assert store.max_size == 0
+    with pytest.raises(CacheDirectoryError, match="a file named config"):
+        store.max_size = 1 << 20
+    assert (project / "config").read_text() == "[core]\n\tbare = false\n"
