@@ -571,7 +571,7 @@ class Store:
         self._used.clear()
         if not os.path.lexists(self._data):
             return
-        if not os.path.isdir(self._data) or not self._ours():
+        if os.path.islink(self._data) or not os.path.isdir(self._data) or not self._ours():
             raise CacheDirectoryError(
                 self._data,
                 "it holds files jobstamps did not make; nothing was removed",

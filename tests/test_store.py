@@ -772,3 +772,15 @@ def test_a_config_file_jobstamps_did_not_write_is_never_overwritten(tmp_path: Pa
     with pytest.raises(CacheDirectoryError, match="a file named config"):
         store.max_size = 1 << 20
     assert (project / "config").read_text() == "[core]\n\tbare = false\n"
+
+
+def test_clear_never_removes_through_a_link_in_place_of_v1(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "e").mkdir(parents=True)
+    (elsewhere / "e" / "keep.txt").write_text("mine")
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    (root / "v1").symlink_to(elsewhere)
+    with pytest.raises(CacheDirectoryError, match="nothing was removed"):
+        Store(str(root)).clear()
+    assert (elsewhere / "e" / "keep.txt").read_text() == "mine"
