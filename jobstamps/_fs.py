@@ -75,7 +75,7 @@ def check_private_dir(path: str) -> bool:
         ) from None
     except OSError as error:
         raise _unusable(path, error) from None
-    if _POSIX and link_owner not in {None, os.getuid()}:
+    if _POSIX and link_owner is not None and link_owner != os.getuid():
         raise CacheDirectoryError(path, "a symbolic link made by another user")
     if not stat.S_ISDIR(st.st_mode):
         raise CacheDirectoryError(
