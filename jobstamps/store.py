@@ -181,13 +181,16 @@ class Store:
             makedirs(directory)
             for name in [*dirs, *files]:
                 path = os.path.join(directory, name)
-                st = os.lstat(path)
-                if stat.S_ISDIR(st.st_mode):
-                    continue  # walked next, and checked by makedirs()
-                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
-                    os.unlink(path)
-                elif st.st_mode & 0o077:
-                    os.chmod(path, 0o600)
+                try:
+                    st = os.lstat(path)
+                    if stat.S_ISDIR(st.st_mode):
+                        continue  # walked next, and checked by makedirs()
+                    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                        os.unlink(path)
+                    elif st.st_mode & 0o077:
+                        os.chmod(path, 0o600)
+                except FileNotFoundError:
+                    continue  # a temporary file of a concurrent writer, renamed meanwhile
 
     # -- entries --------------------------------------------------------------------------
 
