@@ -51,7 +51,7 @@ def test_parse_reads_every_kind_of_option() -> None:
             "a",
             "b",
             "--output-files=o",
-            "p",
+            "--output-files=-p",
             "--env",
             "X",
             "--env=Y",
@@ -65,16 +65,46 @@ def test_parse_reads_every_kind_of_option() -> None:
         ]
     )
     assert options.dependencies == ["a", "b"]
-    assert options.output_files == ["o", "p"]
+    assert options.output_files == ["o", "-p"]
     assert options.env == ["X", "Y"]
     assert options.stamp_directory == "s"
     assert (options.use_hashes, options.stdin, options.force) == (True, True, False)
     assert options.command == ["cmd", "--dependencies", "--"]
 
 
-def test_parse_takes_an_empty_dependency_list() -> None:
-    options = cli.parse(["--dependencies", "--output-files", "--", "true"])
-    assert (options.dependencies, options.output_files, options.command) == ([], [], ["true"])
+def test_a_file_whose_name_starts_with_a_dash_can_be_a_dependency(tmp_path: Path) -> None:
+    options = cli.parse(["--dependencies=-x", "--dependencies", "./-y", "z", "--", "true"])
+    assert options.dependencies == ["-x", "./-y", "z"]
+    (tmp_path / "-x").write_text("1")
+    command = counting(tmp_path / "counter", "echo ran")
+    for count, edit in ((1, False), (1, False), (2, True)):
+        if edit:
+            (tmp_path / "-x").write_text("22")
+        done = jobstamp("--dependencies=-x", "--", *command, cwd=tmp_path)
+        assert (done.returncode, done.stderr, runs(tmp_path / "counter")) == (0, b"", count)
+
+
+def test_the_short_options_of_ccache() -> None:
+    options = cli.parse(["-s", "-C", "-z", "-M", "5G"])
+    assert (options.show_stats, options.clear, options.zero_stats) == (True, True, True)
+    assert options.max_size == "5G"
+    assert cli.parse(["-M5Gi"]).max_size == "5Gi"
+
+
+def test_a_forgotten_separator_names_where_the_command_starts(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("")
+    args = ["--dependencies", "src/a.py", "flake8", "--max-line-length=100", "src/a.py"]
+    done = jobstamp(*args, cwd=tmp_path)
+    assert_usage_error(done.returncode, done.stdout, done.stderr, "unknown option")
+    message = lines(done.stderr)[0]
+    assert "--max-line-length" in message
+    assert "the command seems to start at 'flake8'" in message
+    assert "put the command after '--'" in message
+    done = jobstamp(*args[:3], cwd=tmp_path)
+    assert_usage_error(
+        done.returncode, done.stdout, done.stderr, "(the command seems to start at 'flake8')"
+    )
 
 
 USAGE_ERRORS = [
@@ -99,6 +129,13 @@ USAGE_ERRORS = [
     pytest.param(["--show-stats", "--", "true"], "take no command", id="stats-with-command"),
     pytest.param(["--max-size", "1G", "--", "true"], "take no command", id="size-with-command"),
     pytest.param(["--version", "--", "true"], "take no command", id="version-with-command"),
+    pytest.param(["--dependencies", "--", "true"], "lists no file", id="empty-dependencies"),
+    pytest.param(["--output-files", "--", "true"], "lists no file", id="empty-outputs"),
+    pytest.param(["--dependencies", "", "--", "true"], "empty file name", id="empty-name"),
+    pytest.param(["--dependencies=", "--", "true"], "empty file name", id="empty-name-equals"),
+    pytest.param(["--dependencies", "a", "-x", "--", "t"], "unknown option -x", id="unknown-after"),
+    pytest.param(["-M", "--", "true"], "--max-size needs a value", id="short-missing-value"),
+    pytest.param(["-q"], "unknown option -q", id="unknown-short-alone"),
 ]
 
 
@@ -115,7 +152,7 @@ def assert_usage_error(status: int, out: bytes, err: bytes, message: str) -> Non
 
 # One of each kind through a real process; every one of them in-process below.
 KINDS = ["nothing", "no-separator", "nothing-after-separator", "unknown", "missing-value"]
-KINDS += ["size-garbage", "flag-val", "clear-with-command"]
+KINDS += ["size-garbage", "flag-val", "clear-with-command", "empty-dependencies", "empty-name"]
 
 
 @pytest.mark.parametrize(("args", "message"), [case for case in USAGE_ERRORS if case.id in KINDS])
@@ -139,7 +176,8 @@ def test_a_stamp_directory_that_is_a_file_is_refused(tmp_path: Path) -> None:
         counter = tmp_path / "counter"
         for args in (["--", *counting(counter, "echo hi")], ["--show-stats"], ["--clear"]):
             done = jobstamp("--stamp-directory", directory, *args, cwd=tmp_path)
-            assert (done.returncode, done.stdout) == (2, b"")
+            # Running is refused as a usage error; management fails in one line.
+            assert (done.returncode, done.stdout) == (1 if args[0] != "--" else 2, b"")
             assert b"Traceback" not in done.stderr
             assert lines(done.stderr)[0].startswith("jobstamp: cache directory ")
             assert "file" in lines(done.stderr)[0]
@@ -161,7 +199,7 @@ def test_a_stamp_directory_others_can_write_is_refused(tmp_path: Path, mode: int
     counter = tmp_path / "counter"
     for args in (["--", *counting(counter, "echo hi")], ["--show-stats"], ["--clear"]):
         done = jobstamp("--stamp-directory", shared, *args)
-        assert (done.returncode, done.stdout) == (2, b"")
+        assert (done.returncode, done.stdout) == (1 if args[0] != "--" else 2, b"")
         assert b"Traceback" not in done.stderr
         message, *usage = lines(done.stderr)
         assert message.startswith(f"jobstamp: cache directory {shared} is writable by other")
