@@ -291,6 +291,14 @@ class Store:
             "misses": log.count(b"m"),
         }
 
+    def zero_stats(self) -> None:
+        """Set the hit and miss counts to zero."""
+        self._pending = [0, 0]
+        try:
+            os.unlink(os.path.join(self._data, "stats"))
+        except FileNotFoundError:
+            pass
+
     def _files(self, kind: str) -> Iterator[tuple[str, int, int]]:
         """Yield ``(path, size, mtime_ns)`` of finished files of one kind; drop stale temps."""
         for shard in self._finished(os.path.join(self._data, kind)):
