@@ -99,6 +99,8 @@ class _Invocation:
             _error(f"cannot run {self.command[0]}: permission denied. Make it executable")
             return 126
         if settings.disabled():
+            if options.explain or settings.debugging():
+                _say(f"running {_quoted(self.command)}: caching is off (JOBSTAMPS_DISABLED is set)")
             return _run_plain(self.command)
         # An unusable or unsafe directory is refused by the engine before anything runs.
         store = Store(options.stamp_directory)
@@ -122,7 +124,7 @@ class _Invocation:
             outputs,
             method,
             options.restore_outputs,
-            " ".join(self.command),
+            lambda: _quoted(self.command),
             lambda: _why_new(store, fields),
         )
         engine = Engine(store, _say if options.explain or settings.debugging() else None)
@@ -174,6 +176,12 @@ def _why_new(store: Store, fields: list[str]) -> str:
     from jobstamps import explain
 
     return explain.why_new(store, explain.slot_of(fields), fields)
+
+
+def _quoted(command: list[str]) -> str:
+    from jobstamps.explain import shell_words
+
+    return shell_words(command)
 
 
 def _say(message: str) -> None:

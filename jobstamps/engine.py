@@ -306,7 +306,8 @@ class Engine:
             self.accept(job, verdict)
             result = replay(entry["payload"])
         except (ReplayError, OSError) as error:
-            self.say(f"running {job.about}: the stored result cannot be replayed ({error})")
+            if announce:  # else the first try, before the lock, said so already
+                self.say(f"running {job.about}: the stored result cannot be replayed ({error})")
             return _MISS
         self.store.note(hit=True)
         if self._explain is not None:

@@ -77,6 +77,15 @@ def same_destination(a: int, b: int) -> bool:
     return (sa.st_dev, sa.st_ino, sa.st_rdev) == (sb.st_dev, sb.st_ino, sb.st_rdev)
 
 
+def _env_field(name: str) -> str:
+    """Describe a declared variable by a digest of its value: entries and logs never show it."""
+    value = os.environ.get(name)
+    if value is None:
+        return f"{name} unset"
+    text = f"jobstamps-env\0{name}\0{value}".encode("utf-8", "surrogateescape")
+    return f"{name}={blake2b(text, digest_size=16).hexdigest()}"
+
+
 def command_fields(
     cwd: str,
     executable: str,
@@ -105,10 +114,7 @@ def command_fields(
         f"outputs:{len(outputs)}",
         *outputs,
         f"env:{len(env_names)}",
-        *(
-            f"{name}={os.environ[name]}" if name in os.environ else f"{name} unset"
-            for name in env_names
-        ),
+        *(_env_field(name) for name in env_names),
         f"stdin:{stdin_digest}",
     ]
     return fields, merged

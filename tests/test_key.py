@@ -134,5 +134,11 @@ def test_command_fields_key_declared_environment_values(monkeypatch: pytest.Monk
     fields, _ = command_fields(
         "/", sys.executable, "mtime", ["x"], (), (), ["JS_SET", "JS_EMPTY", "JS_UNSET"]
     )
-    assert fields[-4:-1] == ["JS_SET=1", "JS_EMPTY=", "JS_UNSET unset"]
+    declared = fields[-4:-1]
+    assert [item.partition("=")[0] for item in declared[:2]] == ["JS_SET", "JS_EMPTY"]
+    assert declared[2] == "JS_UNSET unset"
+    assert len(set(declared)) == 3  # unset and empty differ
     assert fields[-1] == "stdin:-"
+    monkeypatch.setenv("JS_EMPTY", "1")  # the same value under another name is another digest
+    other, _ = command_fields("/", sys.executable, "mtime", ["x"], (), (), ["JS_EMPTY"])
+    assert other[-2].partition("=")[2] != declared[0].partition("=")[2]
