@@ -139,9 +139,11 @@ class _Invocation:
             return code, payload, blobs
 
         def replay(payload: dict[str, Any]) -> int:
+            from jobstamps.replay import Writer
             from jobstamps.replay import replay as write_back
 
-            return write_back(payload, store)
+            writer = Writer()
+            return _delivered(write_back(payload, store, writer), writer.problem())
 
         return engine.run(job, compute, replay, force=options.force)
 
@@ -155,21 +157,29 @@ class _Invocation:
         except OSError as error:
             self.exit_code = runner.report_start_failure(self.command[0], error)
             return self.exit_code, None, []
-        self.exit_code = outcome.exit_code
+        self.exit_code = _delivered(outcome.exit_code, outcome.relay_error)
         why = outcome.why_not_stored
         if not why and self.options.no_store_failures and outcome.exit_code != 0:
             why = f"it failed (exit status {outcome.exit_code}) and --no-store-failures is set"
         if why:
             outcome.discard()
             engine.say(f"not stored: {why}")
-            return outcome.exit_code, None, []
+            return self.exit_code, None, []
         try:
             blobs = outcome.keep()
         except OSError as error:
             outcome.discard()
             engine.say(f"not stored: the output could not be stored ({error.strerror})")
-            return outcome.exit_code, None, []
-        return outcome.exit_code, outcome.payload(), blobs
+            return self.exit_code, None, []
+        return self.exit_code, outcome.payload(), blobs
+
+
+def _delivered(code: int, problem: str) -> int:
+    """Report output that could not be written; fail with the command's status, or 1."""
+    if not problem:
+        return code
+    _error(problem)
+    return code or 1
 
 
 def _why_new(store: Store, fields: list[str]) -> str:
