@@ -70,6 +70,14 @@ class _Invocation:
 
     def run(self) -> int:
         try:
+            os.getcwd()
+        except OSError as error:
+            _error(
+                f"the working directory cannot be found ({error.strerror}), so the cache "
+                "is not used. Run jobstamp from a directory that exists"
+            )
+            return _run_plain(self.command)
+        try:
             return self._cached()
         except (JobstampsError, KeyboardInterrupt):
             raise
@@ -152,6 +160,7 @@ class _Invocation:
     ) -> tuple[int, dict[str, Any] | None, list[tuple[str, int]]]:
         from jobstamps import runner
 
+        self._warn_missing(cwd)
         try:
             outcome = runner.run(self.command, executable, cwd, stdin_data, merged, engine.store)
         except OSError as error:
@@ -172,6 +181,16 @@ class _Invocation:
             engine.say(f"not stored: the output could not be stored ({error.strerror})")
             return self.exit_code, None, []
         return self.exit_code, outcome.payload(), blobs
+
+
+    def _warn_missing(self, cwd: str) -> None:
+        """Say which declared dependency is missing: a result made without it never hits."""
+        for given in self.options.dependencies:
+            if not os.path.exists(os.path.join(cwd, given)):
+                _error(
+                    f"dependency {given} does not exist, so the result will not be replayed. "
+                    "Create it or drop it from --dependencies"
+                )
 
 
 def _delivered(code: int, problem: str) -> int:

@@ -533,7 +533,57 @@ def test_a_missing_dependency_never_hits(tmp_path: Path) -> None:
     for count in (1, 2, 3):
         done = jobstamp("--explain", "--dependencies", tmp_path / "absent", "--", *command)
         assert (done.returncode, done.stdout, runs(tmp_path / "counter")) == (0, b"done\n", count)
-        assert b"replayed" not in done.stderr
+        assert b"jobstamp: replayed" not in done.stderr
+
+
+def test_a_missing_dependency_is_named_on_every_run(tmp_path: Path) -> None:
+    command = counting(tmp_path / "counter", "echo done")
+    warning = (
+        "jobstamp: dependency setup.cfg does not exist, so the result will not be replayed. "
+        "Create it or drop it from --dependencies"
+    )
+    for count in (1, 2):
+        done = jobstamp("--dependencies", "setup.cfg", "--", *command, cwd=tmp_path)
+        assert (done.returncode, done.stdout, runs(tmp_path / "counter")) == (0, b"done\n", count)
+        assert lines(done.stderr) == [warning]
+    explained = jobstamp("--explain", "--dependencies", "setup.cfg", "--", *command, cwd=tmp_path)
+    assert f"dependency {tmp_path / 'setup.cfg'} does not exist" in lines(explained.stderr)[0]
+    assert warning in lines(explained.stderr)
+    (tmp_path / "setup.cfg").write_text("")
+    for count, said in ((4, [b""]), (4, [b""])):
+        done = jobstamp("--dependencies", "setup.cfg", "--", *command, cwd=tmp_path)
+        assert ([done.stderr], runs(tmp_path / "counter")) == (said, count)
+
+
+GONE = (
+    "the working directory cannot be found (No such file or directory), so the cache is not "
+    "used. Run jobstamp from a directory that exists"
+)
+
+
+def test_a_deleted_working_directory_runs_the_command_without_the_cache(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    counter = tmp_path / "counter"
+    run = [*JOBSTAMP, "--", *counting(counter, "echo out; exit 3")]
+    script = f"import os; os.rmdir({str(gone)!r}); os.execv({sys.executable!r}, {run!r})"
+    for count in (1, 2):
+        gone.mkdir(exist_ok=True)
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=gone,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert (done.returncode, done.stdout, runs(counter)) == (3, b"out\n", count)
+        assert b"Traceback" not in done.stderr
+        assert b"internal error" not in done.stderr
+        ours = [line for line in lines(done.stderr) if line.startswith("jobstamp: ")]
+        assert ours == [f"jobstamp: {GONE}"]
+    assert cache_entries(isolated_cache) == []
 
 
 def test_restore_outputs_brings_back_deleted_outputs(tmp_path: Path) -> None:
