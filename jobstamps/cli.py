@@ -182,7 +182,6 @@ class _Invocation:
             return self.exit_code, None, []
         return self.exit_code, outcome.payload(), blobs
 
-
     def _warn_missing(self, cwd: str) -> None:
         """Say which declared dependency is missing: a result made without it never hits."""
         for given in self.options.dependencies:

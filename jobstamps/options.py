@@ -199,15 +199,20 @@ class _Parser:
         elif kind == "paths":
             self._paths(name, getattr(self.options, attribute), has_value, value)
         else:
-            if not has_value:
-                if self.index >= len(self.argv) or self.argv[self.index] == "--":
-                    raise UsageError(f"{name} needs a value")
-                value = self.argv[self.index]
-                self.index += 1
-            if kind == "append":
-                getattr(self.options, attribute).append(value)
-            else:
-                setattr(self.options, attribute, value)
+            self._value(name, attribute, kind, value if has_value else None)
+
+    def _value(self, name: str, attribute: str, kind: str, value: str | None) -> None:
+        if value is None:
+            if self.index >= len(self.argv) or self.argv[self.index] == "--":
+                raise UsageError(f"{name} needs a value")
+            value = self.argv[self.index]
+            self.index += 1
+        if name == "--env" and (not value or "=" in value):
+            raise UsageError(f"--env takes the name of a variable, not '{value}'")
+        if kind == "append":
+            getattr(self.options, attribute).append(value)
+        else:
+            setattr(self.options, attribute, value)
 
     def _paths(self, name: str, paths: list[str], has_value: str, value: str) -> None:
         if has_value:

@@ -136,6 +136,8 @@ USAGE_ERRORS = [
     pytest.param(["--dependencies", "a", "-x", "--", "t"], "unknown option -x", id="unknown-after"),
     pytest.param(["-M", "--", "true"], "--max-size needs a value", id="short-missing-value"),
     pytest.param(["-q"], "unknown option -q", id="unknown-short-alone"),
+    pytest.param(["--env", "A=1", "--", "t"], "--env takes the name of a variable", id="env-value"),
+    pytest.param(["--env=", "--", "t"], "--env takes the name of a variable", id="env-empty"),
 ]
 
 
