@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -16,6 +19,7 @@ from jobstamps.store import Store
 from support import backdate, cache_blobs, cache_entries, counting, installed_env, jobstamp, runs
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -416,3 +420,42 @@ def test_a_bare_max_size_is_gibibytes_as_in_ccache(tmp_path: Path, isolated_cach
         assert jobstamp("--", *command).stdout == b"one\n"
     assert runs(tmp_path / "counter") == 1
     assert len(cache_entries(isolated_cache)) == 1
+
+
+@contextlib.contextmanager
+def mounted(directory: Path, *options: str) -> Iterator[None]:
+    """Mount a small tmpfs on ``directory`` for the block; skip the test where one cannot be."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    directory.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", ",".join(["size=1M", "mode=0700", *options])]
+    if subprocess.run([*mount, "tmpfs", str(directory)], check=False).returncode != 0:
+        pytest.skip("this machine does not let the tests mount a tmpfs")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def test_clear_that_cannot_remove_the_results_fails_in_one_line(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    jobstamp("--", *counting(tmp_path / "counter", "echo one"))
+    entries = isolated_cache / "v1" / "e"
+    (shard,) = entries.iterdir()
+    with mounted(shard):  # a mount point cannot be removed, even by root
+        done = jobstamp("--clear")
+        assert (done.returncode, done.stdout) == (1, b"")
+        (message,) = lines(done.stderr)
+        assert message.startswith("jobstamp: ")
+        assert "Cleared" not in message
+
+
+def test_max_size_on_a_read_only_cache_fails_in_one_line(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with mounted(cache, "ro"):
+        done = jobstamp("--stamp-directory", cache, "--max-size", "1G")
+        assert (done.returncode, done.stdout) == (1, b"")
+        (message,) = lines(done.stderr)
+        assert message.startswith(f"jobstamp: cache directory {cache} cannot be used: Read-only")
+        assert jobstamp("--stamp-directory", cache, "--show-stats").returncode == 0
