@@ -82,7 +82,15 @@ def run(options: Options, help_text: Callable[[], str] = _help_text) -> int:
             print(integrations.make_include())
         return 0
     size = parse_size(options.max_size) if options.max_size is not None else None
-    store = Store(options.stamp_directory)
+    try:
+        store = Store(options.stamp_directory)
+    except OSError as error:  # a relative directory, from a working directory since deleted
+        print(
+            f"jobstamp: the working directory cannot be found ({error.strerror}), so neither "
+            "can the cache directory. Run jobstamp from a directory that exists",
+            file=sys.stderr,
+        )
+        return 1
     try:
         return _manage(store, options, size)
     except (CacheDirectoryError, OSError) as error:

@@ -16,7 +16,16 @@ from jobstamps import admin, cli, options
 from jobstamps._version import __version__
 from jobstamps.errors import UsageError
 from jobstamps.store import Store
-from support import backdate, cache_blobs, cache_entries, counting, installed_env, jobstamp, runs
+from support import (
+    JOBSTAMP,
+    backdate,
+    cache_blobs,
+    cache_entries,
+    counting,
+    installed_env,
+    jobstamp,
+    runs,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -459,3 +468,19 @@ def test_max_size_on_a_read_only_cache_fails_in_one_line(tmp_path: Path) -> None
         (message,) = lines(done.stderr)
         assert message.startswith(f"jobstamp: cache directory {cache} cannot be used: Read-only")
         assert jobstamp("--stamp-directory", cache, "--show-stats").returncode == 0
+
+
+def test_management_from_a_deleted_working_directory_fails_in_one_line(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    run = [*JOBSTAMP, "--stamp-directory", "relative", "--show-stats"]
+    script = f"import os; os.rmdir({str(gone)!r}); os.execv({sys.executable!r}, {run!r})"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=gone, capture_output=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (1, b"")
+    (message,) = lines(done.stderr)
+    assert message == (
+        "jobstamp: the working directory cannot be found (No such file or directory), so "
+        "neither can the cache directory. Run jobstamp from a directory that exists"
+    )
