@@ -502,8 +502,8 @@ def test_a_dependency_written_just_before_the_run_is_hashed(counter: str, dep: P
     jobstamp.run(double, counter, 1, jobstamps_dependencies=[str(dep)])
     (found,) = stored_entries().values()
     recorded = found["deps"][0][1]
-    assert recorded[6] is True, "a file this recent must be marked racy"
-    assert recorded[5], "a racy file must be recorded with its digest"
+    assert recorded[7] is True, "a file this recent must be marked racy"
+    assert recorded[6], "a racy file must be recorded with its digest"
 
 
 def stored_entries() -> dict[str, dict[str, Any]]:
