@@ -20,6 +20,7 @@ __all__ = ["describe_change", "remember", "slot_of", "why_new"]
 
 _HEAD = ("working directory", "executable", "method", "output streams")
 _GROUPS = {"argv": "arguments", "deps": "dependencies", "outputs": "outputs", "env": "environment"}
+_GROUPS["python"] = "Python environment"  # the interpreter and distributions (key.py)
 
 
 def slot_of(fields: Sequence[str]) -> str:
