@@ -298,6 +298,8 @@ def _it(text: str) -> str:
 
 def _describe_stat_change(new: tuple[int, ...], old: tuple[int, ...]) -> str:
     if stat.S_ISDIR(new[_SIGNATURE - 1]) and stat.S_ISDIR(old[_SIGNATURE - 1]):
+        if new[: _SIGNATURE - 1] == old[: _SIGNATURE - 1]:
+            return "its mode changed"
         return "entries below it were added, removed or modified"
     names = ("modification time", "change time", "size", "inode", "device", "mode")
     changed = [name for name, a, b in zip(names, old, new, strict=True) if a != b]

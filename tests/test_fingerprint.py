@@ -524,3 +524,11 @@ def test_a_fifo_is_fingerprinted_without_being_opened(
     done = support.run_python(FIFO_PROBE, str(path), method, timeout=30)
     if where == "itself":
         assert done.stdout.startswith("special:")
+
+
+def test_a_chmod_of_a_tree_itself_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    support.settle(monkeypatch)
+    tree = make_tree(tmp_path / "tree")
+    recorded = recorded_now(tree, MTIME)
+    tree.chmod(0o700)
+    assert check(str(tree), MTIME, recorded) == ("its mode changed", None)
