@@ -20,7 +20,6 @@ second way to the same directory) stands for the path where that directory was c
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import time
@@ -233,6 +232,8 @@ def why_unrecorded(path: str, method: str) -> str:
 
 
 def _unreadable(path: str, error: OSError) -> str:
+    import errno  # only when something went wrong: a hit does not pay for it
+
     if error.errno in {errno.ENOENT, errno.ENOTDIR} and error.filename in {path, None}:
         return "does not exist"
     where = "" if error.filename in {path, None} else f" ({error.filename})"
