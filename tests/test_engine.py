@@ -569,3 +569,20 @@ def test_identical_jobs_in_two_threads_run_once(h: Harness) -> None:
     waiter.join(30)
     assert results == ["first", "first"]
     assert h.runs() == 1
+
+
+@pytest.mark.parametrize("method", [MTIME, HASH])
+def test_an_entry_with_fingerprints_of_an_earlier_shape_is_never_fresh(
+    h: Harness, dep: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    job = Job(KEY, [str(dep)], method=method)
+    h.run(job)
+    entry = h.entry()
+    st = os.stat(dep)
+    digest = fingerprint.digest_file(str(dep))
+    old = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev, digest, False)
+    h.store.write(KEY, {**entry, "deps": [[str(dep), old]]})
+    verdict = h.engine.check(job)
+    assert verdict.trigger == str(dep)
+    assert verdict.why.endswith("it was recorded by another version of jobstamps")
