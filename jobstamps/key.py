@@ -48,7 +48,7 @@ def abspaths(paths: Sequence[str | os.PathLike[str]], cwd: str | None = None) ->
 def _kernel_path(path: str) -> str:
     if f"{os.sep}.." not in path:
         return os.path.normpath(path)
-    head, tail = os.path.split(os.path.normpath(path) if path.endswith(os.sep) else path)
+    head, tail = os.path.split(path.rstrip(os.sep) or os.sep)
     if tail in {"", os.curdir, os.pardir}:
         return os.path.realpath(path)
     return os.path.join(os.path.realpath(head), tail)
