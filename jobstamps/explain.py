@@ -21,6 +21,7 @@ __all__ = ["describe_change", "remember", "shell_words", "slot_of", "why_new"]
 _HEAD = ("working directory", "executable", "method", "output streams")
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@%+=:,./-_")
 _GROUPS = {"argv": "arguments", "deps": "dependencies", "outputs": "outputs", "env": "environment"}
+_GROUPS["python"] = "Python environment"  # the interpreter and distributions (key.py)
 
 
 def shell_words(argv: Sequence[str]) -> str:
