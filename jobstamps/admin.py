@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 
-from jobstamps.errors import UsageError
+from jobstamps.errors import CacheDirectoryError, UsageError
+from jobstamps.options import help_text as _help_text
 from jobstamps.store import Store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from jobstamps.cli import Options
+    from jobstamps.options import Options
 
 __all__ = ["format_size", "parse_size", "run"]
 
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
+# ccache's units: a bare number is GiB; k, M, G, T are decimal, with an "i" binary; "B" optional.
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([kKMGT])(i?)B?)?\s*")
+_POWERS = {"k": 1, "K": 1, "M": 2, "G": 3, "T": 4}
+_DECIMAL_UNITS = ("kB", "MB", "GB", "TB")
+#: What jobstamps keeps in ``v1``: a folder holding anything else is not its cache.
+_OWN_NAMES = frozenset({"e", "b", "l", "p", "stats", "secret", ".jobstamps-cache"})
 
 
 def parse_size(text: str) -> int:
-    """Parse ``500M``, ``5G``, ``1.5GiB``, ``1024`` (bytes) or ``0`` (no limit)."""
+    """Parse a size as ccache's ``--max-size`` does: ``5`` (GiB), ``500M``, ``2Gi``, ``0``.
+
+    ``k``, ``M``, ``G``, ``T`` are powers of 1000, ``Ki``, ``Mi``, ``Gi``, ``Ti`` powers of
+    1024, a trailing ``B`` is allowed, and a number without a unit is in GiB; 0 means no limit.
+    """
     match = _SIZE.fullmatch(text)
     if not match:
         raise UsageError(
-            f"--max-size: '{text}' is not a size; write e.g. 500M, 5G or 0 for no limit"
+            f"--max-size: '{text}' is not a size; write e.g. 500M (MB), 2Gi (GiB), "
+            "5 (GiB, as in ccache) or 0 for no limit"
         )
-    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-    if size == 0 and float(match.group(1)) != 0:
+    number, letter, binary = match.groups()
+    unit = (1024 if binary else 1000) ** _POWERS[letter] if letter else 1 << 30
+    size = int(float(number) * unit)
+    if size == 0 and float(number) != 0:
         raise UsageError(
             f"--max-size: '{text}' is less than a byte; write e.g. 500M, or 0 for no limit"
         )
@@ -35,17 +49,22 @@ def parse_size(text: str) -> int:
 
 
 def format_size(size: int) -> str:
-    """Format a byte count the way ``--max-size`` reads it."""
+    """Format a byte count in decimal units, as ``ccache --show-stats`` does."""
+    if size < 1000:  # noqa: PLR2004 - decimal units
+        return f"{size} B"
     value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:  # noqa: PLR2004 - binary units
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+    for unit in _DECIMAL_UNITS:
+        value /= 1000
+        if value < 1000 or unit == _DECIMAL_UNITS[-1]:  # noqa: PLR2004 - decimal units
+            break
+    return f"{value:.1f} {unit}"
 
 
-def run(options: Options, help_text: Callable[[], str]) -> int:
-    """Carry out the information and management options in a fixed order; return 0."""
+def run(options: Options, help_text: Callable[[], str] = _help_text) -> int:
+    """Carry out the information and management options in a fixed order; return the status.
+
+    A cache that cannot be used, or an action that fails, is reported in one line (status 1).
+    """
     if options.help:
         print(help_text(), end="")
         return 0
@@ -62,20 +81,77 @@ def run(options: Options, help_text: Callable[[], str]) -> int:
         if options.make_include:
             print(integrations.make_include())
         return 0
-    store = Store(options.stamp_directory)
+    size = parse_size(options.max_size) if options.max_size is not None else None
+    try:
+        store = Store(options.stamp_directory)
+    except OSError as error:  # a relative directory, from a working directory since deleted
+        print(
+            f"jobstamp: the working directory cannot be found ({error.strerror}), so neither "
+            "can the cache directory. Run jobstamp from a directory that exists",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        return _manage(store, options, size)
+    except (CacheDirectoryError, OSError) as error:
+        print(f"jobstamp: {_problem(store, error)}", file=sys.stderr)
+        return 1
+
+
+def _manage(store: Store, options: Options, size: int | None) -> int:
     store.exists()  # refuses an unusable or unsafe directory
     if options.clear:
-        store.clear()
-        print(f"Cleared {store.root}")
-    if options.max_size is not None:
-        store.max_size = parse_size(options.max_size)
+        _clear(store)
+    if options.zero_stats:
+        if store.exists():
+            store.zero_stats()
+        print(f"Statistics zeroed in {store.root}")
+    if size is not None:
+        store.max_size = size
         freed = store.trim()
         limit = store.max_size
-        print(f"Set the size limit to {format_size(limit) if limit else 'none'}", end="")
+        shown = f"{format_size(limit)} ({limit} bytes)" if limit else "none"
+        print(f"Set the size limit to {shown}", end="")
         print(f"; evicted {format_size(freed)}" if freed else "")
     if options.show_stats:
         _show_stats(store)
     return 0
+
+
+def _clear(store: Store) -> None:
+    """Remove the stored results; fail unless the directory is a jobstamps cache left empty."""
+    if not store.exists():
+        print(f"Nothing to clear: {store.root} does not exist")
+        return
+    data = os.path.join(store.root, "v1")
+    try:
+        foreign = {name for name in os.listdir(data) if not name.startswith(".tmp-")} - _OWN_NAMES
+    except FileNotFoundError:
+        foreign = set() if os.path.isfile(os.path.join(store.root, "CACHEDIR.TAG")) else {""}
+    if foreign:
+        raise CacheDirectoryError(
+            f"{store.root} is not a jobstamps cache, so nothing was removed. "
+            "Name the cache directory with --stamp-directory"
+        )
+    store.clear()
+    left = [name for name in ("e", "b") if os.path.isdir(os.path.join(data, name))]
+    if left:
+        raise CacheDirectoryError(
+            f"cache {store.root} could not be cleared: {os.path.join(data, left[0])} remains. "
+            "Check its permissions"
+        )
+    print(f"Cleared {store.root}")
+
+
+def _problem(store: Store, error: OSError) -> str:
+    """Put an error of the cache directory into one line that says what to do."""
+    if isinstance(error, CacheDirectoryError):
+        return str(error)
+    where = f" ({error.filename})" if error.filename not in {None, store.root} else ""
+    return (
+        f"cache directory {store.root} cannot be used: {error.strerror or error}{where}. "
+        "Choose another directory with --stamp-directory or JOBSTAMPS_CACHE_DIR"
+    )
 
 
 def _show_stats(store: Store) -> None:

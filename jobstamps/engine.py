@@ -113,7 +113,11 @@ class Engine:
         entry, problem = self.store.read(job.key)
         if entry is None:
             return Verdict(stamp, problem)
-        if entry.get("method") != job.method or [d[0] for d in entry["deps"]] != job.dependencies:
+        if (
+            entry.get("method") != job.method
+            or [d[0] for d in entry["deps"]] != job.dependencies
+            or [o[0] for o in entry["outputs"]] != job.outputs
+        ):
             return Verdict(stamp, "the stored entry was made with other settings")
         for digest, size in entry["blobs"]:
             if not self.store.has_blob(digest, size):
@@ -125,6 +129,9 @@ class Engine:
     def _check_outputs(job: Job, verdict: Verdict) -> Verdict | None:
         assert verdict.entry is not None  # noqa: S101 - set by check()
         for index, (path, recorded, blob, _) in enumerate(verdict.entry["outputs"]):
+            if recorded is None:  # the stored run did not make it: never replayed
+                state = "is missing" if not os.path.lexists(path) else "exists now"
+                return Verdict(path, f"output {path} {state}; the stored run did not create it")
             if not os.path.lexists(path):
                 if job.restore_outputs and blob:
                     verdict.restore.append(index)
@@ -142,7 +149,8 @@ class Engine:
         assert verdict.entry is not None  # noqa: S101 - set by check()
         for index, (path, recorded) in enumerate(verdict.entry["deps"]):
             if recorded is None:
-                return Verdict(path, f"dependency {path} does not exist")
+                state = fingerprint.why_unrecorded(path, job.method)
+                return Verdict(path, f"dependency {path} {state}")
             why, refreshed = fingerprint.check(path, job.method, recorded)
             if why:
                 return Verdict(path, f"dependency {path} changed: {why}")
@@ -212,22 +220,27 @@ class Engine:
                 # Stored all the same, so that out_of_date() names the missing file; a missing
                 # dependency never hits.
                 continue
-            why, _ = fingerprint.check(path, job.method, before)
+            # Any change counts, even back to the same contents: the job may have read either.
+            why = fingerprint.changed_since(path, before)
             if why:
                 return f"dependency {path} changed while the job ran ({why})"
         try:
             self.store.create()
-            outputs = []
+            outputs: list[list[object]] = []
             needed = list(blobs)
             for path in job.outputs:
                 recorded = fingerprint.record(path, job.method)
                 if recorded is None:
-                    return f"declared output {path} was not created"
+                    # Stored all the same, so that out_of_date() names the missing output; an
+                    # entry with a missing output never hits.
+                    self.say(f"declared output {path} was not created; it runs again next time")
+                    outputs.append([path, None, "", 0])
+                    continue
                 blob = ""
                 if job.restore_outputs and os.path.isfile(path):
                     blob, size = self.store.put_file(path)
                     needed.append((blob, size))
-                    if fingerprint.record(path, job.method) != recorded:
+                    if fingerprint.changed_since(path, recorded):
                         return f"output {path} changed while it was being stored"
                 outputs.append([path, recorded, blob, os.stat(path).st_mode])
             entry = {
@@ -317,7 +330,8 @@ class Engine:
             self.accept(job, verdict)
             result = replay(entry["payload"])
         except (ReplayError, OSError) as error:
-            self.say(f"running {job.about}: the stored result cannot be replayed ({error})")
+            if announce:  # else the first try, before the lock, said so already
+                self.say(f"running {job.about}: the stored result cannot be replayed ({error})")
             return _MISS
         self.store.note(hit=True)
         if self._explain is not None:

@@ -23,15 +23,15 @@ class CacheDirectoryError(JobstampsError, OSError):
     """The cache directory cannot be used safely: not a directory, or writable by others.
 
     It is an :class:`OSError` too, as the original jobstamps raised ``IOError`` here. Its text
-    is one line; ``path``, ``why`` and ``advice`` let a caller word its own message, such as
-    "running without the cache".
+    is one line: ``CacheDirectoryError(path, why, advice)`` words it, and keeps the parts so a
+    caller can word its own ("running without the cache"); with one argument, that is the text.
     """
 
-    def __init__(self, path: str, why: str, advice: str = "Choose another directory") -> None:
-        super().__init__(f"cache directory {path} is unusable ({why}). {advice}")
-        self.path = path
-        self.why = why
-        self.advice = advice
+    def __init__(self, path: str, why: str = "", advice: str = "Choose another directory") -> None:
+        super().__init__(f"cache directory {path} is unusable ({why}). {advice}" if why else path)
+        self.path = path if why else ""
+        self.why = why or path
+        self.advice = advice if why else ""
 
 
 class UnhashableArgumentError(JobstampsError, TypeError):

@@ -16,10 +16,20 @@ if TYPE_CHECKING:
 
     from jobstamps.store import Store
 
-__all__ = ["describe_change", "remember", "slot_of", "why_new"]
+__all__ = ["describe_change", "remember", "shell_words", "slot_of", "why_new"]
 
 _HEAD = ("working directory", "executable", "method", "output streams")
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@%+=:,./-_")
 _GROUPS = {"argv": "arguments", "deps": "dependencies", "outputs": "outputs", "env": "environment"}
+_GROUPS["python"] = "Python environment"  # the interpreter and distributions (key.py)
+
+
+def shell_words(argv: Sequence[str]) -> str:
+    """Write ``argv`` as a POSIX shell command line that runs it (quoted only where needed)."""
+    return " ".join(
+        word if word and _SAFE.issuperset(word) else "'" + word.replace("'", "'\\''") + "'"
+        for word in argv
+    )
 
 
 def slot_of(fields: Sequence[str]) -> str:
@@ -62,7 +72,9 @@ def describe_change(old: Sequence[str], new: Sequence[str]) -> str:
         was, now = before.get(name), after.get(name)
         if was == now:
             continue
-        if isinstance(was, list) and isinstance(now, list):
+        if name == "environment" and isinstance(was, list) and isinstance(now, list):
+            changes.append(f"environment changed ({_env_change(was, now)})")
+        elif isinstance(was, list) and isinstance(now, list):
             gone = [item for item in was if item not in now]
             added = [item for item in now if item not in was]
             detail = "; ".join(
@@ -74,6 +86,8 @@ def describe_change(old: Sequence[str], new: Sequence[str]) -> str:
                 if part
             )
             changes.append(f"{name} changed ({detail or 'order'})")
+        elif name == "executable":
+            changes.append(f"executable changed ({_executable_change(str(was), str(now))})")
         else:
             changes.append(f"{name} changed ({_show(name, was)} -> {_show(name, now)})")
     if not changes:
@@ -81,11 +95,68 @@ def describe_change(old: Sequence[str], new: Sequence[str]) -> str:
     return "since the last stored result, the " + "; the ".join(changes)
 
 
+def _env_change(was: list[str], now: list[str]) -> str:
+    """Name the declared variables that changed; their values are never shown (nor stored)."""
+    before, after = _env_states(was), _env_states(now)
+    said = []
+    for name in dict.fromkeys([*before, *after]):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if old is None:
+            said.append(f"{name} is declared now")
+        elif new is None:
+            said.append(f"{name} is no longer declared")
+        elif old == "":
+            said.append(f"{name} is set now")
+        elif new == "":
+            said.append(f"{name} is unset now")
+        else:
+            said.append(f"{name} has another value")
+    return "; ".join(said) or "order"
+
+
+def _env_states(items: list[str]) -> dict[str, str]:
+    """Map each declared variable to what stands for its value (``""``: unset)."""
+    states = {}
+    for item in items:
+        name, is_set, state = item.partition("=")
+        states[name if is_set else item.removesuffix(" unset")] = state if is_set else ""
+    return states
+
+
+def _executable_change(was: str, now: str) -> str:
+    """Say how an executable's identity (path, size, modification time, ...) changed."""
+    old, new = was.split("\0"), now.split("\0")
+    if old[0] != new[0]:
+        return f"{old[0]} -> {new[0]}"
+    said = []
+    if old[1:2] != new[1:2]:
+        said.append(f"size {''.join(old[1:2])} -> {''.join(new[1:2])} bytes")
+    if old[2:3] != new[2:3]:
+        said.append(f"modified {_times(''.join(old[2:3]), ''.join(new[2:3]))}")
+    if not said:
+        said.append("its inode, change time or installed packages changed")
+    return f"{new[0]}: " + ", ".join(said)
+
+
+def _times(old: str, new: str) -> str:
+    """Show two nanosecond timestamps as local times, to the nanosecond only where needed."""
+    import time
+
+    def shown(ns: str, exact: bool) -> str:
+        if not ns.isdigit():
+            return ns or "?"
+        seconds, fraction = divmod(int(ns), 1_000_000_000)
+        text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+        return f"{text}.{fraction:09d}" if exact else text
+
+    exact = shown(old, exact=False) == shown(new, exact=False)
+    return f"{shown(old, exact)} -> {shown(new, exact)}"
+
+
 def _show(name: str, value: object) -> str:
     text = str(value)
-    if name == "executable":
-        path, size, mtime = [*text.split("\0"), "", ""][:3]
-        return f"{path}, {size} bytes, modified {mtime} ns"
     if name == "output streams":  # "tty:10 merged:0"
         ttys, _, merged = text.removeprefix("tty:").partition(" merged:")
         kinds = ["a terminal" if flag == "1" else "not a terminal" for flag in ttys]

@@ -1,13 +1,21 @@
 """Fingerprints of files: a stat signature compared for equality, and a content digest.
 
 A fingerprint is a plain tuple so that entries can be stored with :mod:`marshal`:
-``(mtime_ns, ctime_ns, size, inode, device, digest, racy)``. ``digest`` is the content hash
-(always in hash mode, and in mtime mode for racy files), ``racy`` marks a file modified so
-recently when it was recorded that a later edit could leave its stat signature unchanged
-(timestamps are coarse); a racy file is judged by its contents.
+``(mtime_ns, ctime_ns, size, inode, device, mode, digest, racy)``. ``mode`` is the file type
+and permission bits, part of a file's identity in both methods. ``digest`` is the content
+hash (always in hash mode, and in mtime mode for racy files), ``racy`` marks a file modified
+so recently when it was recorded that a later edit could leave its stat signature unchanged
+(timestamps are coarse); a racy file is judged by its contents. A fingerprint of any other
+shape (made by an earlier version) never matches.
 
-A directory stands for every file below it (version-control and bytecode-cache folders
-aside): its signature sums up all their stat signatures, its digest all their contents.
+Only regular files are read. Anything else (a FIFO, a socket, a device) is never opened: its
+type, permission bits and device number stand for its contents.
+
+A directory stands for the entries below it (version-control and tool-cache folders aside),
+not for its own times: each entry's name and kind, and for files their stat signature (in
+mtime mode) or contents (in hash mode). Symbolic links to directories are followed, each
+directory once: a link to a directory already covered (a loop back to an ancestor, or a
+second way to the same directory) stands for the path where that directory was covered.
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ __all__ = [
     "MTIME",
     "Fingerprint",
     "blake2b",
+    "changed_since",
     "check",
     "digest_bytes",
     "digest_file",
     "record",
+    "why_unrecorded",
 ]
 
 MTIME = "mtime"
@@ -39,7 +49,15 @@ HASH = "hash"
 RACY_WINDOW_NS = 2_000_000_000
 _CHUNK = 1 << 20
 
-Fingerprint = tuple[int, int, int, int, int, str, bool]
+Fingerprint = tuple[int, int, int, int, int, int, str, bool]
+Signature = tuple[int, int, int, int, int, int]
+_SIGNATURE = 6  # the stat part of a fingerprint; then the digest, then the racy flag
+_SHAPE = _SIGNATURE + 2
+
+#: Folders a directory dependency does not cover: tools rewrite them as a matter of course.
+SKIPPED_FOLDERS = frozenset(
+    {".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+)
 
 
 def digest_bytes(data: bytes) -> str:
@@ -48,23 +66,31 @@ def digest_bytes(data: bytes) -> str:
 
 
 def digest_file(path: str) -> str:
-    """Return the digest of a file's contents (of every file's name and contents, for a tree)."""
-    if not os.path.isdir(path):
-        return _digest_one(path)
-    hasher = blake2b(digest_size=20)
-    for relative, st in _tree(path):
-        full = os.path.join(path, relative)
-        # A link that is left as a link stands for the name it points to.
-        linked = stat.S_ISLNK(st.st_mode)
-        content = "link:" + os.readlink(full) if linked else _digest_one(full)
-        hasher.update(relative.encode("utf-8", "surrogateescape") + b"\0" + content.encode())
-    return hasher.hexdigest()
+    """Return the digest of a file's contents (of every entry's name and contents, for a tree).
+
+    A file that is not a regular file or a directory is not opened: its type, permission bits
+    and device number stand for its contents.
+    """
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        return _digest_tree(path)
+    if not stat.S_ISREG(st.st_mode):
+        return _special(st)
+    return _digest_one(path)
+
+
+def _special(st: os.stat_result) -> str:
+    return f"special:{st.st_mode:o}:{st.st_rdev}"
 
 
 def _digest_one(path: str) -> str:
-    hasher = blake2b(digest_size=20)
-    fd = os.open(path, os.O_RDONLY)
+    # Non-blocking, so that a FIFO put in place since the stat cannot make the open hang.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return _special(st)
+        hasher = blake2b(digest_size=20)
         while chunk := os.read(fd, _CHUNK):
             hasher.update(chunk)
     finally:
@@ -72,85 +98,146 @@ def _digest_one(path: str) -> str:
     return hasher.hexdigest()
 
 
-#: Folders a directory dependency does not cover: tools rewrite them as a matter of course.
-SKIPPED_FOLDERS = frozenset(
-    {".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
-)
+# -- trees -----------------------------------------------------------------------------------
+
+_FILE, _OTHER, _DIR, _LINK, _AGAIN = "f", "o", "d", "l", "a"
 
 
-def _tree(path: str) -> list[tuple[str, os.stat_result]]:
-    """List the files and symbolic links below ``path``, sorted by relative path.
+def _tree(root: str) -> list[tuple[str, str, os.stat_result, str]]:
+    """List the entries below ``root`` as ``(relative path, kind, stat, text)``, in walk order.
 
-    A link to a file stands for that file; other links (to folders, dangling) stand for the
-    name they point to, so a tree is always finite.
+    Kinds: a regular file (a link to one stands for it), another non-directory file, a
+    directory (walked, links to directories included), a link that leads nowhere (``text`` is
+    its target), or a way to a directory walked already (``text`` is where it was walked; the
+    root is ``.``). The walk visits names in sorted order, depth first, so it is deterministic,
+    and walks each directory once, so it ends. Raises :class:`OSError` for what cannot be read.
     """
-    found: list[tuple[str, os.stat_result]] = []
-    pending = [""]
-    while pending:
-        relative = pending.pop()
-        with os.scandir(os.path.join(path, relative)) as entries:
-            for entry in entries:
-                if entry.name in SKIPPED_FOLDERS:
-                    continue
-                name = os.path.join(relative, entry.name)
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(name)
-                    continue
-                found.append((name, _followed_if_file(entry)))
-    found.sort(key=lambda item: item[0])
+    top = os.stat(root)
+    walked = {(top.st_dev, top.st_ino): "."}
+    found: list[tuple[str, str, os.stat_result, str]] = []
+    stack = [iter(_names(root, ""))]
+    while stack:
+        relative = next(stack[-1], None)
+        if relative is None:
+            stack.pop()
+            continue
+        full = os.path.join(root, relative)
+        st = os.lstat(full)
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                st = os.stat(full)
+            except OSError:  # dangling, a loop of links, or unreachable
+                found.append((relative, _LINK, st, os.readlink(full)))
+                continue
+        if stat.S_ISDIR(st.st_mode):
+            first = walked.setdefault((st.st_dev, st.st_ino), relative)
+            if first != relative:
+                found.append((relative, _AGAIN, st, first))
+                continue
+            found.append((relative, _DIR, st, ""))
+            stack.append(iter(_names(root, relative)))
+        else:
+            found.append((relative, _FILE if stat.S_ISREG(st.st_mode) else _OTHER, st, ""))
     return found
 
 
-def _followed_if_file(entry: os.DirEntry[str]) -> os.stat_result:
-    st = entry.stat(follow_symlinks=False)
-    if stat.S_ISLNK(st.st_mode):
-        try:
-            target = entry.stat()
-        except OSError:
-            return st
-        if stat.S_ISREG(target.st_mode):
-            return target
-    return st
+def _names(root: str, relative: str) -> list[str]:
+    names = sorted(os.listdir(os.path.join(root, relative) if relative else root))
+    return [os.path.join(relative, name) for name in names if name not in SKIPPED_FOLDERS]
 
 
-def _signature(path: str) -> tuple[int, int, int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:  # missing, or unreachable (a link loop, a name too long): not there
-        return None
-    if not stat.S_ISDIR(st.st_mode):
-        return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
-    # A tree: the newest times (for racy checks), total size, file count, and a digest of
-    # every file's name and stat signature.
+def _update(hasher: blake2b, *fields: object) -> None:
+    """Add ``fields`` to ``hasher``, each ended by a NUL (which no file name or link holds)."""
+    text = "".join(f"{field}\0" for field in fields)
+    hasher.update(text.encode("utf-8", "surrogateescape"))
+
+
+def _digest_tree(path: str) -> str:
+    hasher = blake2b(digest_size=20)
+    for relative, kind, st, text in _tree(path):
+        if kind == _FILE:
+            content = _digest_one(os.path.join(path, relative))
+        elif kind == _OTHER:
+            content = _special(st)
+        else:
+            content = text
+        _update(hasher, relative, kind, st.st_mode if kind != _LINK else "", content)
+    return hasher.hexdigest()
+
+
+def _tree_signature(path: str, st: os.stat_result) -> Signature:
+    """Sum up a tree by its entries, not by its directories' own times.
+
+    The newest file times (for racy checks), the total size, the entry count, a digest of
+    every entry's name, kind and stat signature, and the mode of the directory itself.
+    """
     hasher = blake2b(digest_size=8)
-    newest_m, newest_c, total = st.st_mtime_ns, st.st_ctime_ns, 0
-    files = _tree(path)
-    for relative, fst in files:
-        newest_m, newest_c = max(newest_m, fst.st_mtime_ns), max(newest_c, fst.st_ctime_ns)
-        total += fst.st_size
-        stat_part = (fst.st_mtime_ns, fst.st_ctime_ns, fst.st_size, fst.st_ino, fst.st_dev)
-        hasher.update(f"{relative}\0{stat_part}\n".encode("utf-8", "surrogateescape"))
-    return (newest_m, newest_c, total, len(files), int.from_bytes(hasher.digest(), "big"))
+    newest_m = newest_c = total = 0
+    entries = _tree(path)
+    for relative, kind, fst, text in entries:
+        if kind in {_FILE, _OTHER}:
+            newest_m, newest_c = max(newest_m, fst.st_mtime_ns), max(newest_c, fst.st_ctime_ns)
+            total += fst.st_size
+            _update(hasher, relative, kind, *_stat_signature(fst), fst.st_rdev)
+        elif kind == _DIR:
+            _update(hasher, relative, kind, fst.st_mode)
+        else:
+            _update(hasher, relative, kind, text)
+    digest = int.from_bytes(hasher.digest(), "big")
+    return (newest_m, newest_c, total, len(entries), digest, st.st_mode)
 
 
-def _is_racy(signature: tuple[int, int, int, int, int], now_ns: int) -> bool:
+def _stat_signature(st: os.stat_result) -> Signature:
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev, st.st_mode)
+
+
+def _signature(path: str) -> Signature:
+    """Return the stat signature of ``path``; raise :class:`OSError` when it cannot be taken."""
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        return _tree_signature(path, st)
+    return _stat_signature(st)
+
+
+def _is_racy(signature: Signature, now_ns: int) -> bool:
     return max(signature[0], signature[1]) > now_ns - RACY_WINDOW_NS
 
 
+# -- recording and checking ------------------------------------------------------------------
+
+
 def record(path: str, method: str) -> Fingerprint | None:
-    """Fingerprint ``path`` now; ``None`` when it does not exist.
+    """Fingerprint ``path`` now; ``None`` when it does not exist or cannot be read.
 
     The stat comes before the read: a change between them shows in a later stat.
     """
-    signature = _signature(path)
-    if signature is None:
-        return None
-    racy = _is_racy(signature, time.time_ns())
     try:
+        signature = _signature(path)
+        racy = _is_racy(signature, time.time_ns())
         digest = digest_file(path) if method == HASH or racy else ""
-    except OSError:  # gone or unreadable since the stat: as good as missing
+    except OSError:  # missing, unreachable (a link loop, a name too long) or unreadable
         return None
     return (*signature, digest, racy)
+
+
+def why_unrecorded(path: str, method: str) -> str:
+    """Say why ``path`` has no fingerprint (see :func:`record`), or what it is now."""
+    try:
+        signature = _signature(path)
+        if method == HASH or _is_racy(signature, time.time_ns()):
+            digest_file(path)
+    except OSError as error:
+        return _unreadable(path, error)
+    return "was missing or unreadable when the result was stored"
+
+
+def _unreadable(path: str, error: OSError) -> str:
+    import errno  # only when something went wrong: a hit does not pay for it
+
+    if error.errno in {errno.ENOENT, errno.ENOTDIR} and error.filename in {path, None}:
+        return "does not exist"
+    where = "" if error.filename in {path, None} else f" ({error.filename})"
+    return f"cannot be read{where}: {error.strerror or error}"
 
 
 def check(path: str, method: str, recorded: Fingerprint) -> tuple[str | None, Fingerprint | None]:
@@ -160,28 +247,61 @@ def check(path: str, method: str, recorded: Fingerprint) -> tuple[str | None, Fi
     changed; ``refreshed`` is a newer fingerprint worth storing for the same contents (a touched
     file in hash mode, a racy file that has settled), else ``None``.
     """
-    signature = _signature(path)
-    if signature is None:
-        return "it is missing", None
-    same_stat = signature == tuple(recorded[:5])
-    racy = recorded[6]
-    if same_stat and not racy:
+    if len(recorded) != _SHAPE:
+        return "it was recorded by another version of jobstamps", None
+    try:
+        signature = _signature(path)
+    except OSError as error:
+        return _it(_unreadable(path, error)), None
+    old: Signature = tuple(recorded[:_SIGNATURE])  # type: ignore[assignment]
+    same_stat = signature == old
+    if same_stat and not recorded[_SHAPE - 1]:
         return None, None
     if not same_stat and method != HASH:
-        return _describe_stat_change(path, tuple(recorded[:5]), signature), None
+        return _describe_stat_change(signature, old), None
     try:
         digest = digest_file(path)
     except OSError as error:
-        return f"it cannot be read ({error.strerror})", None
-    if digest != recorded[5]:
+        return _it(_unreadable(path, error)), None
+    if digest != recorded[_SIGNATURE]:
         return "its contents changed", None
+    if signature[_SIGNATURE - 1] != old[_SIGNATURE - 1]:
+        return "its mode (type or permissions) changed", None
     refreshed = (*signature, digest, _is_racy(signature, time.time_ns()))
     return None, (refreshed if refreshed != tuple(recorded) else None)
 
 
-def _describe_stat_change(path: str, old: tuple[int, ...], new: tuple[int, ...]) -> str:
-    if os.path.isdir(path):
-        return "files below it were added, removed or modified"
-    names = ("modification time", "change time", "size", "inode", "device")
+def changed_since(path: str, recorded: Fingerprint) -> str | None:
+    """Say how ``path`` changed since ``recorded`` was taken; ``None`` if it did not.
+
+    Stricter than :func:`check`: any change of the stat signature counts, in both methods,
+    even if the contents are the same again (a file rewritten and restored while a job ran).
+    """
+    try:
+        signature = _signature(path)
+    except OSError as error:
+        return _it(_unreadable(path, error))
+    old: Signature = tuple(recorded[:_SIGNATURE])  # type: ignore[assignment]
+    if signature != old:
+        return _describe_stat_change(signature, old)
+    if recorded[_SHAPE - 1]:  # racy: an edit within one timestamp tick shows only in contents
+        try:
+            if digest_file(path) != recorded[_SIGNATURE]:
+                return "its contents changed"
+        except OSError as error:
+            return _it(_unreadable(path, error))
+    return None
+
+
+def _it(text: str) -> str:
+    return "it is missing" if text == "does not exist" else f"it {text}"
+
+
+def _describe_stat_change(new: tuple[int, ...], old: tuple[int, ...]) -> str:
+    if stat.S_ISDIR(new[_SIGNATURE - 1]) and stat.S_ISDIR(old[_SIGNATURE - 1]):
+        if new[: _SIGNATURE - 1] == old[: _SIGNATURE - 1]:
+            return "its mode changed"
+        return "entries below it were added, removed or modified"
+    names = ("modification time", "change time", "size", "inode", "device", "mode")
     changed = [name for name, a, b in zip(names, old, new, strict=True) if a != b]
     return "its " + ", ".join(changed) + " changed"

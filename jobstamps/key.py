@@ -19,6 +19,7 @@ __all__ = [
     "command_fields",
     "command_key",
     "executable_identity",
+    "python_environment",
     "resolve_executable",
     "same_destination",
 ]
@@ -31,11 +32,26 @@ def command_key(fields: Sequence[str]) -> str:
 
 
 def abspaths(paths: Sequence[str | os.PathLike[str]], cwd: str | None = None) -> list[str]:
-    """Resolve paths against ``cwd`` (default: the working directory), keeping symlinks."""
+    """Resolve paths against ``cwd`` (default: the working directory) as the kernel does.
+
+    ``..`` follows the symbolic link before it, as when the file is opened (``link/../x`` is
+    ``x`` beside the link's target), so such a path's parent is resolved; the last component
+    is kept as given, so that a link there is still the dependency. A path without ``..`` is
+    only tidied (``.``, doubled slashes), which costs no system call.
+    """
     if not paths:
         return []
     base = cwd or os.getcwd()
-    return [os.path.normpath(os.path.join(base, os.fspath(p))) for p in paths]
+    return [_kernel_path(os.path.join(base, os.fspath(p))) for p in paths]
+
+
+def _kernel_path(path: str) -> str:
+    if f"{os.sep}.." not in path:
+        return os.path.normpath(path)
+    head, tail = os.path.split(path.rstrip(os.sep) or os.sep)
+    if tail in {"", os.curdir, os.pardir}:
+        return os.path.realpath(path)
+    return os.path.join(os.path.realpath(head), tail)
 
 
 def resolve_executable(name: str, cwd: str, path: str | None) -> str | None:
@@ -59,13 +75,84 @@ def resolve_executable(name: str, cwd: str, path: str | None) -> str | None:
 
 
 def executable_identity(path: str) -> str:
-    """Identify an executable by path, size and modification time, as ccache does by default.
+    """Identify an executable by path and stat: size, modification and change time, inode, mode.
 
-    Upgrading or reinstalling the tool changes it; copying the same bytes elsewhere does not
-    matter because the path is part of it too.
+    Upgrading or reinstalling the tool changes it, and so does copying another tool over it
+    with the same size and modification time (``cp -p``): the inode or change time differs.
     """
     st = os.stat(path)
-    return f"{path}\0{st.st_size}\0{st.st_mtime_ns}"
+    return f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_mode:o}"
+
+
+def python_environment(executable: str, cwd: str, path: str | None) -> list[str]:
+    """Name what a Python executable imports from: its interpreter and installed distributions.
+
+    For a Python interpreter, or a script whose ``#!`` line runs one (a console script such as
+    ``bin/flake8``), returns the interpreter's identity and the names of the ``*.dist-info``
+    and ``*.egg-info`` directories in ``lib/python*/site-packages`` (or ``dist-packages``) of
+    its environment (the interpreter's ``..``), so that upgrading a plugin or library re-runs;
+    for anything else, nothing. Costs one small read and a listing per directory; the
+    interpreter is not started.
+    """
+    interpreter = _python_interpreter(executable, cwd, path)
+    if interpreter is None:
+        return []
+    try:
+        st = os.stat(interpreter)
+    except OSError:
+        return []
+    found = [f"{interpreter} ({st.st_size} bytes, {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino})"]
+    prefix = os.path.dirname(os.path.dirname(interpreter))
+    lib = os.path.join(prefix, "lib")
+    try:
+        versions = sorted(name for name in os.listdir(lib) if name.startswith("python"))
+    except OSError:
+        return found
+    for version in versions:
+        for leaf in ("site-packages", "dist-packages"):
+            try:
+                names = os.listdir(os.path.join(lib, version, leaf))
+            except OSError:
+                continue
+            found.append(f"{version}/{leaf}")
+            found.extend(sorted(n for n in names if n.endswith((".dist-info", ".egg-info"))))
+    return found
+
+
+_PIP_LONG = b"'''exec' \""
+
+
+def _python_interpreter(executable: str, cwd: str, path: str | None) -> str | None:
+    """Return the Python interpreter ``executable`` is, or runs as a script; else ``None``."""
+    if _is_python(executable):
+        return executable
+    try:
+        fd = os.open(executable, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, 1024)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not head.startswith(b"#!"):
+        return None
+    first, _, rest = head.partition(b"\n")
+    words = os.fsdecode(first[2:]).split()
+    if words == ["/bin/sh"] and rest.startswith(_PIP_LONG):
+        # pip's form for an interpreter path too long for a #! line
+        words = [os.fsdecode(rest[len(_PIP_LONG) :].partition(b'"')[0])]
+    if len(words) > 1 and os.path.basename(words[0]) == "env":
+        name = next((word for word in words[1:] if not word.startswith("-")), "")
+        interpreter = resolve_executable(name, cwd, path) if name else None
+    else:
+        interpreter = words[0] if words else None
+    return interpreter if interpreter is not None and _is_python(interpreter) else None
+
+
+def _is_python(path: str) -> bool:
+    return os.path.basename(path).startswith(("python", "pypy"))
 
 
 def same_destination(a: int, b: int) -> bool:
@@ -75,6 +162,15 @@ def same_destination(a: int, b: int) -> bool:
     except OSError:
         return False
     return (sa.st_dev, sa.st_ino, sa.st_rdev) == (sb.st_dev, sb.st_ino, sb.st_rdev)
+
+
+def _env_field(name: str) -> str:
+    """Describe a declared variable by a digest of its value: entries and logs never show it."""
+    value = os.environ.get(name)
+    if value is None:
+        return f"{name} unset"
+    text = f"jobstamps-env\0{name}\0{value}".encode("utf-8", "surrogateescape")
+    return f"{name}={blake2b(text, digest_size=16).hexdigest()}"
 
 
 def command_fields(
@@ -93,11 +189,14 @@ def command_fields(
     they lead to the same place: output recorded for one is not replayed into the other.
     """
     merged = same_destination(1, 2)
+    python = python_environment(executable, cwd, os.environ.get("PATH"))
     fields = [
         cwd,
         executable_identity(executable),
         method,
         f"tty:{int(os.isatty(1))}{int(os.isatty(2))} merged:{int(merged)}",
+        f"python:{len(python)}",
+        *python,
         f"argv:{len(argv)}",
         *argv,
         f"deps:{len(dependencies)}",
@@ -105,10 +204,7 @@ def command_fields(
         f"outputs:{len(outputs)}",
         *outputs,
         f"env:{len(env_names)}",
-        *(
-            f"{name}={os.environ[name]}" if name in os.environ else f"{name} unset"
-            for name in env_names
-        ),
+        *(_env_field(name) for name in env_names),
         f"stdin:{stdin_digest}",
     ]
     return fields, merged

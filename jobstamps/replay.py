@@ -21,32 +21,55 @@ class Writer:
     """Writes whole buffers to file descriptors, giving up on one whose reader went away.
 
     A closed pipe (``jobstamp ... | head``) is the reader's choice, not a failure: what
-    follows for that stream is dropped and everything else goes on.
+    follows for that stream is dropped and everything else goes on. Any other write error (a
+    full disk, an I/O error) is a failure: it is kept in :attr:`failed`, for the caller to
+    report, and that stream gets nothing more. A non-blocking descriptor is waited on until
+    it takes everything (``select``, as a blocking write would wait).
     """
 
     def __init__(self) -> None:
         self.broken: set[int] = set()
+        self.failed: dict[int, str] = {}  # fd -> why writing to it failed
 
     def write(self, fd: int, data: bytes | memoryview) -> None:
-        """Write all of ``data`` to ``fd`` unless its reader is gone."""
-        if fd in self.broken:
+        """Write all of ``data`` to ``fd`` unless its reader is gone or writing failed."""
+        if fd in self.broken or fd in self.failed:
             return
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(fd, view) :]
-        except OSError:
+                try:
+                    view = view[os.write(fd, view) :]
+                except BlockingIOError:  # noqa: PERF203 - rare; the write is retried
+                    _wait_writable(fd)
+        except BrokenPipeError:
             self.broken.add(fd)
+        except OSError as error:
+            self.failed[fd] = error.strerror or str(error)
+
+    def problem(self) -> str:
+        """Say in one line which stream could not be written, and why; ``""`` if none."""
+        for fd, why in sorted(self.failed.items()):
+            name = {1: "standard output", 2: "standard error"}.get(fd, f"descriptor {fd}")
+            return f"cannot write {name} ({why})"
+        return ""
 
 
-def replay(payload: dict[str, Any], store: Store) -> int:
+def _wait_writable(fd: int) -> None:
+    import select
+
+    select.select([], [fd], [])
+
+
+def replay(payload: dict[str, Any], store: Store, writer: Writer | None = None) -> int:
     """Write the recorded output of ``payload`` to stdout/stderr; return its exit status.
 
     Stored output of the wrong size raises :class:`ReplayError` before anything is written.
+    Pass a ``writer`` to learn afterwards whether writing failed.
     """
     chunks = payload["chunks"]
     total = sum(size for _, size in chunks)
-    writer = Writer()
+    writer = writer or Writer()
     if "blob" not in payload:
         data = memoryview(payload["data"])
         if len(data) != total:

@@ -44,6 +44,7 @@ class Outcome:
     def __init__(self, store: Store | None) -> None:
         self.exit_code = 0
         self.why_not_stored = ""  # empty when the result says something about the inputs
+        self.relay_error = ""  # why the output could not be relayed to our own stdout/stderr
         self.chunks: list[tuple[int, int]] = []
         self.data = b""  # the output, when it fits inline
         self.spilled: tuple[str, str, int] | None = None  # (temporary path, digest, size)
@@ -304,6 +305,9 @@ def _pump(
                 outcome.add_chunk(key.data, len(data))
     if proc.stdin is not None and not proc.stdin.closed:
         proc.stdin.close()
+    # The recording is complete all the same (the command's pipe stayed open), so the result
+    # is stored; the caller reports the failure and exits non-zero.
+    outcome.relay_error = writer.problem()
 
 
 def _read(fd: int) -> bytes:

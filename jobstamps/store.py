@@ -109,7 +109,7 @@ class Store:
         self._created: dict[str, int] = {}  # digest -> mtime_ns of blobs this store made
         #: Why writing to the cache failed last (empty: it never did), for a one-line warning.
         self.unwritable = ""
-        self.advice = "Free some space or choose another directory for the cache"
+        self.advice = "Choose another directory for the cache, or free some space if it is full"
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -618,14 +618,8 @@ class Store:
                 "it holds a file named config that jobstamps did not write",
                 "Choose another directory for the cache",
             )
-        try:
-            self.create()
-            atomic_write(os.path.join(self.root, "config"), [f"max_size={int(size)}\n".encode()])
-        except CacheDirectoryError:
-            raise
-        except OSError as error:
-            self._failed(error)
-            raise CacheDirectoryError(self.root, self.unwritable, self.advice) from None
+        self.create()
+        atomic_write(os.path.join(self.root, "config"), [f"max_size={int(size)}\n".encode()])
 
     def _settings(self) -> dict[str, str] | None:
         """Return the persisted settings; ``None`` if ``config`` is not a file of settings."""

@@ -1,8 +1,11 @@
 # jobstamps.mk: run slow, idempotent recipe commands (linters, checkers) through jobstamp.
 #
-# Include it with the path that `jobstamp --make-include` prints:
+# Include it with the path that `jobstamp --make-include` prints, so that make stops with a
+# message where jobstamp cannot be found (a plain `include $(shell jobstamp --make-include)`
+# would then include nothing, and every recipe that uses jobstamp_run would do nothing):
 #
-#   include $(shell jobstamp --make-include)
+#   JOBSTAMP ?= jobstamp
+#   include $(or $(shell $(JOBSTAMP) --make-include),$(error jobstamp not found: install jobstamps or run make JOBSTAMP=/path/to/jobstamp))
 #
 # Variables (set them before or after the include, on the command line, or per target):
 #   JOBSTAMP        the jobstamp command; `jobstamp` from PATH by default.
@@ -15,7 +18,8 @@
 #     When the command line, the working directory and those files are as on a stored
 #     run, jobstamp replays the stored output and exit status instead of running COMMAND.
 #
-# Quoting: each file name in DEPS and OUTPUTS is quoted for the shell; COMMAND goes into
+# Quoting: each file name in DEPS and OUTPUTS is quoted for the shell (and one that starts
+# with '-' is written ./-name, so jobstamp does not take it for an option); COMMAND goes into
 # the recipe as written, so quote it as you would the plain recipe line. A comma splits
 # $(call ...) arguments: keep a COMMAND or file list that holds commas in a variable and
 # pass the variable. Targets whose recipes use jobstamp_run should be .PHONY, so that
@@ -24,7 +28,8 @@
 JOBSTAMP ?= jobstamp
 JOBSTAMP_FLAGS ?=
 
-# 'name' with each ' in name written as '\'' (the shell's way to quote anything).
-_jobstamps_quote = $(foreach f,$(1),'$(subst ','\'',$(f))')
+# 'name' with each ' in name written as '\'' (the shell's way to quote anything), and ./
+# before a name that starts with '-'.
+_jobstamps_quote = $(foreach f,$(1),'$(if $(filter -%,$(f)),./)$(subst ','\'',$(f))')
 
 jobstamp_run = $(strip $(JOBSTAMP) $(JOBSTAMP_FLAGS))$(if $(strip $(1)), --dependencies $(call _jobstamps_quote,$(1)))$(if $(strip $(2)), --output-files $(call _jobstamps_quote,$(2))) -- $(3)

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
-from jobstamps import admin, cli
+from jobstamps import admin, cli, options
 from jobstamps._version import __version__
 from jobstamps.errors import UsageError
 from jobstamps.store import Store
-from support import backdate, cache_blobs, cache_entries, counting, installed_env, jobstamp, runs
+from support import (
+    JOBSTAMP,
+    backdate,
+    cache_blobs,
+    cache_entries,
+    counting,
+    installed_env,
+    jobstamp,
+    runs,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -45,8 +59,10 @@ def test_help_lists_every_option_and_examples(flag: str) -> None:
     assert (done.returncode, done.stderr) == (0, b"")
     text = done.stdout.decode()
     assert text.startswith("usage: jobstamp [OPTION...] -- COMMAND [ARG...]\n")
-    for option in cli._TABLE:  # noqa: SLF001 - the one table the parser and help share
-        assert f"\n  {option}" in text or f"-h, {option}" in text
+    for option in options.TABLE:  # the one table the parser and help share
+        assert re.search(rf"\n  (-\w, )?{option}\b", text), option
+    for short, option in options.ALIASES.items():
+        assert f"\n  {short}, {option}" in text
     examples = text[text.index("\nexamples:\n") :]
     assert "jobstamp --dependencies " in examples
     assert "jobstamp --stdin -- " in examples
@@ -173,8 +189,8 @@ def test_clear_removes_results_and_keeps_the_size_limit(
     )
     assert (cache_entries(isolated_cache), cache_blobs(isolated_cache)) == ([], [])
     rows = stats()
-    assert (rows["results"], rows["hits"], rows["misses"]) == ("0", "0", "1")  # stats are kept
-    assert rows["size"] == "0 B (limit 5.0 GiB)"
+    assert rows["results"] == "0"
+    assert rows["size"] == "0 B (limit 5.0 GB)"
     assert len(jobstamp("--", *command).stdout) == 100000
     assert runs(tmp_path / "counter") == 2
     assert jobstamp("--clear", "--clear").returncode == 0
@@ -182,8 +198,11 @@ def test_clear_removes_results_and_keeps_the_size_limit(
 
 def test_clear_of_a_cache_that_does_not_exist(isolated_cache: Path) -> None:
     done = jobstamp("--clear", "--show-stats")
-    assert done.returncode == 0
-    assert done.stdout.decode().splitlines()[0] == f"Cleared {isolated_cache}"
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert (
+        done.stdout.decode().splitlines()[0] == f"Nothing to clear: {isolated_cache} does not exist"
+    )
+    assert not isolated_cache.exists()
 
 
 # -- the size limit -------------------------------------------------------------------------------
@@ -193,11 +212,11 @@ def test_max_size_is_persisted(isolated_cache: Path) -> None:
     done = jobstamp("--max-size", "500M")
     assert (done.returncode, done.stdout, done.stderr) == (
         0,
-        b"Set the size limit to 500.0 MiB\n",
+        b"Set the size limit to 500.0 MB (500000000 bytes)\n",
         b"",
     )
-    assert stats()["size"] == "0 B (limit 500.0 MiB)"
-    assert (isolated_cache / "config").read_text() == f"max_size={500 << 20}\n"
+    assert stats()["size"] == "0 B (limit 500.0 MB)"
+    assert (isolated_cache / "config").read_text() == "max_size=500000000\n"
     assert jobstamp("--max-size", "0").stdout == b"Set the size limit to none\n"
     assert stats()["size"] == "0 B (no limit)"
 
@@ -208,7 +227,7 @@ def test_max_size_evicts_least_recently_used_results(tmp_path: Path, isolated_ca
     large = counting(counter, "printf '%*s' 100000 b")  # stored in a blob
     newest = counting(counter, "printf '%*s' 40000 c")
     limit = 150_000
-    jobstamp("--max-size", str(limit))
+    jobstamp("--max-size", "150k")
 
     def entry_of(command: list[str]) -> str:
         before = set(cache_entries(isolated_cache))
@@ -229,7 +248,7 @@ def test_max_size_evicts_least_recently_used_results(tmp_path: Path, isolated_ca
     assert Store(str(isolated_cache)).stats()["bytes"] <= limit
     shown, _, limit_shown = stats()["size"].partition(" (limit ")
     assert admin.parse_size(shown) <= limit
-    assert limit_shown == "146.5 KiB)"
+    assert limit_shown == "150.0 kB)"
 
     for command, size, count in ((small, 20000, 3), (newest, 40000, 3), (large, 100000, 4)):
         assert len(jobstamp("--", *command).stdout) == size
@@ -244,9 +263,9 @@ def test_lowering_max_size_evicts_at_once(tmp_path: Path, isolated_cache: Path) 
     done = jobstamp("--max-size", "70K", "--show-stats")
     assert done.returncode == 0
     first, *rows = done.stdout.decode().splitlines()
-    assert first.startswith("Set the size limit to 70.0 KiB; evicted ")
+    assert first.startswith("Set the size limit to 70.0 kB (70000 bytes); evicted ")
     assert "results          2" in rows
-    assert Store(str(isolated_cache)).stats()["bytes"] <= 70 << 10
+    assert Store(str(isolated_cache)).stats()["bytes"] <= 70_000
     # The two used most recently stay.
     for index, count in ((3, 4), (2, 4), (0, 5)):
         jobstamp("--", *counting(counter, f"printf '%*s' 30000 {index}"))
@@ -260,21 +279,27 @@ def test_lowering_max_size_evicts_at_once(tmp_path: Path, isolated_cache: Path) 
     ("text", "size"),
     [
         ("0", 0),
-        ("1024", 1024),
-        ("500M", 500 << 20),
-        ("5G", 5 << 30),
-        ("5g", 5 << 30),
+        ("1", 1 << 30),  # as in ccache: a bare number is GiB
+        ("1.5", 3 << 29),
+        ("500M", 500_000_000),
+        ("500MB", 500_000_000),
+        ("500Mi", 500 << 20),
+        ("5G", 5_000_000_000),
         ("1.5GiB", 3 << 29),
-        ("2 KB", 2048),
-        ("1T", 1 << 40),
-        (" 7k ", 7 << 10),
+        ("2 kB", 2000),
+        ("2KiB", 2048),
+        ("1T", 10**12),
+        ("1Ti", 1 << 40),
+        (" 7k ", 7000),
     ],
 )
 def test_parse_size(text: str, size: int) -> None:
     assert admin.parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["", "M", "garbage", "-1", "1e3", "5X", "5 GB extra", "1,5G"])
+@pytest.mark.parametrize(
+    "text", ["", "M", "garbage", "-1", "1e3", "5X", "5 GB extra", "1,5G", "5g", "5B", "5iB"]
+)
 def test_parse_size_refuses(text: str) -> None:
     with pytest.raises(UsageError, match="is not a size"):
         admin.parse_size(text)
@@ -284,11 +309,12 @@ def test_parse_size_refuses(text: str) -> None:
     ("size", "text"),
     [
         (0, "0 B"),
-        (1023, "1023 B"),
-        (1024, "1.0 KiB"),
-        (1536, "1.5 KiB"),
-        (5 << 30, "5.0 GiB"),
-        (3 << 40, "3.0 TiB"),
+        (999, "999 B"),
+        (1000, "1.0 kB"),
+        (1536, "1.5 kB"),
+        (5 << 30, "5.4 GB"),
+        (3 * 10**12, "3.0 TB"),
+        (3 * 10**15, "3000.0 TB"),
     ],
 )
 def test_format_size(size: int, text: str) -> None:
@@ -299,13 +325,158 @@ def test_run_in_process(capfd: pytest.CaptureFixture[str], isolated_cache: Path)
     options = cli.parse(["--max-size", "1M", "--show-stats"])
     assert admin.run(options, lambda: "help\n") == 0
     out, err = capfd.readouterr()
-    assert out.splitlines()[0] == "Set the size limit to 1.0 MiB"
+    assert out.splitlines()[0] == "Set the size limit to 1.0 MB (1000000 bytes)"
     assert f"cache directory  {isolated_cache}" in out
     assert err == ""
     assert sys.modules["jobstamps.admin"] is admin
 
 
-@pytest.mark.parametrize("text", ["0.5", "0.0001K"])
+@pytest.mark.parametrize("text", ["0.0000000001", "0.0001k"])
 def test_parse_size_refuses_less_than_a_byte(text: str) -> None:
     with pytest.raises(UsageError, match="less than a byte"):
         admin.parse_size(text)
+
+
+# -- management of a cache that cannot be used ----------------------------------------------------
+
+MANAGEMENT = [["--show-stats"], ["--clear"], ["--max-size", "1G"], ["--zero-stats"], ["-s", "-C"]]
+
+
+def unusable_caches(tmp_path: Path) -> dict[str, Path]:
+    """Cache directories that cannot be used, each in its own way."""
+    (tmp_path / "file").write_text("keep")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    return {
+        "group-writable": shared,
+        "a file in the way": tmp_path / "file" / "sub",
+        "a file": tmp_path / "file",
+        "name too long": tmp_path / ("x" * 300),
+        "symlink loop": tmp_path / "loop" / "sub",
+    }
+
+
+@pytest.mark.parametrize("args", MANAGEMENT, ids=" ".join)
+def test_management_of_an_unusable_cache_fails_in_one_line(args: list[str], tmp_path: Path) -> None:
+    for why, cache in unusable_caches(tmp_path).items():
+        for where in (["--stamp-directory", str(cache)], []):
+            done = jobstamp(*where, *args, env={"JOBSTAMPS_CACHE_DIR": str(cache)})
+            assert (done.returncode, done.stdout) == (1, b""), (why, done.stderr)
+            (message,) = lines(done.stderr)
+            assert message.startswith("jobstamp: "), why
+            assert str(cache)[:100] in message or why == "symlink loop", message
+    assert (tmp_path / "file").read_text() == "keep"
+    assert list((tmp_path / "shared").iterdir()) == []
+
+
+def lines(data: bytes) -> list[str]:
+    return data.decode("utf-8", "replace").splitlines()
+
+
+def test_clear_refuses_a_directory_that_is_not_a_jobstamps_cache(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "v1").mkdir(parents=True)
+    (project / "v1" / "notes.txt").write_text("mine")
+    (project / "README").write_text("mine")
+    project.chmod(0o700)
+    for directory in (project, project / "v1"):
+        done = jobstamp("--stamp-directory", directory, "--clear")
+        assert (done.returncode, done.stdout) == (1, b"")
+        (message,) = lines(done.stderr)
+        assert message == (
+            f"jobstamp: {directory} is not a jobstamps cache, so nothing was removed. "
+            "Name the cache directory with --stamp-directory"
+        )
+    assert (project / "v1" / "notes.txt").read_text() == "mine"
+    assert (project / "README").read_text() == "mine"
+
+
+def test_zero_stats_sets_hits_and_misses_to_zero_and_keeps_results(tmp_path: Path) -> None:
+    command = counting(tmp_path / "counter", "echo one")
+    for _ in range(3):
+        jobstamp("--", *command)
+    assert (stats()["hits"], stats()["misses"]) == ("2", "1")
+    for flag in ("--zero-stats", "-z"):
+        done = jobstamp(flag)
+        assert (done.returncode, done.stderr) == (0, b"")
+        assert done.stdout.decode().startswith("Statistics zeroed in ")
+        rows = stats()
+        assert (rows["results"], rows["hits"], rows["misses"]) == ("1", "0", "0")
+    jobstamp("--", *command)
+    assert (stats()["hits"], runs(tmp_path / "counter")) == ("1", 1)
+
+
+def test_clear_keeps_the_statistics(tmp_path: Path) -> None:
+    command = counting(tmp_path / "counter", "echo one")
+    for _ in range(2):
+        jobstamp("--", *command)
+    assert jobstamp("--clear").returncode == 0
+    rows = stats()
+    assert (rows["results"], rows["hits"], rows["misses"]) == ("0", "1", "1")
+
+
+def test_a_bare_max_size_is_gibibytes_as_in_ccache(tmp_path: Path, isolated_cache: Path) -> None:
+    done = jobstamp("-M", "10")
+    assert done.stdout == f"Set the size limit to 10.7 GB ({10 << 30} bytes)\n".encode()
+    command = counting(tmp_path / "counter", "echo one")
+    for _ in range(2):
+        assert jobstamp("--", *command).stdout == b"one\n"
+    assert runs(tmp_path / "counter") == 1
+    assert len(cache_entries(isolated_cache)) == 1
+
+
+@contextlib.contextmanager
+def mounted(directory: Path, *options: str) -> Iterator[None]:
+    """Mount a small tmpfs on ``directory`` for the block; skip the test where one cannot be."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    directory.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", ",".join(["size=1M", "mode=0700", *options])]
+    if subprocess.run([*mount, "tmpfs", str(directory)], check=False).returncode != 0:
+        pytest.skip("this machine does not let the tests mount a tmpfs")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def test_clear_that_cannot_remove_the_results_fails_in_one_line(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    jobstamp("--", *counting(tmp_path / "counter", "echo one"))
+    entries = isolated_cache / "v1" / "e"
+    (shard,) = entries.iterdir()
+    with mounted(shard):  # a mount point cannot be removed, even by root
+        done = jobstamp("--clear")
+        assert (done.returncode, done.stdout) == (1, b"")
+        (message,) = lines(done.stderr)
+        assert message.startswith("jobstamp: ")
+        assert "Cleared" not in message
+
+
+def test_max_size_on_a_read_only_cache_fails_in_one_line(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with mounted(cache, "ro"):
+        done = jobstamp("--stamp-directory", cache, "--max-size", "1G")
+        assert (done.returncode, done.stdout) == (1, b"")
+        (message,) = lines(done.stderr)
+        assert message.startswith(f"jobstamp: cache directory {cache} cannot be used: Read-only")
+        assert jobstamp("--stamp-directory", cache, "--show-stats").returncode == 0
+
+
+def test_management_from_a_deleted_working_directory_fails_in_one_line(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    run = [*JOBSTAMP, "--stamp-directory", "relative", "--show-stats"]
+    script = f"import os; os.rmdir({str(gone)!r}); os.execv({sys.executable!r}, {run!r})"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=gone, capture_output=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (1, b"")
+    (message,) = lines(done.stderr)
+    assert message == (
+        "jobstamp: the working directory cannot be found (No such file or directory), so "
+        "neither can the cache directory. Run jobstamp from a directory that exists"
+    )

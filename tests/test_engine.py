@@ -229,12 +229,37 @@ def test_an_edit_that_keeps_size_and_mtime_during_the_run_is_seen(
     assert h.store.read(KEY)[0] is None
 
 
-def test_a_touch_during_the_run_in_hash_mode_is_harmless(h: Harness, dep: Path) -> None:
-    job = Job(KEY, [str(dep)], method=HASH)
+@pytest.mark.parametrize("method", [MTIME, HASH])
+def test_a_touch_during_the_run_is_not_stored_in_either_method(
+    h: Harness, dep: Path, method: str
+) -> None:
+    # What the job read cannot be told from the stat of what is there now: play safe.
+    job = Job(KEY, [str(dep)], method=method)
     h.run(job, before=lambda: support.backdate(dep, 10))
-    assert h.store.read(KEY)[0] is not None
+    assert any("changed while the job ran" in line for line in h.said)
+    assert h.store.read(KEY)[0] is None
     h.run(job)
-    assert h.runs() == 1
+    h.run(job)
+    assert h.runs() == 2
+
+
+@pytest.mark.parametrize("method", [MTIME, HASH])
+def test_a_dependency_rewritten_and_restored_during_the_run_is_not_stored(
+    h: Harness, dep: Path, method: str
+) -> None:
+    # X -> Y -> X while the job runs, even with the old modification time put back: the job
+    # may have read Y, so its result must not be replayed for X.
+    before = os.stat(dep)
+
+    def there_and_back() -> None:
+        dep.write_text("other\n")
+        dep.write_text("input\n")
+        os.utime(dep, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    job = Job(KEY, [str(dep)], method=method)
+    h.run(job, before=there_and_back)
+    assert any("changed while the job ran" in line for line in h.said)
+    assert h.store.read(KEY)[0] is None
 
 
 def test_a_touched_dependency_in_hash_mode_hits_and_is_refreshed(
@@ -256,13 +281,13 @@ def test_a_racy_dependency_is_recorded_with_its_digest_then_settles(
     job = Job(KEY, [str(dep)])
     h.run(job)
     recorded = h.entry()["deps"][0][1]
-    assert recorded[6] is True
-    assert recorded[5] != ""
+    assert recorded[7] is True
+    assert recorded[6] != ""
     h.run(job)  # still racy: nothing to refresh, still a hit
     assert h.entry()["deps"][0][1] == recorded
     support.settle(monkeypatch)
     h.run(job)
-    assert h.entry()["deps"][0][1][6] is False
+    assert h.entry()["deps"][0][1][7] is False
     assert h.runs() == 1
 
 
@@ -280,14 +305,40 @@ def test_a_same_tick_edit_of_a_racy_dependency_reruns(h: Harness, dep: Path) -> 
 # -- outputs -------------------------------------------------------------------------------
 
 
-def test_an_output_the_job_did_not_create_is_not_stored(h: Harness, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", [MTIME, HASH])
+def test_an_output_the_job_did_not_create_is_stored_and_never_replayed(
+    h: Harness, tmp_path: Path, method: str
+) -> None:
     out = tmp_path / "out"
-    job = Job(KEY, outputs=[str(out)])
+    job = Job(KEY, outputs=[str(out)], method=method)
     h.run(job)
-    assert f"not stored: declared output {out} was not created" in h.said
-    out.write_text("made by someone else")
+    assert f"declared output {out} was not created; it runs again next time" in h.said
+    assert h.entry()["outputs"][0][:2] == [str(out), None]
+    verdict = h.engine.check(job)
+    assert verdict.trigger == str(out)  # what out_of_date() reports, as the original did
+    assert verdict.why == f"output {out} is missing; the stored run did not create it"
     h.run(job)
     assert h.runs() == 2
+    out.write_text("made by someone else")
+    assert h.engine.check(job).why == f"output {out} exists now; the stored run did not create it"
+    h.run(job)
+    assert h.runs() == 3
+
+
+def test_an_output_restore_does_not_stand_in_for_one_never_created(
+    h: Harness, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    job = Job(KEY, outputs=[str(out)], restore_outputs=True)
+    h.run(job)
+    assert h.engine.check(job).trigger == str(out)
+
+
+def test_an_entry_for_other_outputs_is_not_used(h: Harness, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    h.run(Job(KEY, outputs=[str(out)], method=MTIME), before=lambda: out.write_text("x"))
+    verdict = h.engine.check(Job(KEY, outputs=[str(tmp_path / "other")]))
+    assert verdict.why == "the stored entry was made with other settings"
 
 
 @pytest.mark.parametrize("method", [MTIME, HASH])
@@ -521,3 +572,20 @@ def test_identical_jobs_in_two_threads_run_once(h: Harness) -> None:
     waiter.join(30)
     assert results == ["first", "first"]
     assert h.runs() == 1
+
+
+@pytest.mark.parametrize("method", [MTIME, HASH])
+def test_an_entry_with_fingerprints_of_an_earlier_shape_is_never_fresh(
+    h: Harness, dep: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    job = Job(KEY, [str(dep)], method=method)
+    h.run(job)
+    entry = h.entry()
+    st = os.stat(dep)
+    digest = fingerprint.digest_file(str(dep))
+    old = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev, digest, False)
+    h.store.write(KEY, {**entry, "deps": [[str(dep), old]]})
+    verdict = h.engine.check(job)
+    assert verdict.trigger == str(dep)
+    assert verdict.why.endswith("it was recorded by another version of jobstamps")

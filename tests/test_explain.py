@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from typing import TYPE_CHECKING
 
-from jobstamps.explain import describe_change, slot_of
-from support import counting, jobstamp
+import pytest
+
+from jobstamps.explain import describe_change, shell_words, slot_of
+from support import cache_blobs, counting, jobstamp, runs
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -38,15 +43,14 @@ def test_nothing_differs() -> None:
 
 def test_each_difference_is_named() -> None:
     assert describe_change(fields(), fields(env=["CFLAGS=-O3"])) == (
-        "since the last stored result, the environment changed (was CFLAGS=-O2; now CFLAGS=-O3)"
+        "since the last stored result, the environment changed (CFLAGS has another value)"
     )
     assert "dependencies changed (now /src/b.py)" in describe_change(
         fields(), fields(deps=["/src/a.py", "/src/b.py"])
     )
     assert "method changed (mtime -> hash)" in describe_change(fields(), fields(method="hash"))
-    upgraded = describe_change(fields(), fields(exe="/usr/bin/flake8\x00120\x00222"))
-    assert "executable changed (/usr/bin/flake8, 100 bytes" in upgraded
-    assert "-> /usr/bin/flake8, 120 bytes, modified 222 ns" in upgraded
+    upgraded = describe_change(fields(), fields(exe="/usr/bin/flake8\x00120\x00111"))
+    assert "executable changed (/usr/bin/flake8: size 100 -> 120 bytes)" in upgraded
     streams = describe_change(fields(), fields(streams="tty:11 merged:1"))
     assert "stdout not a terminal, stderr not a terminal, going to one place" in streams
     assert "-> stdout a terminal, stderr a terminal" in streams
@@ -73,6 +77,136 @@ def test_explain_says_what_changed_since_the_last_result(tmp_path: Path) -> None
 
     assert "has not been stored from this directory before" in explained("hello")
     assert explained("hello").startswith("jobstamp: replayed")
-    assert explained("bye").endswith(
-        "the environment changed (was GREETING=hello; now GREETING=bye)"
+    assert explained("bye").endswith("the environment changed (GREETING has another value)")
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (["CFLAGS unset"], "CFLAGS is unset now"),
+        (["CFLAGS=-O2", "LANG=C"], "LANG is declared now"),
+        ([], "CFLAGS is no longer declared"),
+    ],
+)
+def test_environment_changes_name_the_variable(change: list[str], said: str) -> None:
+    assert describe_change(fields(), fields(env=change)).endswith(f"environment changed ({said})")
+    assert describe_change(fields(env=["CFLAGS unset"]), fields()).endswith("(CFLAGS is set now)")
+
+
+def test_executable_times_are_shown_as_local_dates() -> None:
+    old = 1_795_997_389_750_501_684
+    new = old + 86_400 * 1_000_000_000
+    said = describe_change(
+        fields(exe=f"/bin/x\x00100\x00{old}"), fields(exe=f"/bin/x\x00100\x00{new}")
     )
+    day = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(old // 10**9))
+    next_day = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(new // 10**9))
+    assert said.endswith(f"executable changed (/bin/x: modified {day} -> {next_day})")
+    assert " ns" not in said
+    close = describe_change(
+        fields(exe=f"/bin/x\x00100\x00{old}"), fields(exe=f"/bin/x\x00100\x00{old + 1}")
+    )
+    assert f"{day}.750501684 -> {day}.750501685" in close
+    moved = describe_change(fields(exe="/bin/x\x001\x002"), fields(exe="/usr/bin/x\x001\x002"))
+    assert moved.endswith("executable changed (/bin/x -> /usr/bin/x)")
+    other = describe_change(
+        fields(exe="/bin/x\x001\x002\x003"), fields(exe="/bin/x\x001\x002\x004")
+    )
+    assert other.endswith("(/bin/x: its inode, change time or installed packages changed)")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sh", "-c", "echo r >> f; echo out"],
+        ["printf", "%s\\n", "it's", "", "a b", "$HOME", "\\", "--x=1", "*"],
+        ["plain", "a.py", "-x", "k=v,w", "@f", "/p/a_b.c"],
+    ],
+)
+def test_commands_are_quoted_as_a_shell_would(argv: list[str]) -> None:
+    quoted = shell_words(argv)
+    done = subprocess.run(
+        ["sh", "-c", "for a in " + quoted + '; do printf "[%s]" "$a"; done'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == "".join(f"[{word}]" for word in argv)
+    assert quoted.startswith(argv[0] + " ")
+
+
+def test_plain_words_are_not_quoted() -> None:
+    assert shell_words(["flake8", "--max-line-length=100", "src/a.py"]) == (
+        "flake8 --max-line-length=100 src/a.py"
+    )
+    assert shell_words(["sh", "-c", "echo r >> f; echo out"]) == "sh -c 'echo r >> f; echo out'"
+
+
+def test_explain_quotes_the_command(tmp_path: Path) -> None:
+    done = jobstamp("--explain", "--", "sh", "-c", "echo r >> f; echo out", cwd=tmp_path)
+    assert done.stdout == b"out\n"
+    assert done.stderr.decode().splitlines()[-1] == (
+        "jobstamp: stored the result of sh -c 'echo r >> f; echo out'"
+    )
+
+
+def test_a_declared_secret_is_neither_stored_nor_explained(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    command = counting(tmp_path / "counter", "echo done")
+    secrets = {"s3cr3t-old": b"", "s3cr3t-new": b""}
+    for secret in (*secrets, *secrets):
+        done = jobstamp(
+            "--explain", "--env", "API_TOKEN", "--", *command, env={"API_TOKEN": secret}
+        )
+        assert done.stdout == b"done\n"
+        secrets[secret] += done.stderr
+    assert runs(tmp_path / "counter") == 2
+    assert b"API_TOKEN has another value" in secrets["s3cr3t-new"]
+    for secret, said in secrets.items():
+        assert secret.encode() not in said
+        for directory, _, names in os.walk(isolated_cache):
+            for name in names:
+                with open(os.path.join(directory, name), "rb") as handle:
+                    assert secret.encode() not in handle.read(), name
+    unset = jobstamp("--explain", "--env", "API_TOKEN", "--", *command, env={"API_TOKEN": None})
+    empty = jobstamp("--explain", "--env", "API_TOKEN", "--", *command, env={"API_TOKEN": ""})
+    assert b"API_TOKEN is unset now" in unset.stderr
+    assert b"API_TOKEN is set now" in empty.stderr
+    assert runs(tmp_path / "counter") == 4
+
+
+def test_explain_says_caching_is_off_under_jobstamps_disabled(tmp_path: Path) -> None:
+    for switch in ({}, {"JOBSTAMPS_DEBUG": "1"}):
+        done = jobstamp(
+            *(["--explain"] if not switch else []),
+            "--",
+            "sh",
+            "-c",
+            "echo out",
+            env={"JOBSTAMPS_DISABLED": "1", **switch},
+        )
+        assert (done.stdout, done.stderr) == (
+            b"out\n",
+            b"jobstamp: running sh -c 'echo out': caching is off (JOBSTAMPS_DISABLED is set)\n",
+        )
+    assert jobstamp("--", "true", env={"JOBSTAMPS_DISABLED": "1"}).stderr == b""
+
+
+def test_a_result_that_cannot_be_replayed_is_explained_once(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    command = counting(tmp_path / "counter", "printf '%*s' 100000 x")
+    jobstamp("--", *command)
+    (blob,) = cache_blobs(isolated_cache)
+    with open(blob, "r+b") as handle:
+        handle.seek(10)
+        handle.write(b"y")
+    done = jobstamp("--explain", "--", *command)
+    assert done.stdout == b" " * 99999 + b"x"
+    said = done.stderr.decode().splitlines()
+    why = "the stored result cannot be replayed (stored output is damaged)"
+    assert [line for line in said if "cannot be replayed" in line] == [
+        f"jobstamp: running {shell_words(command)}: {why}"
+    ]
+    assert runs(tmp_path / "counter") == 2

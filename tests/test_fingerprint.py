@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 METHODS = [MTIME, HASH]
 
 
-def stat_of(path: Path) -> tuple[int, int, int, int, int]:
+def stat_of(path: Path) -> tuple[int, int, int, int, int, int]:
     st = os.stat(path)
-    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev, st.st_mode)
 
 
 def replace_keeping_times(path: Path, data: bytes) -> None:
@@ -111,7 +111,7 @@ def test_a_tree_in_mtime_mode_says_what_changed(
     recorded = recorded_now(tree, MTIME)
     support.backdate(tree / "a.txt", 60)
     assert check(str(tree), MTIME, recorded) == (
-        "files below it were added, removed or modified",
+        "entries below it were added, removed or modified",
         None,
     )
 
@@ -142,15 +142,15 @@ def test_a_path_that_cannot_be_stated_counts_as_missing(tmp_path: Path, method: 
     loop.symlink_to(loop)
     assert record(str(loop), method) is None
     assert record(str(tmp_path / ("x" * 300)), method) is None
-    recorded = (1, 1, 1, 1, 1, "", False)
+    recorded = (1, 1, 1, 1, 1, 1, "", False)
     assert check(str(loop), method, recorded)[0] is not None
 
 
 def test_record_takes_the_stat_signature(dep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     support.settle(monkeypatch)
     recorded = recorded_now(dep, MTIME)
-    assert recorded[:5] == stat_of(dep)
-    assert recorded[5:] == ("", False)  # a settled file is not read in mtime mode
+    assert recorded[:6] == stat_of(dep)
+    assert recorded[6:] == ("", False)  # a settled file is not read in mtime mode
 
 
 def test_record_in_hash_mode_stores_the_content_digest(
@@ -158,15 +158,15 @@ def test_record_in_hash_mode_stores_the_content_digest(
 ) -> None:
     support.settle(monkeypatch)
     recorded = recorded_now(dep, HASH)
-    assert recorded[5] == digest_bytes(b"original contents\n")
-    assert recorded[6] is False
+    assert recorded[6] == digest_bytes(b"original contents\n")
+    assert recorded[7] is False
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_file_written_just_now_is_racy_and_hashed(dep: Path, method: str) -> None:
     recorded = recorded_now(dep, method)
-    assert recorded[6] is True
-    assert recorded[5] == digest_bytes(b"original contents\n")
+    assert recorded[7] is True
+    assert recorded[6] == digest_bytes(b"original contents\n")
 
 
 def test_an_old_modification_time_with_a_recent_change_time_is_racy(dep: Path) -> None:
@@ -174,8 +174,8 @@ def test_an_old_modification_time_with_a_recent_change_time_is_racy(dep: Path) -
     # the change time still says it was written just now.
     support.backdate(dep, 3600)
     recorded = recorded_now(dep, MTIME)
-    assert recorded[6] is True
-    assert recorded[5] == digest_bytes(b"original contents\n")
+    assert recorded[7] is True
+    assert recorded[6] == digest_bytes(b"original contents\n")
 
 
 # -- check: mtime mode ---------------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_hash_mode_accepts_a_touch_and_refreshes_the_fingerprint(
     support.backdate(dep, 60)
     why, refreshed = check(str(dep), HASH, recorded)
     assert why is None
-    assert refreshed == (*stat_of(dep), recorded[5], False)
+    assert refreshed == (*stat_of(dep), recorded[6], False)
     # The refreshed fingerprint is itself unchanged next time, without reading the file.
     assert check(str(dep), HASH, refreshed) == (None, None)
 
@@ -320,7 +320,7 @@ def test_a_racy_file_with_the_same_contents_is_unchanged(
 ) -> None:
     monkeypatch.setattr(fingerprint, "RACY_WINDOW_NS", 3600 * 10**9)  # racy however slow the test
     recorded = recorded_now(dep, method)
-    assert recorded[6] is True
+    assert recorded[7] is True
     # Still racy: nothing worth storing anew.
     assert check(str(dep), method, recorded) == (None, None)
 
@@ -330,11 +330,11 @@ def test_a_racy_file_that_settled_is_refreshed_as_not_racy(
     dep: Path, method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorded = recorded_now(dep, method)
-    assert recorded[6] is True
+    assert recorded[7] is True
     support.settle(monkeypatch)
     why, refreshed = check(str(dep), method, recorded)
     assert why is None
-    assert refreshed == (*recorded[:6], False)
+    assert refreshed == (*recorded[:7], False)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -353,8 +353,182 @@ def test_racy_window_counts_from_the_later_of_both_times(
 ) -> None:
     monkeypatch.setattr(fingerprint, "RACY_WINDOW_NS", 10**9 * 3600 * 24 * 365)
     old = recorded_now(dep, MTIME)
-    assert old[6] is True
+    assert old[7] is True
     monkeypatch.setattr(fingerprint, "RACY_WINDOW_NS", 0)
     settled = recorded_now(dep, MTIME)
-    assert settled[6] is False
-    assert settled[5] == ""
+    assert settled[7] is False
+    assert settled[6] == ""
+
+
+# -- the mode is part of a file's identity ---------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_chmod_is_a_change_in_both_methods(
+    dep: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, method)
+    dep.chmod(0o755)
+    why, refreshed = check(str(dep), method, recorded)
+    assert why is not None
+    assert "mode" in why
+    assert refreshed is None
+
+
+def test_a_chmod_below_a_tree_is_a_change_in_hash_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    tree = make_tree(tmp_path / "tree")
+    recorded = recorded_now(tree, HASH)
+    (tree / "sub" / "b.txt").chmod(0o755)
+    assert check(str(tree), HASH, recorded)[0] == "its contents changed"
+
+
+def test_a_fingerprint_of_an_earlier_shape_never_matches(
+    dep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    st = os.stat(dep)
+    old = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev, "", False)
+    for method in METHODS:
+        why, refreshed = check(str(dep), method, old)  # type: ignore[arg-type]
+        assert why == "it was recorded by another version of jobstamps"
+        assert refreshed is None
+
+
+# -- changes while a job runs ------------------------------------------------------------------
+
+
+def test_changed_since_sees_contents_put_back_with_their_old_times(
+    dep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    recorded = recorded_now(dep, HASH)
+    assert fingerprint.changed_since(str(dep), recorded) is None
+    before = os.stat(dep)
+    dep.write_bytes(b"ORIGINAL CONTENTS\n")
+    dep.write_bytes(b"original contents\n")
+    os.utime(dep, ns=(before.st_atime_ns, before.st_mtime_ns))
+    # Same contents, so a hit would accept it; but the job may have read the other version.
+    assert check(str(dep), HASH, recorded)[0] is None
+    assert fingerprint.changed_since(str(dep), recorded) == "its change time changed"
+
+
+# -- trees -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_tree_follows_a_link_to_a_directory(
+    tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    tree = make_tree(tmp_path / "tree")
+    elsewhere = make_tree(tmp_path / "elsewhere")
+    (tree / "vendor").symlink_to(elsewhere)
+    recorded = recorded_now(tree, method)
+    assert check(str(tree), method, recorded) == (None, None)
+    (elsewhere / "sub" / "b.txt").write_text("B")
+    assert check(str(tree), method, recorded)[0] is not None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_link_loop_in_a_tree_ends_and_stands_for_where_it_leads(
+    tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A link back to an ancestor (or a second way to a directory already covered) stands for
+    # the path where that directory was covered, so the walk ends and always gives one answer.
+    support.settle(monkeypatch)
+    tree = make_tree(tmp_path / "tree")
+    (tree / "sub" / "up").symlink_to("..")
+    (tree / "sub" / "again").symlink_to("../sub")
+    recorded = recorded_now(tree, method)
+    assert recorded_now(tree, method) == recorded
+    assert check(str(tree), method, recorded) == (None, None)
+    (tree / "sub" / "up").unlink()
+    (tree / "sub" / "up").symlink_to(".")  # a loop to another directory
+    assert check(str(tree), method, recorded)[0] is not None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_new_empty_sub_directory_is_a_change(
+    tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support.settle(monkeypatch)
+    tree = make_tree(tmp_path / "tree")
+    recorded = recorded_now(tree, method)
+    (tree / "sub" / "empty").mkdir()
+    assert check(str(tree), method, recorded)[0] is not None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_creating_an_excluded_folder_anywhere_in_a_tree_is_no_change(
+    tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What running a linter does (__pycache__, .ruff_cache): the tree's own times change, its
+    # covered entries do not.
+    support.settle(monkeypatch)
+    tree = make_tree(tmp_path / "tree")
+    recorded = recorded_now(tree, method)
+    for folder in (tree / "__pycache__", tree / "sub" / ".ruff_cache"):
+        folder.mkdir()
+        (folder / "data").write_text("rewritten by tools")
+    assert check(str(tree), method, recorded) == (None, None)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_tree_fingerprints_keep_entries_apart(tmp_path: Path, method: str) -> None:
+    # {a -> T, bx} and {a -> Tb, x} once ran together into the same bytes.
+    one, two = tmp_path / "one", tmp_path / "two"
+    for root, target, name in ((one, "T", "bx"), (two, "Tb", "x")):
+        root.mkdir()
+        (root / "a").symlink_to(target)
+        (root / name).write_text("same")
+    assert digest_file(str(one)) != digest_file(str(two))
+    assert recorded_now(one, method)[:6] != recorded_now(two, method)[:6]
+
+
+def test_why_unrecorded_tells_missing_from_present(tmp_path: Path) -> None:
+    assert fingerprint.why_unrecorded(str(tmp_path / "absent"), HASH) == "does not exist"
+    assert fingerprint.why_unrecorded(str(tmp_path / "absent" / "x"), MTIME) == "does not exist"
+    (tmp_path / "now").write_text("")
+    assert fingerprint.why_unrecorded(str(tmp_path / "now"), HASH) == (
+        "was missing or unreadable when the result was stored"
+    )
+
+
+# -- files that are not regular: never opened ---------------------------------------------
+
+FIFO_PROBE = """
+import os, sys
+from jobstamps import fingerprint
+path, method = sys.argv[1], sys.argv[2]
+recorded = fingerprint.record(path, method)
+assert recorded is not None
+assert fingerprint.check(path, method, recorded) == (None, None), "unchanged"
+print(recorded[6])
+"""
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("where", ["itself", "in-a-tree"])
+def test_a_fifo_is_fingerprinted_without_being_opened(
+    tmp_path: Path, method: str, where: str
+) -> None:
+    # Recent, hence racy, hence read in mtime mode too; opening a FIFO would hang, which the
+    # timeout turns into a failure.
+    tree = make_tree(tmp_path / "tree")
+    os.mkfifo(tree / "fifo")
+    path = tree / "fifo" if where == "itself" else tree
+    done = support.run_python(FIFO_PROBE, str(path), method, timeout=30)
+    if where == "itself":
+        assert done.stdout.startswith("special:")
+
+
+def test_a_chmod_of_a_tree_itself_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    support.settle(monkeypatch)
+    tree = make_tree(tmp_path / "tree")
+    recorded = recorded_now(tree, MTIME)
+    tree.chmod(0o700)
+    assert check(str(tree), MTIME, recorded) == ("its mode changed", None)

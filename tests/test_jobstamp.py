@@ -211,6 +211,19 @@ def test_relative_paths_resolve_against_the_working_directory(
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_output_file_out_of_date_when_output_file_doesnt_exist(
+    counter: str, tmp_path: Path, method: Method
+) -> None:
+    # The original project's test: a job that does not make its declared output.
+    out = str(tmp_path / "never-made")
+    options = {"jobstamps_output_files": [out], "jobstamps_method": method}
+    assert jobstamp.run(double, counter, 1, **options) == 2
+    assert jobstamp.out_of_date(double, counter, 1, **options) == out
+    jobstamp.run(double, counter, 1, **options)
+    assert support.runs(counter) == 2  # never replayed while the output is missing
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_a_missing_output_runs_again(counter: str, tmp_path: Path, method: Method) -> None:
     out = tmp_path / "out.txt"
     options = {"jobstamps_output_files": [str(out)], "jobstamps_method": method}
@@ -503,8 +516,8 @@ def test_a_dependency_written_just_before_the_run_is_hashed(counter: str, dep: P
     jobstamp.run(double, counter, 1, jobstamps_dependencies=[str(dep)])
     (found,) = stored_entries().values()
     recorded = found["deps"][0][1]
-    assert recorded[6] is True, "a file this recent must be marked racy"
-    assert recorded[5], "a racy file must be recorded with its digest"
+    assert recorded[7] is True, "a file this recent must be marked racy"
+    assert recorded[6], "a racy file must be recorded with its digest"
 
 
 def stored_entries() -> dict[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ from jobstamps.key import (
     command_fields,
     command_key,
     executable_identity,
+    python_environment,
     resolve_executable,
     same_destination,
 )
@@ -134,5 +135,98 @@ def test_command_fields_key_declared_environment_values(monkeypatch: pytest.Monk
     fields, _ = command_fields(
         "/", sys.executable, "mtime", ["x"], (), (), ["JS_SET", "JS_EMPTY", "JS_UNSET"]
     )
-    assert fields[-4:-1] == ["JS_SET=1", "JS_EMPTY=", "JS_UNSET unset"]
+    declared = fields[-4:-1]
+    assert [item.partition("=")[0] for item in declared[:2]] == ["JS_SET", "JS_EMPTY"]
+    assert declared[2] == "JS_UNSET unset"
+    assert len(set(declared)) == 3  # unset and empty differ
     assert fields[-1] == "stdin:-"
+    monkeypatch.setenv("JS_EMPTY", "1")  # the same value under another name is another digest
+    other, _ = command_fields("/", sys.executable, "mtime", ["x"], (), (), ["JS_EMPTY"])
+    assert other[-2].partition("=")[2] != declared[0].partition("=")[2]
+
+
+def test_abspaths_resolves_dot_dot_after_a_link_as_the_kernel_does(tmp_path: Path) -> None:
+    (tmp_path / "real" / "inner").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "inner")
+    # The kernel reads real/cfg.txt for link/../cfg.txt, not <cwd>/cfg.txt.
+    assert abspaths(["link/../cfg.txt"], str(tmp_path)) == [str(tmp_path / "real" / "cfg.txt")]
+    assert (
+        abspaths(["link/..", "link/../", "link/..//"], str(tmp_path))
+        == [str(tmp_path / "real")] * 3
+    )
+    # A link as the last component stays the dependency itself.
+    (tmp_path / "real" / "cfg.txt").write_text("")
+    (tmp_path / "cfg-link").symlink_to(tmp_path / "real" / "cfg.txt")
+    assert abspaths(["sub/../cfg-link"], str(tmp_path)) == [str(tmp_path / "cfg-link")]
+
+
+def test_executable_identity_sees_a_copy_with_the_same_size_and_times(tmp_path: Path) -> None:
+    tool = make_tool(tmp_path / "tool", body="exit 0 # one")
+    other = make_tool(tmp_path / "other", body="exit 1 # two")
+    st = os.stat(tool)
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    before = executable_identity(str(tool))
+    subprocess.run(["cp", "-p", str(other), str(tool)], check=True)
+    assert (os.stat(tool).st_size, os.stat(tool).st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert executable_identity(str(tool)) != before
+
+
+@pytest.fixture
+def bare_venv(tmp_path: Path) -> Path:
+    """A real virtual environment without pip (quick to make); returns its directory."""
+    import venv
+
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(tmp_path / "env")
+    return tmp_path / "env"
+
+
+def site_packages(env: Path) -> Path:
+    (found,) = (env / "lib").glob("python*/site-packages")
+    return found
+
+
+def test_a_console_script_keys_its_environments_distributions(bare_venv: Path) -> None:
+    script = make_tool(bare_venv / "bin" / "lint", body="")
+    script.write_text(f"#!{bare_venv / 'bin' / 'python'}\nimport sys\n")
+    fields_before, _ = command_fields("/", str(script), "mtime", ["lint"])
+    (site_packages(bare_venv) / "foo-1.0.dist-info").mkdir()
+    found = python_environment(str(script), "/", None)
+    assert found[0].startswith(f"{bare_venv / 'bin' / 'python'} (")
+    assert found[-1] == "foo-1.0.dist-info"
+    fields_after, _ = command_fields("/", str(script), "mtime", ["lint"])
+    assert command_key(fields_after) != command_key(fields_before)
+    # An upgrade in place renames the directory: the key changes again.
+    (site_packages(bare_venv) / "foo-1.0.dist-info").rename(
+        site_packages(bare_venv) / "foo-1.1.dist-info"
+    )
+    assert command_key(command_fields("/", str(script), "mtime", ["lint"])[0]) != command_key(
+        fields_after
+    )
+
+
+def test_the_interpreter_itself_keys_its_environment(bare_venv: Path) -> None:
+    (site_packages(bare_venv) / "bar-2.0.dist-info").mkdir()
+    assert python_environment(str(bare_venv / "bin" / "python"), "/", None)[-1] == (
+        "bar-2.0.dist-info"
+    )
+
+
+def test_scripts_run_through_env_and_pips_long_form_find_their_interpreter(
+    bare_venv: Path, tmp_path: Path
+) -> None:
+    (site_packages(bare_venv) / "baz-3.0.dist-info").mkdir()
+    python = bare_venv / "bin" / "python"
+    by_env = make_tool(tmp_path / "by-env", body="")
+    by_env.write_text("#!/usr/bin/env python\n")
+    assert python_environment(str(by_env), "/", str(bare_venv / "bin"))[-1] == "baz-3.0.dist-info"
+    long_form = make_tool(tmp_path / "long", body="")
+    long_form.write_text(f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\"\n' '''\nimport sys\n")
+    assert python_environment(str(long_form), "/", None)[-1] == "baz-3.0.dist-info"
+
+
+def test_other_executables_have_no_python_environment(tmp_path: Path) -> None:
+    assert python_environment("/bin/sh", "/", None) == []
+    assert python_environment(str(make_tool(tmp_path / "shell")), "/", None) == []
+    unreadable = make_tool(tmp_path / "gone")
+    unreadable.unlink()
+    assert python_environment(str(unreadable), "/", None) == []

@@ -26,14 +26,20 @@ README = HERE.parent / "README.rst"
 pytestmark = pytest.mark.slow
 
 # lint.py (see its docstring) counts its runs; every target wraps it in jobstamp_run.
-MAKEFILE = """\
-include $(shell jobstamp --make-include)
+INCLUDE = (
+    "JOBSTAMP ?= jobstamp\n"
+    "include $(or $(shell $(JOBSTAMP) --make-include),$(error jobstamp not found: install "
+    "jobstamps or run make JOBSTAMP=/path/to/jobstamp))\n"
+)
+MAKEFILE = (
+    INCLUDE
+    + """
 
 LINT := {python} {linter}
 PARALLEL := one two three four
 WITH_COMMAS := a,b
 
-.PHONY: $(PARALLEL) outputs quoting hashes failing
+.PHONY: $(PARALLEL) outputs quoting hashes failing dashed
 
 $(PARALLEL):
 \t$(call jobstamp_run,src/a.py src/b.py,,$(LINT) $@)
@@ -50,7 +56,19 @@ hashes:
 
 failing:
 \t$(call jobstamp_run,src/a.py,,$(LINT) failing --fail)
+
+dashed:
+\t$(call jobstamp_run,-dash.cfg src/a.py,,$(LINT) dashed)
 """
+)
+
+
+#: A PATH with make and a shell but no jobstamp, as on CI without the environment activated.
+NO_JOBSTAMP = os.pathsep.join(
+    directory
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin")
+    if not os.path.exists(os.path.join(directory, "jobstamp"))
+)
 
 
 def runs(counts: Path, name: str) -> int:
@@ -69,12 +87,13 @@ class MakeProject:
         (root / "src").mkdir(parents=True)
         for name in ("a.py", "b.py", "it's.py"):
             (root / "src" / name).write_text(f"# {name}\n")
+        (root / "-dash.cfg").write_text("[lint]\n")
         makefile = MAKEFILE.format(python=bindir / "python", linter=LINTER)
         (root / "Makefile").write_text(makefile)
 
-    def make(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def make(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         """Run make in the project, stderr folded into stdout."""
-        env = installed_env(self.bindir, LINT_COUNTS=str(self.counts))
+        env = {**installed_env(self.bindir, LINT_COUNTS=str(self.counts)), **env}
         return run_folded(["make", "--no-print-directory", *args], env, cwd=self.root)
 
     def edit(self, name: str) -> None:
@@ -175,3 +194,31 @@ def test_the_readme_example_works(tmp_path: Path, installed: Path) -> None:
     app.write_text("import os\n\nprint(os.sep)\n")
     result = make()
     assert result.returncode == 0, result.stdout
+
+
+def test_the_include_fails_loudly_where_jobstamp_is_not_on_path(project: MakeProject) -> None:
+    result = project.make("one", PATH=NO_JOBSTAMP)
+    assert result.returncode != 0
+    assert "jobstamp not found: install jobstamps or run make JOBSTAMP=" in result.stdout
+    assert runs(project.counts, "one") == 0
+
+
+def test_make_jobstamp_names_the_command_for_the_include_too(project: MakeProject) -> None:
+    jobstamp = f"JOBSTAMP={project.bindir / 'jobstamp'}"
+    for _ in range(2):
+        result = project.make("one", jobstamp, PATH=NO_JOBSTAMP)
+        assert result.returncode == 0, result.stdout
+        assert "one: checked  in project" in result.stdout
+    assert runs(project.counts, "one") == 1
+
+
+def test_a_dependency_whose_name_starts_with_a_dash(project: MakeProject) -> None:
+    result = project.make("dashed")
+    assert result.returncode == 0, result.stdout
+    assert "--dependencies './-dash.cfg' 'src/a.py'" in result.stdout
+    assert project.make("dashed").returncode == 0
+    assert runs(project.counts, "dashed") == 1
+    with (project.root / "-dash.cfg").open("a") as handle:
+        handle.write("changed = 1\n")
+    assert project.make("dashed").returncode == 0
+    assert runs(project.counts, "dashed") == 2

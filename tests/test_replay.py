@@ -13,6 +13,7 @@ from jobstamps.engine import ReplayError
 from jobstamps.replay import replay
 from jobstamps.store import Store
 from support import (
+    JOBSTAMP,
     TIMEOUT,
     cache_blobs,
     cache_entries,
@@ -293,3 +294,88 @@ def test_replay_refuses_a_blob_of_the_wrong_size(
     with pytest.raises(ReplayError, match="wrong size"):
         replay({"code": 0, "chunks": [(1, 2), (2, 3)], "blob": digest}, store)
     assert capfdbinary.readouterr() == (b"", b"")
+
+
+# -- our own output cannot be written -----------------------------------------------------------
+
+MILLION = "import os\nos.write(1, b'x' * 999_999 + b'\\n')\n"
+
+
+@pytest.mark.parametrize(("status", "expected"), [(0, 1), (3, 3)])
+def test_a_full_disk_on_stdout_is_reported_live_and_on_replay(
+    tmp_path: Path, isolated_cache: Path, status: int, expected: int
+) -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    counter = tmp_path / "counter"
+    command = counting_python(counter, MILLION + f"raise SystemExit({status})")
+    for count in (1, 1):  # the live run, then the replay
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run(
+                [*JOBSTAMP, "--", *command],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                timeout=TIMEOUT,
+                check=False,
+            )
+        assert done.returncode == expected
+        assert done.stderr == b"jobstamp: cannot write standard output (No space left on device)\n"
+        assert runs(counter) == count
+    # The recording was complete: it replays whole where the output can be written.
+    done = jobstamp("--", *command)
+    assert (done.returncode, len(done.stdout), runs(counter)) == (status, 1_000_000, 1)
+
+
+SLOW_READER = (
+    "import os, sys, time\n"
+    "total = 0\n"
+    "while block := os.read(0, 4096):\n"
+    "    total += len(block)\n"
+    "    time.sleep(0.0005)\n"
+    "print(total)\n"
+)
+
+
+def test_a_non_blocking_stdout_gets_every_byte_live_and_on_replay(tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    command = counting_python(counter, MILLION)
+    for _ in range(2):  # the live run, then the replay
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        with subprocess.Popen(
+            [sys.executable, "-c", SLOW_READER], stdin=read_end, stdout=subprocess.PIPE
+        ) as reader:
+            os.close(read_end)
+            done = subprocess.run(
+                [*JOBSTAMP, "--", *command],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                timeout=TIMEOUT,
+                check=False,
+            )
+            os.close(write_end)
+            received, _ = reader.communicate(timeout=TIMEOUT)
+        assert (done.returncode, done.stderr) == (0, b"")
+        assert int(received) == 1_000_000
+    assert runs(counter) == 1
+
+
+def test_the_writer_reports_a_failed_stream_and_keeps_writing_the_other() -> None:
+    from jobstamps.replay import Writer
+
+    writer = Writer()
+    read_end, write_end = os.pipe()
+    full = os.open("/dev/full", os.O_WRONLY) if os.path.exists("/dev/full") else None
+    if full is None:
+        pytest.skip("needs /dev/full")
+    try:
+        writer.write(full, b"lost")
+        writer.write(write_end, b"kept")
+        writer.write(full, b"not tried again")
+        assert os.read(read_end, 100) == b"kept"
+        assert writer.failed == {full: "No space left on device"}
+        assert writer.problem() == f"cannot write descriptor {full} (No space left on device)"
+        assert writer.broken == set()
+    finally:
+        for fd in (read_end, write_end, full):
+            os.close(fd)

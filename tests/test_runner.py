@@ -244,7 +244,6 @@ def test_a_command_killed_by_a_signal_exits_128_plus_n_and_is_not_stored(
     [
         pytest.param([], "head -c 100000 /dev/zero; kill $$", id="killed"),
         pytest.param(["--no-store-failures"], "head -c 100000 /dev/zero; exit 1", id="failed"),
-        pytest.param(["--output-files", "never"], "head -c 100000 /dev/zero", id="no-output"),
         pytest.param(
             ["--dependencies", "dep"], "head -c 100000 /dev/zero; echo >> dep", id="dep-edited"
         ),
