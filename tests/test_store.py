@@ -480,6 +480,7 @@ for argv in (
     ["--output-files", "made", "--restore-outputs", "--", sys.executable, "-c", code, "made"],
 ):
     assert cli.main(argv) == 0
+assert cli.main(["--max-size", "1Gi"]) == 0
 jobstamp.run(len, "abc")
 """
 #: Prints more than fits in an entry (a blob) and writes its last argument, if any.
@@ -515,7 +516,7 @@ def test_every_directory_and_file_of_the_cache_is_private_under_a_permissive_uma
     assert done.returncode == 0, done.stderr
     modes = modes_under(tmp_path / "home")
     kinds = {os.path.relpath(path, cache).split(os.sep)[:2][-1] for path in modes}
-    assert {"e", "b", "l", "p", "secret", "stats", ".jobstamps-cache"} <= kinds
+    assert {"e", "b", "l", "p", "secret", "stats", ".jobstamps-cache", "config"} <= kinds
     assert len(modes) > 20
     for path, mode in modes.items():
         expected = 0o700 if os.path.isdir(path) else 0o600
