@@ -157,6 +157,12 @@ def makedirs(path: str) -> None:
         os.chmod(path, 0o700)
 
 
+def _make_private(fd: int) -> None:
+    """Make a file just created 0600, whatever the umask took away (POSIX only)."""
+    if _POSIX:
+        os.fchmod(fd, 0o600)
+
+
 def open_private(path: str, flags: int) -> int:
     """Open ``path`` inside the cache for writing, creating it 0600 if missing.
 
@@ -176,7 +182,7 @@ def open_private(path: str, flags: int) -> int:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             continue  # a concurrent creator: open what it made
-        os.fchmod(fd, 0o600)
+        _make_private(fd)
         return fd
     raise FileExistsError(path)
 
@@ -240,7 +246,7 @@ def make_secret(path: str) -> bytes:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
     try:
         try:
-            os.fchmod(fd, 0o600)
+            _make_private(fd)
             os.write(fd, secret)
         finally:
             os.close(fd)
@@ -281,7 +287,7 @@ def atomic_write(path: str, chunks: Iterable[bytes], private: bool = True) -> No
     try:
         try:
             if private:
-                os.fchmod(fd, 0o600)
+                _make_private(fd)
             for chunk in chunks:
                 view = memoryview(chunk)
                 while view:
