@@ -170,7 +170,7 @@ class _Invocation:
             return _delivered(write_back(payload, store, writer), writer.problem())
 
         code = engine.run(job, compute, replay, force=options.force)
-        if store.unwritable:
+        if store.unwritable and self.exit_code is not None:  # a replay loses nothing by it
             where = "" if options.stamp_directory else " (JOBSTAMPS_CACHE_DIR sets it)"
             _error(
                 f"cache {store.root} cannot be written ({store.unwritable}); the result was not "
