@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from jobstamps._version import __version__
 from support import (
     flake8_example,
     installed_env,
@@ -265,7 +266,7 @@ def test_found_with_no_hints_when_bin_is_on_path(
         == installed.parent / "share" / "cmake" / "Jobstamps"
     )
     assert Path(reported(result, "Jobstamps::jobstamp")) == installed / "jobstamp"
-    assert reported(result, "Jobstamps_VERSION") == "1.0.0"
+    assert reported(result, "Jobstamps_VERSION") == __version__
 
 
 # What scikit-build-core passes to a project that has jobstamps in build-system.requires: the
@@ -307,11 +308,11 @@ def test_find_package_checks_the_version(
     result = probe(tmp_path, installed, f"-DREQUESTED_VERSION={requested}")
     if accepted:
         assert result.returncode == 0, result.stdout
-        assert reported(result, "Jobstamps_VERSION") == "1.0.0"
+        assert reported(result, "Jobstamps_VERSION") == __version__
     else:
         assert result.returncode != 0
         assert f'compatible with requested version "{requested}"' in result.stdout
-        assert "version: 1.0.0" in result.stdout
+        assert f"version: {__version__}" in result.stdout
 
 
 def test_jobstamps_executable_overrides_the_executable(installed: Path, tmp_path: Path) -> None:
