@@ -714,6 +714,33 @@ def test_callable_objects_and_partials_work(counter: str) -> None:
     assert support.runs(counter) == 4
 
 
+class Account:
+    """An object whose bound method is the job."""
+
+    def __init__(self, balance: int) -> None:
+        self.balance = balance
+
+    def add(self, counter: str, amount: int = 0) -> int:
+        support.bump(counter)
+        return self.balance + amount
+
+
+def test_bound_methods_run_as_jobs_do_not_keep_their_objects_alive(counter: str) -> None:
+    import gc
+    import weakref
+
+    accounts = [Account(n) for n in range(50)]
+    for account in accounts:
+        assert jobstamp.run(account.add, counter, amount=1) == account.balance + 1
+        assert jobstamp.run(account.add, counter, 1) == account.balance + 1
+        assert jobstamp.out_of_date(account.add, counter, amount=1) is None
+    assert support.runs(counter) == 50  # keyword and positional calls share a result
+    alive = [weakref.ref(account) for account in accounts]
+    del accounts, account
+    gc.collect()
+    assert [ref for ref in alive if ref() is not None] == []
+
+
 def test_a_mock_with_a_name_runs() -> None:
     job = mock.Mock(__name__="job", return_value="expected")
     assert jobstamp.run(job, 1) == "expected"
@@ -747,7 +774,8 @@ def test_unhashable_arguments_are_a_clear_error(counter: str) -> None:
     with pytest.raises(UnhashableArgumentError) as caught:
         jobstamp.run(echo, counter, threading.Lock())
     assert str(caught.value) == (
-        "cannot key a value of type lock: cannot pickle '_thread.lock' object. "
+        f"cannot key argument 'x' of {__name__}:echo (type lock): "
+        "cannot pickle '_thread.lock' object. "
         "Pass plain data (or an object that can be pickled) instead"
     )
     with pytest.raises(TypeError):  # as the original, which could not key it either
