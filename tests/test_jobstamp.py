@@ -1062,3 +1062,40 @@ def test_concurrent_identical_jobs_run_once(
     stats = Store().stats()
     assert stats["entries"] == 1
     assert (stats["hits"], stats["misses"]) == (7, 1)
+
+
+def run_example(code: str) -> list[Any]:
+    """Run README example code; return the value of each of its expression statements."""
+    import ast
+
+    tree = ast.parse(code)
+    values: list[Any] = []
+    namespace: dict[str, Any] = {"_jobstamps_values": values}
+    for statement in tree.body:
+        if isinstance(statement, ast.Expr):  # kept, as an interactive prompt shows them
+            append = ast.parse("_jobstamps_values.append(None)").body[0]
+            assert isinstance(append, ast.Expr)
+            assert isinstance(append.value, ast.Call)
+            append.value.args = [statement.value]
+            statement = append  # noqa: PLW2901 - the statement that records the value
+        module = ast.fix_missing_locations(ast.Module(body=[statement], type_ignores=[]))
+        exec(compile(module, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
+    return values
+
+
+def test_the_readme_api_examples_hit_right_after_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = Path(__file__).resolve().parent.parent / "README.rst"
+    original, decorated = support.readme_code_blocks(readme, "Python API", "python")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("import os\n")
+    (tmp_path / "setup.cfg").write_text("[flake8]\n")
+    monkeypatch.chdir(tmp_path)
+    assert run_example(original) == [None]  # out_of_date right after run: nothing to do
+    ran, replayed, why, cached = run_example(decorated)
+    assert ran is None
+    assert replayed is None  # the example's lint returns nothing
+    assert why is not None
+    assert why.startswith(str(os.environ["JOBSTAMPS_CACHE_DIR"]))  # b.py never ran: the stamp
+    assert cached is True
