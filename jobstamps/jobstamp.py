@@ -45,7 +45,7 @@ class HashMethod:
 
 
 def _split(kwargs: dict[str, Any]) -> tuple[calls.Options, dict[str, Any]]:
-    kwargs = dict(kwargs)
+    """Take the ``jobstamps_*`` options out of ``kwargs`` (a dict of this call's own)."""
     options = calls.Options(
         dependencies=kwargs.pop("jobstamps_dependencies", None),
         outputs=kwargs.pop("jobstamps_output_files", None),
