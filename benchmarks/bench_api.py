@@ -370,7 +370,8 @@ def table(results: dict[str, Any]) -> str:
     """Render the results as a compact, human-readable table."""
     api, small, deps = results["api"], results["small"], results["dependencies"]
     lines = [
-        f"jobstamps {results['jobstamps']} vs joblib {results['joblib']}, "
+        f"jobstamps {results['jobstamps']} ({results['jobstamps_path']}) "
+        f"vs joblib {results['joblib']}, "
         f"Python {results['python']} ({results['implementation']}), "
         f"{results['system']} {results['machine']}, {results['cpu_count']} CPUs"
         + (", quick run" if results["quick"] else ""),
@@ -497,6 +498,7 @@ def run(quick: bool) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
     return {
         "jobstamps": version,
+        "jobstamps_path": os.path.dirname(sys.modules["jobstamps"].__file__ or ""),
         "joblib": joblib_version,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),

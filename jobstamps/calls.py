@@ -141,7 +141,9 @@ def _fixed(spec: PathsSpec) -> PathsSpec:
 
     Paths given as a sequence become a tuple of strings, used as they are by every call.
     """
-    if spec is None or callable(spec) or isinstance(spec, (str, os.PathLike)):
+    if not (type(spec) is list or type(spec) is tuple) and (
+        spec is None or callable(spec) or isinstance(spec, (str, os.PathLike))
+    ):
         return spec
     return tuple([os.fspath(path) for path in spec])
 

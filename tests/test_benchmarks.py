@@ -32,6 +32,9 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
         "TMPDIR": str(tmp),
         "JOBSTAMPS_CACHE_DIR": str(env_cache),
         "XDG_CACHE_HOME": str(env_cache.parent / "xdg"),
+        # This checkout, not a copy installed beside the tests (module fixtures run before
+        # the autouse isolated_cache sets PYTHONPATH).
+        "PYTHONPATH": str(BENCHMARKS.parent),
     }
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "bench_api.py"), "--quick", "--json"],
@@ -125,6 +128,8 @@ def test_bench_api_names_the_machine_and_cleans_up(quick_run: QuickRun) -> None:
     assert results["cpu_count"] == os.cpu_count()
     assert results["quick"] is True
     assert results["jobstamps"]
+    # The copy measured is named: this checkout's, as the test runs with it on PYTHONPATH.
+    assert results["jobstamps_path"] == str(BENCHMARKS.parent / "jobstamps")
     assert results["joblib"]
     assert list(quick_run.tmp.iterdir()) == []  # its temporary directory is gone
     assert not quick_run.env_cache.exists()  # its caches were its own, not the one named
