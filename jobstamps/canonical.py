@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import weakref
+from typing import Generic, TypeVar
 
 from jobstamps.errors import UnhashableArgumentError
 from jobstamps.fingerprint import blake2b
@@ -26,11 +27,45 @@ if TYPE_CHECKING:
 
 __all__ = ["call_key", "describe_callable", "encode"]
 
+T = TypeVar("T")
+
 _code_digests: dict[CodeType, bytes] = {}
-#: Signatures by callable, held weakly: a cached callable must not keep user objects alive.
-_signatures: weakref.WeakKeyDictionary[Any, Signature | None] = weakref.WeakKeyDictionary()
+
+
+class _ByIdentity(Generic[T]):
+    """Values worked out for objects, by identity (not equality), kept while each object lives.
+
+    A cache must not keep user objects alive, nor mistake one object for another that
+    merely compares equal (a callable dataclass, a class whose metaclass defines ``==``).
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[weakref.ref[Any], T]] = {}
+
+    def get(self, obj: object) -> T | None:
+        """Return the value stored for ``obj``, or ``None``."""
+        known = self._known.get(id(obj))
+        return known[1] if known is not None and known[0]() is obj else None
+
+    def put(self, obj: object, value: T) -> None:
+        """Store ``value`` for ``obj`` until ``obj`` is collected (if it can be referred to)."""
+        number = id(obj)
+        try:
+            ref = weakref.ref(obj, lambda dead: self._forget(number, dead))
+        except TypeError:  # cannot be referred to weakly: not cached
+            return
+        self._known[number] = (ref, value)
+
+    def _forget(self, number: int, dead: weakref.ref[Any]) -> None:
+        known = self._known.get(number)
+        if known is not None and known[0] is dead:
+            del self._known[number]
+
+
+#: Signatures by callable: a cached callable must not keep user objects alive.
+_signatures: _ByIdentity[Signature] = _ByIdentity()
 #: Definition digests by class (empty for standard-library and built-in classes).
-_class_digests: weakref.WeakKeyDictionary[type, bytes] = weakref.WeakKeyDictionary()
+_class_digests: _ByIdentity[bytes] = _ByIdentity()
 _main_paths: dict[str, str] = {}  # ``__main__.__file__`` -> the script's resolved path
 _BUILTIN_KINDS = frozenset({"builtin_function_or_method", "method-wrapper", "wrapper_descriptor"})
 _PLAIN_DEPTH = 8
@@ -260,16 +295,10 @@ def _class(cls: type) -> bytes:
 
     The digest is cached per class, held weakly; it is empty for classes that come with Python.
     """
-    try:
-        digest = _class_digests.get(cls)
-    except TypeError:  # not weakly referable (rare metaclasses): not cached
-        digest = None
+    digest = _class_digests.get(cls)
     if digest is None:
         digest = b"" if _in_library(cls) else _class_digest(cls)
-        try:
-            _class_digests[cls] = digest
-        except TypeError:
-            pass
+        _class_digests.put(cls, digest)
     return _named(b"c", cls) + (digest or b";")
 
 
@@ -364,20 +393,16 @@ def _code_bytes(code: CodeType) -> bytes:
 
 def _signature(func: Any) -> Signature | None:
     """Return the signature of ``func`` (``None`` if it has none), cached while it lives."""
-    try:
-        return _signatures[func]
-    except (KeyError, TypeError):  # not seen yet, or not weakly referable
-        pass
+    known = _signatures.get(func)
+    if known is not None:
+        return known
     import inspect
 
     try:
-        signature: Signature | None = inspect.signature(func)
+        signature = inspect.signature(func)
     except (TypeError, ValueError):
-        signature = None
-    try:
-        _signatures[func] = signature
-    except TypeError:  # not weakly referable: worked out again next time
-        pass
+        return None
+    _signatures.put(func, signature)
     return signature
 
 

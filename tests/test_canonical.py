@@ -586,6 +586,52 @@ def test_class_digests_do_not_keep_classes_alive() -> None:
     assert alive() is None
 
 
+class SameNamed(type):
+    """A metaclass whose classes compare equal by name."""
+
+    def __eq__(cls, other: object) -> bool:
+        return getattr(other, "__name__", None) == cls.__name__
+
+    def __hash__(cls) -> int:
+        return hash(cls.__name__)
+
+
+def test_classes_equal_to_each_other_keep_their_own_definitions() -> None:
+    first = SameNamed("Shape", (), {"sides": 3})
+    second = SameNamed("Shape", (), {"sides": 4})
+    assert first == second
+    assert encode(first) != encode(second)
+    assert encode(second) == encode(SameNamed("Shape", (), {"sides": 4}))
+
+
+@dataclasses.dataclass(frozen=True)
+class Doubler:
+    """A callable value: equal instances of other classes must not share a signature."""
+
+    def __call__(self, x: int) -> int:
+        return x * 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Adder:
+    def __call__(self, x: int, y: int = 1) -> int:
+        return x + y
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, (Adder, Doubler))
+
+    def __hash__(self) -> int:
+        return hash(Doubler())
+
+
+def test_callables_equal_to_each_other_keep_their_own_signatures() -> None:
+    doubler = Doubler()  # alive, so its signature stays cached
+    assert key(doubler, x=1) == key(doubler, 1)
+    assert Adder() == doubler
+    # Bound to Adder's own signature, y's default is part of the key.
+    assert key(Adder(), 1) == key(Adder(), 1, 1) != key(Adder(), 1, 2)
+
+
 def test_ordered_dicts_in_another_order_key_apart() -> None:
     forward = collections.OrderedDict([("a", 1), ("b", 2)])
     backward = collections.OrderedDict([("b", 2), ("a", 1)])
