@@ -11,6 +11,7 @@ are its instances; ``__main__`` functions and classes by their script's path as 
 
 from __future__ import annotations
 
+import os
 import sys
 import weakref
 from typing import Generic, TypeVar
@@ -270,8 +271,6 @@ def _named(tag: bytes, obj: object) -> bytes:
 
 def _main_script() -> str:
     """Return the resolved path of the running ``__main__`` script ("" for ``-c`` or a prompt)."""
-    import os
-
     file = getattr(sys.modules.get("__main__"), "__file__", None)
     if not isinstance(file, str):
         return ""
@@ -312,12 +311,16 @@ def _in_library(cls: type) -> bool:
 
 
 def _class_digest(cls: type) -> bytes:
-    """Digest a class's definition: source, bases, metaclass, methods' code, plain attributes."""
+    """Digest a class's definition: source, bases, metaclass, methods' code, plain attributes.
+
+    The source of an installed package's class is left out: finding it parses the whole
+    module (a tenth of a second for a large one), and its methods' code covers an upgrade.
+    """
     hasher = blake2b(digest_size=20)
     try:
         import inspect
 
-        hasher.update(_str(inspect.getsource(cls)))
+        hasher.update(b"N" if _installed(cls) else _str(inspect.getsource(cls)))
     except (OSError, TypeError, IndexError, SyntaxError):  # no source: generated, or compiled
         hasher.update(b"N")
     for base in cls.__bases__:
@@ -326,10 +329,24 @@ def _class_digest(cls: type) -> bytes:
         hasher.update(_class(type(cls)))
     members = vars(cls)
     for name in sorted(members):
+        if name == "__firstlineno__":  # where it is in its file: moving it changes nothing
+            continue
         part = _member(members[name])
         if part is not None:
             hasher.update(_str(name) + part)
     return hasher.digest()
+
+
+def _installed(cls: type) -> bool:
+    """Whether ``cls`` comes from an installed distribution (in a site-packages directory)."""
+    import site
+
+    module = sys.modules.get(getattr(cls, "__module__", None) or "")
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str):
+        return False
+    directories = [*site.getsitepackages(), site.getusersitepackages()]
+    return any(file.startswith(os.path.join(top, "")) for top in directories)
 
 
 def _member(value: object) -> bytes | None:
