@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from jobstamps import calls
 
 if TYPE_CHECKING:
+    import inspect
     import os
     from collections.abc import Callable
 
@@ -77,6 +78,14 @@ class _BoundMemoized:
     def check_call_in_cache(self, *args: Any, **kwargs: Any) -> bool:
         """Return whether this call would be answered from the cache (joblib's name)."""
         return self.out_of_date(*args, **kwargs) is None
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """The method's signature without its first parameter, as for any bound method."""
+        import inspect
+
+        signature = inspect.signature(self.__func__.__wrapped__)
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
 
     def __getattr__(self, name: str) -> Any:
         """Look other attributes (``__wrapped__``, ``options``, ``__doc__``) up on the method."""

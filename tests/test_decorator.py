@@ -310,6 +310,18 @@ def test_a_method_can_be_memoized() -> None:
     assert runs() == 2
 
 
+def test_a_memoized_method_bound_to_an_object_has_the_signature_of_a_bound_method() -> None:
+    import inspect
+
+    class Greeter:
+        @memoize
+        def greet(self, greeting: str = "hello") -> str:
+            return greeting
+
+    assert list(inspect.signature(Greeter().greet).parameters) == ["greeting"]
+    assert list(inspect.signature(Greeter.greet).parameters) == ["self", "greeting"]
+
+
 def test_memoized_methods_do_not_keep_their_objects_alive() -> None:
     import gc
     import weakref
