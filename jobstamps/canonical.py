@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import weakref
 from typing import Generic, TypeVar
 
@@ -203,7 +204,7 @@ def _function(value: Any, out: list[bytes], path: dict[int, int] | None) -> None
     """Encode a Python function: its name, code, defaults and what it closes over."""
     out.append(_named(b"F", value) + _code_digest(value))
     registry = getattr(value, "registry", None)
-    if registry is not None and hasattr(value, "dispatch") and hasattr(value, "__wrapped__"):
+    if isinstance(registry, types.MappingProxyType) and hasattr(value, "dispatch"):
         # functools.singledispatch: what it does is its implementations, by type; its own
         # closure holds caches (weak references) that say nothing about that.
         _unordered(b"D", list(registry.items()), out, path)
@@ -444,6 +445,9 @@ def _bound_arguments(
         # A bound method: bind its function (cached for every instance, keeping none alive).
         target, owner = func.__func__, (func.__self__,)  # type: ignore[attr-defined]
     signature = _signature(target)
+    if owner and (signature is None or not _takes_owner(signature)):
+        target, owner = func, ()  # e.g. ``def method(*args)``: bound as it is, not cached
+        signature = _signature(target)
     if signature is not None:
         try:
             bound = signature.bind(*owner, *args, **kwargs)
@@ -456,6 +460,12 @@ def _bound_arguments(
                 del arguments[next(iter(signature.parameters))]  # keyed with the method
             return arguments
     return (tuple(args), dict(kwargs))
+
+
+def _takes_owner(signature: Signature) -> bool:
+    """Whether a method's first parameter takes the object (or class) it is bound to."""
+    first = next(iter(signature.parameters.values()), None)
+    return first is not None and first.kind in {first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD}
 
 
 def call_key(

@@ -206,6 +206,22 @@ def test_bound_methods_key_by_their_object() -> None:
     assert encode("a".upper) != encode("a".lower)
 
 
+class Varargs:
+    def method(*args: Any) -> Any:
+        return args
+
+    @classmethod
+    def build(cls, n: int = 1) -> Any:
+        return cls, n
+
+
+def test_bound_methods_bind_their_arguments_whatever_their_signature() -> None:
+    assert key(Varargs().method, 1) != key(Varargs().method, 2)
+    assert key(Varargs().method, 1) == key(Varargs().method, 1)
+    assert key(Varargs.build, n=1) == key(Varargs.build) == key(Varargs.build, 1)
+    assert key(Varargs.build, 2) != key(Varargs.build, 1)
+
+
 def test_partials_key_by_their_arguments() -> None:
     assert encode(functools.partial(job, 1)) == encode(functools.partial(job, 1))
     assert encode(functools.partial(job, 1)) != encode(functools.partial(job, 2))
