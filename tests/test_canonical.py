@@ -365,13 +365,40 @@ def test_defaults_of_the_called_function_are_keyed() -> None:
 # -- across processes and edits ------------------------------------------------------------
 
 KEYS_MODULE = """
+    import collections
+    import dataclasses
     import decimal
+    import enum
+    import functools
     import pathlib
 
     class Point:
         def __init__(self, x, y):
             self.x = x
             self.y = y
+
+    Pair = collections.namedtuple("Pair", "left right")
+
+    @dataclasses.dataclass
+    class Settings:
+        names: frozenset
+        limits: dict
+
+    class Mode(enum.Enum):
+        FAST = {"a", "b"}
+        SLOW = 2
+
+    @functools.lru_cache
+    def cached(x):
+        return x
+
+    @functools.singledispatch
+    def dispatched(x):
+        return x
+
+    @dispatched.register
+    def _(x: int):
+        return x + 1
 
     def job(a, b=2, *rest, c=None, **extra):
         return a
@@ -384,6 +411,13 @@ KEYS_MODULE = """
             {name: len(name) for name in sorted(names, reverse=True)},
             {("t", 1): {"s", "t", "u"}, "b": [1, 2.5, None, b"x", 3j]},
             Point({"y", "x"}, {"k": {"v", "w"}}),
+            Pair(names, frozenset(names)),
+            Settings(frozenset(names), {name: {name} for name in names}),
+            Mode.FAST,
+            Mode,
+            cached,
+            dispatched,
+            collections.OrderedDict((name, 1) for name in sorted(names)),
             decimal.Decimal("1.10"),
             pathlib.PurePosixPath("a/b"),
         ]
