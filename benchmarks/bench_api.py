@@ -1,6 +1,7 @@
 """Cache-hit cost of the jobstamps Python API, against joblib.Memory and functools.cache.
 
-Run from a checkout or with jobstamps installed (joblib is needed: ``pip install joblib``)::
+Run from a checkout or with jobstamps installed (joblib is needed, diskcache is shown when
+installed: ``pip install '.[bench]'``)::
 
     python benchmarks/bench_api.py            # full run, a table (about 20 seconds)
     python benchmarks/bench_api.py --quick    # a short run with fewer rounds and files
@@ -12,10 +13,16 @@ It reports, in one run:
    ``joblib.Memory(...).cache`` and ``functools.cache`` on one function (a file path and a
    small dict of options, the file declared as a dependency), and the ratio joblib/jobstamps.
    Goal: hits at least 5x faster than joblib.Memory.
-2. The hit time with 10,000 dependency files in hash mode against mtime mode, after the first
+2. The hit time of a small call, ``jobstamp.run(f, 12345, "abcdef",
+   jobstamps_dependencies=<10 small files>, jobstamps_cache_output_directory=D)`` with ``f``
+   returning a small dict, and of ``@jobstamps.memoize`` on the same call, against
+   ``joblib.Memory(D).cache(f)``, with diskcache's ``memoize`` (which checks no files) and
+   ``functools.cache`` as references, and the spread (10th and 90th percentiles) of each.
+   Goal: hits at least 5x faster than joblib.Memory here too.
+3. The hit time with 10,000 dependency files in hash mode against mtime mode, after the first
    run recorded them. Goal: hash mode within 1.5x of mtime mode, because a hit must not read
    unchanged files again (the run checks that no file is re-read).
-3. The cost of a miss (new arguments) and of the first run over the files, for context.
+4. The cost of a miss (new arguments) and of the first run over the files, for context.
 
 Figures are medians of many rounds; the contenders take turns in each round, so that drift
 (frequency scaling, other processes) hits all of them alike. Every cache lives in a temporary
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib
 import json
 import os
 import platform
@@ -45,7 +53,8 @@ HASH_GOAL = 1.5  # hash-mode hit time / mtime-mode hit time, at most
 NO_CACHE = "no cache (runs the job)"
 ENV_SETTINGS = ("JOBSTAMPS_DEBUG", "JOBSTAMPS_DISABLED", "JOBSTAMPS_ALWAYS_USE_HASHES")
 
-CALLS = {"summarize": 0, "count_files": 0}
+CALLS = {"summarize": 0, "count_files": 0, "small_job": 0}
+SMALL_DEPENDENCIES = 10
 
 
 class BenchError(Exception):
@@ -73,6 +82,12 @@ def summarize_items(path: str, items: tuple[tuple[str, Any], ...]) -> dict[str, 
     return summarize(path, dict(items))
 
 
+def small_job(number: int, text: str) -> dict[str, Any]:
+    """The small call: a quick function of two plain arguments returning a small dict."""
+    CALLS["small_job"] += 1
+    return {"number": number, "text": text, "length": len(text)}
+
+
 def count_files(directory: str) -> int:
     """The job with many dependencies: count the files in a directory."""
     CALLS["count_files"] += 1
@@ -98,7 +113,15 @@ def _time_calls(call: Callable[[], object], count: int) -> int:
 def interleaved_medians(
     contenders: dict[str, Callable[[], object]], rounds: int, target_ns: int, warmup: int
 ) -> dict[str, float]:
-    """Return the median nanoseconds per call of each contender.
+    """Return the median nanoseconds per call of each contender."""
+    samples = interleaved_samples(contenders, rounds, target_ns, warmup)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def interleaved_samples(
+    contenders: dict[str, Callable[[], object]], rounds: int, target_ns: int, warmup: int
+) -> dict[str, list[float]]:
+    """Return the nanoseconds per call of each contender in each round.
 
     Each round times one batch of every contender, starting with a different one each round.
     """
@@ -111,7 +134,7 @@ def interleaved_medians(
         shift = turn % len(names)
         for name in names[shift:] + names[:shift]:
             samples[name].append(_time_calls(contenders[name], sizes[name]) / sizes[name])
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def expect_no_calls(name: str, before: int, what: str) -> None:
@@ -161,7 +184,11 @@ def make_files(workdir: str, files: int) -> tuple[str, list[str]]:
     dep = os.path.join(workdir, "input.txt")
     with open(dep, "w", encoding="utf-8") as handle:
         handle.writelines(f"line {n} of the input, with a few Words in it\n" for n in range(200))
-    directory = os.path.join(workdir, "deps")
+    return dep, small_files(os.path.join(workdir, "deps"), files)
+
+
+def small_files(directory: str, files: int) -> list[str]:
+    """Create ``files`` small files in a new ``directory``; return their paths."""
     os.mkdir(directory)
     paths = [os.path.join(directory, f"dep{n:05d}.txt") for n in range(files)]
     for number, path in enumerate(paths):
@@ -170,7 +197,7 @@ def make_files(workdir: str, files: int) -> tuple[str, list[str]]:
             os.write(fd, f"dependency {number}\n".encode())
         finally:
             os.close(fd)
-    return dep, paths
+    return paths
 
 
 def bench_hits(workdir: str, dep: str, rounds: int, misses: int, target_ns: int) -> dict[str, Any]:
@@ -232,6 +259,67 @@ def bench_hits(workdir: str, dep: str, rounds: int, misses: int, target_ns: int)
     }
 
 
+def bench_small_call(workdir: str, deps: list[str], rounds: int, target_ns: int) -> dict[str, Any]:
+    """Hit time of each cache on ``small_job(12345, "abcdef")``, ``deps`` declared."""
+    import joblib
+
+    import jobstamps
+    from jobstamps import jobstamp
+
+    store = os.path.join(workdir, "small-jobstamps")
+    memoized = jobstamps.memoize(dependencies=deps, cache_dir=store)(small_job)
+    joblib_cached = joblib.Memory(os.path.join(workdir, "small-joblib"), verbose=0).cache(small_job)
+    hits: dict[str, Callable[[], object]] = {
+        "jobstamp.run": lambda: jobstamp.run(
+            small_job,
+            12345,
+            "abcdef",
+            jobstamps_dependencies=deps,
+            jobstamps_cache_output_directory=store,
+        ),
+        "jobstamps.memoize": lambda: memoized(12345, "abcdef"),
+        "joblib.Memory.cache": lambda: joblib_cached(12345, "abcdef"),
+    }
+    diskcache_version = _diskcache_version()
+    if diskcache_version:
+        diskcache = importlib.import_module("diskcache")  # untyped: imported by name
+        cache = diskcache.Cache(os.path.join(workdir, "small-diskcache"))
+        disk_cached = cache.memoize()(small_job)
+        hits["diskcache.memoize"] = lambda: disk_cached(12345, "abcdef")
+    functools_cached = functools.cache(small_job)
+    hits["functools.cache"] = lambda: functools_cached(12345, "abcdef")
+
+    for call in hits.values():
+        call()  # records the entry
+    before = CALLS["small_job"]
+    with digests_counted() as digests:
+        samples = interleaved_samples(hits, rounds, target_ns, warmup=200)
+    expect_no_calls("small_job", before, "cache hits of the small call")
+    if diskcache_version:
+        cache.close()
+
+    def percentile(values: list[float], fraction: float) -> float:
+        return sorted(values)[round(fraction * (len(values) - 1))] / 1e3
+
+    hit_us = {name: statistics.median(values) / 1e3 for name, values in samples.items()}
+    ratios = {
+        name: hit_us["joblib.Memory.cache"] / hit_us[name]
+        for name in ("jobstamp.run", "jobstamps.memoize")
+    }
+    return {
+        "rounds": rounds,
+        "dependencies": len(deps),
+        "diskcache": diskcache_version,
+        "hit_us": hit_us,
+        "hit_p10_us": {name: percentile(values, 0.1) for name, values in samples.items()},
+        "hit_p90_us": {name: percentile(values, 0.9) for name, values in samples.items()},
+        "files_hashed_on_hits": len(digests),
+        "ratio_joblib_over_jobstamps": ratios,
+        "goal": HIT_GOAL,
+        "goal_met": all(ratio >= HIT_GOAL for ratio in ratios.values()),
+    }
+
+
 def bench_dependencies(paths: list[str], rounds: int) -> dict[str, Any]:
     """Hit time with many dependency files (``paths``), hash mode against mtime mode."""
     from jobstamps import jobstamp
@@ -280,9 +368,10 @@ def duration(microseconds: float) -> str:
 
 def table(results: dict[str, Any]) -> str:
     """Render the results as a compact, human-readable table."""
-    api, deps = results["api"], results["dependencies"]
+    api, small, deps = results["api"], results["small"], results["dependencies"]
     lines = [
-        f"jobstamps {results['jobstamps']} vs joblib {results['joblib']}, "
+        f"jobstamps {results['jobstamps']} ({results['jobstamps_path']}) "
+        f"vs joblib {results['joblib']}, "
         f"Python {results['python']} ({results['implementation']}), "
         f"{results['system']} {results['machine']}, {results['cpu_count']} CPUs"
         + (", quick run" if results["quick"] else ""),
@@ -297,6 +386,23 @@ def table(results: dict[str, Any]) -> str:
     for name, ratio in api["ratio_joblib_over_jobstamps"].items():
         lines.append(
             _ratio_line(f"joblib / {name}", ratio, ">=", api["goal"], ratio >= api["goal"])
+        )
+    lines += [
+        "",
+        (
+            f"Hits on small_job(12345, 'abcdef') returning a small dict, "
+            f"{small['dependencies']} dependency files (medians of {small['rounds']} rounds)"
+        ),
+        f"  {'':26}{'hit':>10}{'p10':>10}{'p90':>10}",
+    ]
+    for name, hit in small["hit_us"].items():
+        spread = (duration(small[f"hit_{p}_us"][name]) for p in ("p10", "p90"))
+        lines.append(f"  {name:26}{duration(hit):>10}" + "".join(f"{t:>10}" for t in spread))
+    if not small["diskcache"]:
+        lines.append("  (diskcache is not installed: 'pip install diskcache' to compare)")
+    for name, ratio in small["ratio_joblib_over_jobstamps"].items():
+        lines.append(
+            _ratio_line(f"joblib / {name}", ratio, ">=", small["goal"], ratio >= small["goal"])
         )
     lines += [
         "",
@@ -341,6 +447,16 @@ def _import_jobstamps() -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def _diskcache_version() -> str:
+    """Return the version of diskcache, or "" when it is not installed (it is optional)."""
+    try:
+        diskcache = importlib.import_module("diskcache")
+    except ImportError:
+        return ""
+    return str(diskcache.__version__)
+
+
+@functools.lru_cache(maxsize=1)
 def _import_joblib() -> str:
     try:
         import joblib
@@ -362,7 +478,8 @@ def run(quick: bool) -> dict[str, Any]:
         version = _import_jobstamps()
         joblib_version = _import_joblib()
         dep, paths = make_files(workdir, files=1_000 if quick else 10_000)
-        settle([dep, *paths])
+        small_deps = small_files(os.path.join(workdir, "small"), SMALL_DEPENDENCIES)
+        settle([dep, *paths, *small_deps])
         api = bench_hits(
             workdir,
             dep,
@@ -370,11 +487,18 @@ def run(quick: bool) -> dict[str, Any]:
             misses=3 if quick else 21,
             target_ns=500_000 if quick else 2_000_000,
         )
+        small = bench_small_call(
+            workdir,
+            small_deps,
+            rounds=21 if quick else 301,
+            target_ns=500_000 if quick else 2_000_000,
+        )
         deps = bench_dependencies(paths, rounds=5 if quick else 31)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {
         "jobstamps": version,
+        "jobstamps_path": os.path.dirname(sys.modules["jobstamps"].__file__ or ""),
         "joblib": joblib_version,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -383,6 +507,7 @@ def run(quick: bool) -> dict[str, Any]:
         "cpu_count": os.cpu_count() or 0,
         "quick": quick,
         "api": api,
+        "small": small,
         "dependencies": deps,
     }
 

@@ -1,14 +1,28 @@
-"""Python function calls as jobs: key a call, run it through the engine, pickle its result."""
+"""Python function calls as jobs: key a call, run it through the engine, pickle its result.
+
+A long-lived process repeats calls, so two things are remembered per process (both bounded):
+
+- the job of a call whose function is a plain function closing over nothing and whose
+  arguments and paths are plain strings and numbers: its key is not worked out again;
+- the files (entry, dependencies, outputs) as they were stated just before the engine last
+  decided the call was fresh. Every later call states them all again; when not one stat
+  changed (and each file had settled, older than the racy window, when first stated, so that
+  a later edit must change its change time) the stored result is replayed without the
+  engine's checks. Anything else goes through the engine.
+"""
 
 from __future__ import annotations
 
 import os
 import pickle
+import stat
 import sys
+import time
+import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
-from jobstamps import settings
+from jobstamps import fingerprint, settings
 from jobstamps.canonical import call_key, describe_callable
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import UsageError
@@ -24,6 +38,9 @@ R = TypeVar("R")
 PathsSpec = Union[  # noqa: UP007 - a runtime alias: "X | Y" of strings is not evaluable
     Iterable["str | os.PathLike[str]"], Callable[..., Iterable["str | os.PathLike[str]"]], None
 ]
+#: Argument types whose equality is their key's (no float: ``0.0 == -0.0``).
+_PLAIN = frozenset({str, int, bool, bytes, type(None)})
+_REMEMBERED = 4096  # calls remembered per process, per kind
 
 
 def _say(message: str) -> None:
@@ -38,6 +55,22 @@ def method_name(method: object) -> str:
     raise UsageError(
         f"unknown jobstamps method {method!r}. Use jobstamp.MTimeMethod or jobstamp.HashMethod"
     )
+
+
+class _Cache:
+    """One cache directory as the API uses it: its store, engine, and calls known fresh."""
+
+    def __init__(self, root: str) -> None:
+        self.store = Store(root, keep_in_memory=True)
+        self.engine = Engine(self.store)
+        #: key -> (paths and their stat signatures, the pickled result): see the module's text.
+        self.fresh: dict[str, tuple[list[tuple[str, int, int, int]], bytes]] = {}
+
+
+_caches: dict[str, _Cache] = {}
+#: Jobs of plain calls: identity -> (the function's code and defaults then, the working
+#: directory its paths were resolved in if they were relative, the job).
+_jobs: dict[tuple[Any, ...], tuple[Any, Any, str | None, Job]] = {}
 
 
 class Options:
@@ -59,41 +92,160 @@ class Options:
 
     def job(self, func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Job:
         """Describe calling ``func(*args, **kwargs)`` as a job."""
-        deps = abspaths(_paths(self.dependencies, args, kwargs))
-        outputs = abspaths(_paths(self.outputs, args, kwargs))
+        given_deps = _paths(self.dependencies, args, kwargs)
+        given_outputs = _paths(self.outputs, args, kwargs)
         method = method_name(self.method)
-        key = call_key(func, args, kwargs, (deps, outputs, method))
-        return Job(
-            key, deps, outputs, method, self.restore_outputs, lambda: describe_callable(func)
+        identity = _plain_call(
+            func, args, kwargs, given_deps, given_outputs, (method, bool(self.restore_outputs))
         )
+        if identity is not None:
+            known = _jobs.get(identity)
+            if (
+                known is not None
+                and known[0] is func.__code__
+                and known[1] is func.__defaults__
+                and (known[2] is None or known[2] == os.getcwd())
+            ):
+                return known[3]
+        deps = abspaths(given_deps)
+        outputs = abspaths(given_outputs)
+        key = call_key(func, args, kwargs, (deps, outputs, method))
+        job = Job(key, deps, outputs, method, self.restore_outputs, lambda: describe_callable(func))
+        if identity is not None:
+            _remember_job(identity, [*given_deps, *given_outputs], [*deps, *outputs], job)
+        return job
+
+    def cache(self) -> _Cache:
+        """Return this call's cache directory (one object per directory)."""
+        given = self.cache_dir
+        if type(given) is str and os.path.isabs(given):
+            known = _caches.get(given)  # by the name given: the common case, and quick
+            if known is not None:
+                return known
+        root = os.path.abspath(given) if given else default_root()
+        cache = _caches.get(root)
+        if cache is None:
+            cache = _caches[root] = _Cache(root)
+        if type(given) is str and os.path.isabs(given):
+            _caches[given] = cache
+        return cache
 
     def engine(self) -> Engine:
-        """Return the engine over this call's cache directory (one per directory)."""
-        root = os.path.abspath(self.cache_dir) if self.cache_dir else default_root()
-        store = _stores.get(root)
-        if store is None:
-            store = _stores[root] = Store(root, keep_in_memory=True)
-        return Engine(store, _say if settings.debugging() else None)
+        """Return the engine over this call's cache directory (explaining, when asked to)."""
+        engine = self.cache().engine
+        return Engine(engine.store, _say) if settings.debugging() else engine
 
 
 def _fixed(spec: PathsSpec) -> PathsSpec:
-    """Keep paths given as an iterator (``glob.iglob``) for every call, not just the first."""
-    if spec is None or callable(spec) or isinstance(spec, (str, os.PathLike)):
+    """Keep paths given as an iterator (``glob.iglob``) for every call, not just the first.
+
+    Paths given as a sequence become a tuple of strings, used as they are by every call.
+    """
+    if not (type(spec) is list or type(spec) is tuple) and (
+        spec is None or callable(spec) or isinstance(spec, (str, os.PathLike))
+    ):
         return spec
-    return list(spec)
+    return tuple([os.fspath(path) for path in spec])
 
 
-_stores: dict[str, Store] = {}
-
-
-def _paths(spec: PathsSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[str]:
+def _paths(spec: PathsSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Sequence[str]:
+    if type(spec) is tuple:  # made by _fixed
+        return spec
     if spec is None:
-        return []
+        return ()
     if callable(spec):
         spec = spec(*args, **kwargs)
     if isinstance(spec, (str, os.PathLike)):
         return [os.fspath(spec)]  # one path given alone
     return [os.fspath(p) for p in spec]
+
+
+def _plain_call(
+    func: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    deps: Sequence[str],
+    outputs: Sequence[str],
+    how: tuple[str, bool],
+) -> tuple[Any, ...] | None:
+    """Identify a call whose key cannot change while its function lives; else ``None``.
+
+    That is a plain function closing over nothing, with plain defaults, called with plain
+    values (and their types: ``1 == True``). Its code and defaults are checked on use.
+    """
+    if not isinstance(func, types.FunctionType) or func.__closure__ is not None:
+        return None
+    values = (*args, *kwargs.values())
+    kinds = tuple(map(type, values))
+    if not _PLAIN.issuperset(kinds) or func.__kwdefaults__:
+        return None
+    defaults = func.__defaults__
+    if defaults is not None and not _PLAIN.issuperset(map(type, defaults)):
+        return None
+    return (func, how, kinds, values, *kwargs, "", *deps, "", *outputs)
+
+
+def _remember_job(
+    identity: tuple[Any, ...], given: list[str], resolved: list[str], job: Job
+) -> None:
+    """Remember a plain call's job, if its paths resolved lexically (no ``..``, no links).
+
+    A path that resolved otherwise depends on the file system at the time: worked out anew.
+    """
+    cwd = os.getcwd()
+    for path, absolute in zip(given, resolved, strict=True):
+        if ".." in path.split(os.sep) or os.path.normpath(os.path.join(cwd, path)) != absolute:
+            return
+    if len(_jobs) >= _REMEMBERED:
+        _jobs.clear()
+    needs_cwd = not all(os.path.isabs(path) for path in given)
+    func = identity[0]
+    _jobs[identity] = (func.__code__, func.__defaults__, cwd if needs_cwd else None, job)
+
+
+def _settled(paths: Sequence[str]) -> list[tuple[str, int, int, int]] | None:
+    """State the entry and then each regular file in ``paths``, if all have settled.
+
+    ``None`` when one is missing, not a regular file (a directory stands for files below it),
+    or was changed within the racy window: then only the engine can tell. A file is
+    identified by its change time, inode and device: any change to it (contents, times,
+    mode, a rename over it) sets its change time to now, later than the settled one.
+    """
+    settled_before = time.time_ns() - fingerprint.RACY_WINDOW_NS
+    signatures = []
+    for index, path in enumerate(paths):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if index and (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_mtime_ns > settled_before
+            or st.st_ctime_ns > settled_before
+        ):
+            return None  # the entry (index 0) is written by rename: a new entry, a new inode
+        signatures.append((path, st.st_ctime_ns, st.st_ino, st.st_dev))
+    return signatures
+
+
+def _replay_unchanged(
+    cache: _Cache, key: str, signatures: list[tuple[str, int, int, int]], data: bytes
+) -> tuple[bool, Any]:
+    """Replay the result of ``key`` if no file it was checked with changed since."""
+    try:
+        for path, ctime, inode, device in signatures:
+            st = os.stat(path)
+            if st.st_ctime_ns != ctime or st.st_ino != inode or st.st_dev != device:
+                break
+        else:
+            result = pickle.loads(data)  # noqa: S301 - our own private cache, checked
+            cache.store.note(hit=True)
+            cache.store.touch(key)
+            return True, result
+    except Exception:  # noqa: BLE001, S110 - gone, or cannot be unpickled: the engine says
+        pass
+    cache.fresh.pop(key, None)
+    return False, None
 
 
 def out_of_date(
@@ -112,8 +264,18 @@ def run_call(
     """Return ``func(*args, **kwargs)``, from the cache when nothing it depends on changed."""
     if settings.disabled():
         return func(*args, **kwargs)
-    engine = options.engine()
+    cache = options.cache()
+    explaining = settings.debugging()
     job = options.job(func, args, kwargs)
+    key = job.key
+    fresh = cache.fresh.get(key)
+    if fresh is not None and not explaining:
+        hit, result = _replay_unchanged(cache, key, *fresh)
+        if hit:
+            return result  # type: ignore[no-any-return]
+    engine = Engine(cache.store, _say) if explaining else cache.engine
+    entry = cache.store.entry_path(key)
+    before = None if job.restore_outputs else _settled([entry, *job.dependencies, *job.outputs])
 
     def compute() -> tuple[R, dict[str, Any] | None, Sequence[tuple[str, int]]]:
         result = func(*args, **kwargs)
@@ -125,9 +287,15 @@ def run_call(
         return result, {"pickle": data}, ()
 
     def replay(payload: dict[str, Any]) -> R:
+        data = payload["pickle"]
         try:
-            return pickle.loads(payload["pickle"])  # type: ignore[no-any-return] # noqa: S301 - our own private cache
+            result: R = pickle.loads(data)  # noqa: S301 - our own private cache
         except Exception as error:  # noqa: BLE001 - e.g. the result's class was renamed
             raise ReplayError(f"the stored result cannot be unpickled: {error}") from None
+        if before is not None:  # a hit, checked by the engine after ``before`` was taken
+            if len(cache.fresh) >= _REMEMBERED:
+                cache.fresh.clear()
+            cache.fresh[key] = (before, data)
+        return result
 
     return engine.run(job, compute, replay)

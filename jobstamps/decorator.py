@@ -10,12 +10,12 @@ returns paths, so a function that processes a file can name that file::
 from __future__ import annotations
 
 import functools
-import types
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from jobstamps import calls
 
 if TYPE_CHECKING:
+    import inspect
     import os
     from collections.abc import Callable
 
@@ -47,7 +47,7 @@ class Memoized(Generic[P, R]):
         """Bind to ``instance`` when decorating a method; the instance is part of the key."""
         if instance is None:
             return self
-        return types.MethodType(self, instance)
+        return _BoundMemoized(self, instance)
 
     def out_of_date(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
         """Return what would make this call run (a path or reason), or ``None``; runs nothing."""
@@ -58,6 +58,38 @@ class Memoized(Generic[P, R]):
     def check_call_in_cache(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Return whether this call would be answered from the cache (joblib's name)."""
         return self.out_of_date(*args, **kwargs) is None
+
+
+class _BoundMemoized:
+    """A memoized method bound to its object: calls and ``out_of_date`` pass the object first."""
+
+    def __init__(self, memoized: Memoized[..., Any], instance: object) -> None:
+        self.__func__ = memoized
+        self.__self__ = instance
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Return the stored result of this call, or run the method and store it."""
+        return self.__func__(self.__self__, *args, **kwargs)
+
+    def out_of_date(self, *args: Any, **kwargs: Any) -> str | None:
+        """Return what would make this call run (a path or reason), or ``None``; runs nothing."""
+        return self.__func__.out_of_date(self.__self__, *args, **kwargs)
+
+    def check_call_in_cache(self, *args: Any, **kwargs: Any) -> bool:
+        """Return whether this call would be answered from the cache (joblib's name)."""
+        return self.out_of_date(*args, **kwargs) is None
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """The method's signature without its first parameter, as for any bound method."""
+        import inspect
+
+        signature = inspect.signature(self.__func__.__wrapped__)
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+    def __getattr__(self, name: str) -> Any:
+        """Look other attributes (``__wrapped__``, ``options``, ``__doc__``) up on the method."""
+        return getattr(self.__func__, name)
 
 
 @overload

@@ -45,13 +45,13 @@ class HashMethod:
 
 
 def _split(kwargs: dict[str, Any]) -> tuple[calls.Options, dict[str, Any]]:
-    kwargs = dict(kwargs)
-    options = calls.Options(
-        dependencies=kwargs.pop("jobstamps_dependencies", None),
-        outputs=kwargs.pop("jobstamps_output_files", None),
-        cache_dir=kwargs.pop("jobstamps_cache_output_directory", None),
-        method=kwargs.pop("jobstamps_method", None),
-        restore_outputs=bool(kwargs.pop("jobstamps_restore_outputs", False)),
+    """Take the ``jobstamps_*`` options out of ``kwargs`` (a dict of this call's own)."""
+    options = calls.Options(  # by position: this runs on every call
+        kwargs.pop("jobstamps_dependencies", None),
+        kwargs.pop("jobstamps_output_files", None),
+        kwargs.pop("jobstamps_method", None),
+        kwargs.pop("jobstamps_cache_output_directory", None),
+        bool(kwargs.pop("jobstamps_restore_outputs", False)),
     )
     return options, kwargs
 

@@ -11,6 +11,11 @@ __all__ = ["always_hash", "debugging", "disabled"]
 
 
 def _flag(name: str) -> bool:
+    data = getattr(os.environ, "_data", None)
+    if os.name == "posix" and type(data) is dict:
+        # os.environ answers for an unset name by raising and catching KeyError, 0.6 us on
+        # every API hit; the dict of encoded names beneath it answers in a few dozen ns.
+        return data.get(name.encode(), b"") not in {b"", b"0"}
     return os.environ.get(name, "") not in {"", "0"}
 
 

@@ -32,6 +32,9 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
         "TMPDIR": str(tmp),
         "JOBSTAMPS_CACHE_DIR": str(env_cache),
         "XDG_CACHE_HOME": str(env_cache.parent / "xdg"),
+        # This checkout, not a copy installed beside the tests (module fixtures run before
+        # the autouse isolated_cache sets PYTHONPATH).
+        "PYTHONPATH": str(BENCHMARKS.parent),
     }
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "bench_api.py"), "--quick", "--json"],
@@ -76,6 +79,34 @@ def test_bench_api_reports_hits_and_misses(quick_run: QuickRun) -> None:
 
 
 @pytest.mark.slow
+def test_bench_api_reports_hits_of_a_small_call_with_ten_dependencies(
+    quick_run: QuickRun,
+) -> None:
+    small = quick_run.results["small"]
+    contenders = {"jobstamp.run", "jobstamps.memoize", "joblib.Memory.cache", "functools.cache"}
+    if importlib.util.find_spec("diskcache") is not None:
+        contenders.add("diskcache.memoize")
+        assert small["diskcache"]
+    else:
+        assert small["diskcache"] == ""
+    assert small["dependencies"] == 10
+    for name in ("hit_us", "hit_p10_us", "hit_p90_us"):
+        assert set(small[name]) == contenders
+        assert all(isinstance(value, float) and value > 0 for value in small[name].values())
+    assert all(
+        small["hit_p10_us"][name] <= small["hit_us"][name] <= small["hit_p90_us"][name]
+        for name in contenders
+    )
+    assert set(small["ratio_joblib_over_jobstamps"]) == {"jobstamp.run", "jobstamps.memoize"}
+    assert small["goal"] == 5.0
+    assert isinstance(small["goal_met"], bool)
+    assert small["files_hashed_on_hits"] == 0  # the files had settled: hits stat them only
+    text = load_bench_api().table(quick_run.results)
+    assert "10 dependency files" in text
+    assert "joblib / jobstamps.memoize" in text
+
+
+@pytest.mark.slow
 def test_bench_api_reports_hash_against_mtime(quick_run: QuickRun) -> None:
     deps = quick_run.results["dependencies"]
     assert deps["files"] == 1000
@@ -97,6 +128,8 @@ def test_bench_api_names_the_machine_and_cleans_up(quick_run: QuickRun) -> None:
     assert results["cpu_count"] == os.cpu_count()
     assert results["quick"] is True
     assert results["jobstamps"]
+    # The copy measured is named: this checkout's, as the test runs with it on PYTHONPATH.
+    assert results["jobstamps_path"] == str(BENCHMARKS.parent / "jobstamps")
     assert results["joblib"]
     assert list(quick_run.tmp.iterdir()) == []  # its temporary directory is gone
     assert not quick_run.env_cache.exists()  # its caches were its own, not the one named

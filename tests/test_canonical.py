@@ -8,6 +8,8 @@ import decimal
 import functools
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,6 +206,22 @@ def test_bound_methods_key_by_their_object() -> None:
     assert encode("a".upper) != encode("a".lower)
 
 
+class Varargs:
+    def method(*args: Any) -> Any:
+        return args
+
+    @classmethod
+    def build(cls, n: int = 1) -> Any:
+        return cls, n
+
+
+def test_bound_methods_bind_their_arguments_whatever_their_signature() -> None:
+    assert key(Varargs().method, 1) != key(Varargs().method, 2)
+    assert key(Varargs().method, 1) == key(Varargs().method, 1)
+    assert key(Varargs.build, n=1) == key(Varargs.build) == key(Varargs.build, 1)
+    assert key(Varargs.build, 2) != key(Varargs.build, 1)
+
+
 def test_partials_key_by_their_arguments() -> None:
     assert encode(functools.partial(job, 1)) == encode(functools.partial(job, 1))
     assert encode(functools.partial(job, 1)) != encode(functools.partial(job, 2))
@@ -238,7 +256,7 @@ def test_a_value_nested_too_deeply_is_refused() -> None:
     deep: list[Any] = []
     for _ in range(100_000):
         deep = [deep]
-    with pytest.raises(UnhashableArgumentError, match="nested this deeply"):
+    with pytest.raises(UnhashableArgumentError, match=r"nested too deeply\. Pass a flatter value"):
         encode(deep)
 
 
@@ -347,13 +365,40 @@ def test_defaults_of_the_called_function_are_keyed() -> None:
 # -- across processes and edits ------------------------------------------------------------
 
 KEYS_MODULE = """
+    import collections
+    import dataclasses
     import decimal
+    import enum
+    import functools
     import pathlib
 
     class Point:
         def __init__(self, x, y):
             self.x = x
             self.y = y
+
+    Pair = collections.namedtuple("Pair", "left right")
+
+    @dataclasses.dataclass
+    class Settings:
+        names: frozenset
+        limits: dict
+
+    class Mode(enum.Enum):
+        FAST = {"a", "b"}
+        SLOW = 2
+
+    @functools.lru_cache
+    def cached(x):
+        return x
+
+    @functools.singledispatch
+    def dispatched(x):
+        return x
+
+    @dispatched.register
+    def _(x: int):
+        return x + 1
 
     def job(a, b=2, *rest, c=None, **extra):
         return a
@@ -366,6 +411,13 @@ KEYS_MODULE = """
             {name: len(name) for name in sorted(names, reverse=True)},
             {("t", 1): {"s", "t", "u"}, "b": [1, 2.5, None, b"x", 3j]},
             Point({"y", "x"}, {"k": {"v", "w"}}),
+            Pair(names, frozenset(names)),
+            Settings(frozenset(names), {name: {name} for name in names}),
+            Mode.FAST,
+            Mode,
+            cached,
+            dispatched,
+            collections.OrderedDict((name, 1) for name in sorted(names)),
             decimal.Decimal("1.10"),
             pathlib.PurePosixPath("a/b"),
         ]
@@ -439,3 +491,313 @@ def test_describe_callable_names_module_and_qualified_name() -> None:
     assert describe_callable(job) == f"{__name__}:job"
     assert describe_callable(Counter.add) == f"{__name__}:Counter.add"
     assert describe_callable(len) == "builtins:len"
+
+
+# -- wrapped functions, classes by their definition, scripts -------------------------------
+
+
+def load_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template: str, *versions: dict[str, str]
+) -> list[Any]:
+    """Import versions of one module (``template`` filled in) from separate directories."""
+    modules = []
+    for number, fields in enumerate(versions):
+        (tmp_path / str(number)).mkdir()
+        path = tmp_path / str(number) / "versioned.py"
+        modules.append(support.load_module(path, template.format(**fields), monkeypatch))
+    return modules
+
+
+CACHED_CONVERT = """
+    import functools
+
+    @functools.{decorator}
+    def convert(x):
+        return x * {factor}
+"""
+
+
+@pytest.mark.parametrize("decorator", ["cache", "lru_cache", "lru_cache(maxsize=8)"])
+def test_functools_cached_functions_key_by_the_function_they_wrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decorator: str
+) -> None:
+    first = support.load_module(
+        tmp_path / "convert_a.py", CACHED_CONVERT.format(decorator=decorator, factor=2), monkeypatch
+    )
+    second = support.load_module(
+        tmp_path / "convert_b.py", CACHED_CONVERT.format(decorator=decorator, factor=2), monkeypatch
+    )
+    # Two modules' convert never share results, as arguments or as the function called.
+    assert key(first.convert, 1) != key(second.convert, 1)
+    assert key(apply, first.convert, 1) != key(apply, second.convert, 1)
+    assert key(first.convert, 1) == key(first.convert, 1)
+    first.convert(1)  # what the cache holds does not matter
+    assert key(apply, first.convert, 1) == key(apply, first.convert, 1)
+
+
+def test_editing_a_functools_cached_function_changes_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, after = load_twice(
+        tmp_path,
+        monkeypatch,
+        CACHED_CONVERT,
+        {"decorator": "cache", "factor": "2"},
+        {"decorator": "cache", "factor": "3"},
+    )
+    assert describe_callable(before.convert) == describe_callable(after.convert)
+    assert key(before.convert, 1) != key(after.convert, 1)
+    assert key(apply, before.convert, 1) != key(apply, after.convert, 1)
+
+
+CALLABLE_CLASS = """
+    class Converter:
+        def __init__(self, factor):
+            self.factor = factor
+
+        def __call__(self, x):
+            return x * self.factor{suffix}
+"""
+
+
+def test_editing_a_callable_objects_call_method_changes_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, after = load_twice(
+        tmp_path, monkeypatch, CALLABLE_CLASS, {"suffix": ""}, {"suffix": " + 1"}
+    )
+    assert key(before.Converter(2), 1) != key(after.Converter(2), 1)
+    assert key(apply, before.Converter(2), 1) != key(apply, after.Converter(2), 1)
+    assert key(before.Converter(2), 1) == key(before.Converter(2), 1)
+    assert key(before.Converter(2), 1) != key(before.Converter(3), 1)
+
+
+NAMEDTUPLE = """
+    import collections
+
+    Point = collections.namedtuple("Point", "{fields}")
+"""
+
+
+def test_namedtuples_with_other_fields_key_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    xy, yx = load_twice(tmp_path, monkeypatch, NAMEDTUPLE, {"fields": "x y"}, {"fields": "y x"})
+    assert describe_callable(xy.Point) == describe_callable(yx.Point)
+    assert encode(xy.Point(1, 2)) != encode(yx.Point(1, 2))
+    assert encode(xy.Point) != encode(yx.Point)
+    assert encode(xy.Point(1, 2)) == encode(xy.Point(1, 2))
+
+
+DATA_CLASS = """
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Options:
+        {first}: int = 0
+        {second}: int = 0
+
+        def total(self):
+            return self.{first} - self.{second}
+"""
+
+
+def test_classes_with_other_definitions_key_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, after = load_twice(
+        tmp_path,
+        monkeypatch,
+        DATA_CLASS,
+        {"first": "a", "second": "b"},
+        {"first": "b", "second": "a"},
+    )
+    assert encode(before.Options(1, 2)) != encode(after.Options(1, 2))
+    assert key(apply, before.Options, 1) != key(apply, after.Options, 1)
+
+
+def test_classes_that_come_with_python_are_keyed_by_name() -> None:
+    assert encode(int) == encode(int)
+    assert encode(collections.OrderedDict) != encode(collections.Counter)
+    assert encode(int).endswith(b";")
+    assert encode(Path).endswith(b";")
+    assert not encode(Point).endswith(b";")  # defined here: by its definition
+    import joblib
+
+    assert not encode(joblib.Memory).endswith(b";")  # installed: by its methods' code
+
+
+def test_class_digests_do_not_keep_classes_alive() -> None:
+    import gc
+    import weakref
+
+    made = type("Made", (), {"x": 1, "method": lambda self: self})
+    encode(made())
+    alive = weakref.ref(made)
+    del made
+    gc.collect()
+    assert alive() is None
+
+
+class SameNamed(type):
+    """A metaclass whose classes compare equal by name."""
+
+    def __eq__(cls, other: object) -> bool:
+        return getattr(other, "__name__", None) == cls.__name__
+
+    def __hash__(cls) -> int:
+        return hash(cls.__name__)
+
+
+def test_classes_equal_to_each_other_keep_their_own_definitions() -> None:
+    first = SameNamed("Shape", (), {"sides": 3})
+    second = SameNamed("Shape", (), {"sides": 4})
+    assert first == second
+    assert encode(first) != encode(second)
+    assert encode(second) == encode(SameNamed("Shape", (), {"sides": 4}))
+
+
+@dataclasses.dataclass(frozen=True)
+class Doubler:
+    """A callable value: equal instances of other classes must not share a signature."""
+
+    def __call__(self, x: int) -> int:
+        return x * 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Adder:
+    def __call__(self, x: int, y: int = 1) -> int:
+        return x + y
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, (Adder, Doubler))
+
+    def __hash__(self) -> int:
+        return hash(Doubler())
+
+
+def test_callables_equal_to_each_other_keep_their_own_signatures() -> None:
+    doubler = Doubler()  # alive, so its signature stays cached
+    assert key(doubler, x=1) == key(doubler, 1)
+    assert Adder() == doubler
+    # Bound to Adder's own signature, y's default is part of the key.
+    assert key(Adder(), 1) == key(Adder(), 1, 1) != key(Adder(), 1, 2)
+
+
+def test_ordered_dicts_in_another_order_key_apart() -> None:
+    forward = collections.OrderedDict([("a", 1), ("b", 2)])
+    backward = collections.OrderedDict([("b", 2), ("a", 1)])
+    assert forward != backward
+    assert encode(forward) != encode(backward)
+    assert encode(forward) == encode(collections.OrderedDict([("a", 1), ("b", 2)]))
+    assert encode(forward) != encode(dict(forward))
+    # A plain dict's equality ignores order, and so does its key.
+    assert encode(dict(forward)) == encode(dict(backward))
+
+
+SINGLEDISPATCH = """
+    import functools
+
+    @functools.singledispatch
+    def describe(value):
+        return "value"
+
+    @describe.register
+    def _(value: int):
+        return "int {suffix}"
+"""
+
+
+def test_singledispatch_functions_are_keyed_by_their_implementations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, after = load_twice(
+        tmp_path, monkeypatch, SINGLEDISPATCH, {"suffix": "one"}, {"suffix": "two"}
+    )
+    assert before.describe(1) == "int one"  # fills its dispatch cache, which is not keyed
+    first = key(before.describe, 1)
+    assert key(before.describe, 1) == first
+    assert key(after.describe, 1) != first
+    assert key(apply, before.describe, 1) != key(apply, after.describe, 1)
+
+    @before.describe.register  # type: ignore[untyped-decorator]
+    def _(value: str) -> str:
+        return "str"
+
+    assert key(before.describe, 1) != first
+
+
+def test_an_unkeyable_argument_is_named_with_its_type() -> None:
+    with pytest.raises(UnhashableArgumentError) as caught:
+        key(job, 1, c={"nested": [threading.Lock()]})
+    message = str(caught.value)
+    assert message == (
+        f"cannot key argument 'c' of {__name__}:job (type dict, holding a lock): "
+        "cannot pickle '_thread.lock' object. "
+        "Pass plain data (or an object that can be pickled) instead"
+    )
+    assert "\n" not in message
+
+
+def test_an_unkeyable_function_is_named() -> None:
+    lock = threading.Lock()
+
+    def locked(x: int) -> int:
+        with lock:
+            return x
+
+    with pytest.raises(UnhashableArgumentError) as caught:
+        key(locked, 1)
+    assert str(caught.value).startswith(
+        f"cannot key the function {describe_callable(locked)} (type function, holding a lock)"
+    )
+    with pytest.raises(UnhashableArgumentError, match=r"cannot key argument 'func' .*lock"):
+        key(apply, locked, 1)
+
+
+def test_an_argument_nested_too_deeply_is_named() -> None:
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(UnhashableArgumentError) as caught:
+        key(job, deep)
+    assert str(caught.value) == (
+        f"cannot key argument 'a' of {__name__}:job (type list): "
+        "it is nested too deeply. Pass a flatter value"
+    )
+
+
+MAIN_SCRIPT = """
+import sys
+from jobstamps import jobstamp
+
+def helper():
+    return {value!r}
+
+def job():
+    return helper()
+
+print(jobstamp.run(job))
+"""
+
+
+def test_main_scripts_with_the_same_function_do_not_share_results(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    results = []
+    for value in ("first", "second"):
+        script = tmp_path / value / "script.py"
+        script.parent.mkdir()
+        script.write_text(MAIN_SCRIPT.format(value=value))
+        for _ in range(2):  # the second run replays the first
+            done = subprocess.run(
+                [sys.executable, str(script)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            )
+            results.append(done.stdout.strip())
+    assert results == ["first", "first", "second", "second"]
+    assert len(support.cache_entries(isolated_cache)) == 2

@@ -310,6 +310,42 @@ def test_a_method_can_be_memoized() -> None:
     assert runs() == 2
 
 
+def test_a_memoized_method_bound_to_an_object_has_the_signature_of_a_bound_method() -> None:
+    import inspect
+
+    class Greeter:
+        @memoize
+        def greet(self, greeting: str = "hello") -> str:
+            return greeting
+
+    assert list(inspect.signature(Greeter().greet).parameters) == ["greeting"]
+    assert list(inspect.signature(Greeter.greet).parameters) == ["self", "greeting"]
+
+
+def test_memoized_methods_do_not_keep_their_objects_alive() -> None:
+    import gc
+    import weakref
+
+    class Greeter:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @memoize
+        def greet(self, greeting: str = "hello") -> str:
+            bump()
+            return f"{greeting}, {self.name}"
+
+    greeters: list[Any] = [Greeter(f"n{n}") for n in range(50)]
+    for greeter in greeters:
+        assert greeter.greet(greeting="hi") == f"hi, {greeter.name}"
+        assert greeter.greet() == f"hello, {greeter.name}"
+        assert greeter.greet.out_of_date(greeting="hi") is None
+    alive = [weakref.ref(greeter) for greeter in greeters]
+    del greeters, greeter
+    gc.collect()
+    assert [ref for ref in alive if ref() is not None] == []
+
+
 def test_the_package_exposes_the_api_lazily() -> None:
     assert jobstamps.memoize is memoize
     assert jobstamps.Memoized is Memoized
