@@ -1212,9 +1212,6 @@ def test_an_edit_after_repeated_hits_runs_again_on_the_next_call(
             call()
     else:
         assert call() == dep.read_text()
-    if edit == "chmod" and method is jobstamp.HashMethod and support.runs(counter) == 1:
-        # Stating the file saw the change; the engine's hash mode does not see modes yet.
-        pytest.xfail("hash mode fingerprints contents only, until the mode is recorded too")
     assert support.runs(counter) == 2
 
 
