@@ -12,6 +12,7 @@ big-endian length and that many bytes::
     d  payload         the output bytes (or the pickle), inline; or else
     b  payload blob    32 bytes of sha256 and an 8-byte size: the payload is that blob
     o  output file     repeatable: 4-byte mode, 32-byte sha256, 8-byte size, relative path
+    e  end             empty: a record cut short at a field boundary is still refused
     m  MAC             last, with a shared key: HMAC-SHA256 over every byte before its tag
 
 Decoding is slicing bytes and reading integers: a hostile server cannot make it run code (no
@@ -57,7 +58,7 @@ INLINE_LIMIT = 256 * 1024
 #: No record is read beyond this size (a hostile server could send gigabytes).
 MAX_RECORD = INLINE_LIMIT + (1 << 20)
 
-_ORDER = b"ktwxcdbom"
+_ORDER = b"ktwxcdboem"
 _HEAD = struct.Struct(">cI")
 _CHUNK = struct.Struct(">BQ")
 _BLOB = struct.Struct(">32sQ")
@@ -148,6 +149,7 @@ def encode(record: Record, secret: bytes | None = None) -> bytes:
     for path, mode, digest, size in record.outputs:
         packed = _OUTPUT.pack(mode, bytes.fromhex(digest), size) + os.fsencode(path)
         fields.append((b"o", packed))
+    fields.append((b"e", b""))
     parts = [MAGIC]
     for tag, value in fields:
         parts += [_HEAD.pack(tag, len(value)), value]
@@ -244,6 +246,8 @@ def _build(fields: dict[bytes, list[bytes]]) -> Record:
         outputs=outputs,
         created=created,
     )
+    if b"e" not in fields:
+        raise ValueError("the record is cut short")
     if (b"d" in fields) == (b"b" in fields):
         raise ValueError("the payload must be either inline or a blob")
     _validate(record)
