@@ -42,6 +42,20 @@ def field(tag: bytes, value: bytes) -> bytes:
     return struct.pack(">cI", tag, len(value)) + value
 
 
+def hand_made(chunks: bytes = b"", data: bytes = b"", outputs: bytes = b"") -> list[bytes]:
+    """Return the fields of a record made by hand, as a hostile server could."""
+    return [
+        field(b"k", KEY.encode()),
+        field(b"t", b"command"),
+        field(b"w", bytes(8)),
+        field(b"x", bytes(4)),
+        field(b"c", chunks),
+        field(b"d", data),
+        *([field(b"o", outputs)] if outputs else []),
+        field(b"e", b""),
+    ]
+
+
 @pytest.mark.parametrize("secret", [None, SECRET], ids=["unsigned", "signed"])
 def test_command_record_round_trips(secret: bytes | None) -> None:
     record = command_record()
@@ -111,15 +125,7 @@ def test_pickle_record_is_never_accepted_without_the_key() -> None:
 
 
 def test_fields_out_of_order_repeated_or_unknown_are_rejected() -> None:
-    good = [
-        field(b"k", KEY.encode()),
-        field(b"t", b"command"),
-        field(b"w", bytes(8)),
-        field(b"x", bytes(4)),
-        field(b"c", b""),
-        field(b"d", b""),
-        field(b"e", b""),
-    ]
+    good = hand_made()
     assert decode(MAGIC + b"".join(good), KEY).exit_code == 0
     swapped = [good[1], good[0], *good[2:]]
     repeated = [good[0], *good]
@@ -130,17 +136,7 @@ def test_fields_out_of_order_repeated_or_unknown_are_rejected() -> None:
 
 
 def test_output_chunks_must_add_up_to_the_output() -> None:
-    forged = MAGIC + b"".join(
-        [
-            field(b"k", KEY.encode()),
-            field(b"t", b"command"),
-            field(b"w", bytes(8)),
-            field(b"x", bytes(4)),
-            field(b"c", struct.pack(">BQ", 1, 1 << 40)),
-            field(b"d", b"short"),
-            field(b"e", b""),
-        ]
-    )
+    forged = MAGIC + b"".join(hand_made(chunks=struct.pack(">BQ", 1, 1 << 40), data=b"short"))
     with pytest.raises(RecordError, match="add up"):
         decode(forged, KEY)
     with pytest.raises(ValueError, match="add up"):
@@ -154,18 +150,8 @@ def test_output_paths_outside_the_tree_are_refused(path: str) -> None:
     entry = (path, 0o644, sha256_hex(b""), 0)
     with pytest.raises(ValueError, match="output path"):
         encode(Record(KEY, outputs=[entry]))
-    forged = MAGIC + b"".join(
-        [
-            field(b"k", KEY.encode()),
-            field(b"t", b"command"),
-            field(b"w", bytes(8)),
-            field(b"x", bytes(4)),
-            field(b"c", b""),
-            field(b"d", b""),
-            field(b"o", struct.pack(">I32sQ", 0o644, bytes(32), 0) + os.fsencode(path)),
-            field(b"e", b""),
-        ]
-    )
+    output = struct.pack(">I32sQ", 0o644, bytes(32), 0) + os.fsencode(path)
+    forged = MAGIC + b"".join(hand_made(outputs=output))
     with pytest.raises(RecordError, match="output path"):
         decode(forged, KEY)
 
