@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from jobstamps.storage.remote import Remote
+
 START_TIMEOUT = 20
 
 
@@ -256,6 +258,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_PUT(self):
+        if self.path.split("/")[1] == "slow":
+            time.sleep(30)
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(201)
         self.send_header("Content-Length", "0")
@@ -275,3 +279,14 @@ def bad_http_server(directory: Path) -> Iterator[str]:
     command = [sys.executable, "-c", BAD_SERVER, str(port)]
     with _running(command, port, directory / "bad-server.log", directory):
         yield f"http://127.0.0.1:{port}"
+
+
+def connect(url: str, **env: str) -> tuple[Remote, list[str]]:
+    """Open the remote at ``url`` with ``JOBSTAMPS_REMOTE_*`` settings ``env``; return it and
+    the list its warnings go to."""
+    from jobstamps.storage.remote import open_remote
+
+    warnings: list[str] = []
+    remote = open_remote(url, env=env, warn=warnings.append)
+    assert remote is not None
+    return remote, warnings

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
-import sys
 
 import pytest
 
@@ -20,6 +18,7 @@ from jobstamps.storage.records import (
     encode,
     sha256_hex,
 )
+from support import run_python
 
 KEY = "ab" * 20
 OTHER = "cd" * 20
@@ -175,7 +174,5 @@ def test_decoding_records_never_imports_pickle() -> None:
         "records.decode(records.encode(r, b's'), 'ab' * 20, b's')\n"
         "print('pickle' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    result = run_python(code)
     assert result.stdout.strip() == "False"
