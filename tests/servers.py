@@ -159,12 +159,19 @@ http {{
             result.append((method, path, int(status), int(connection)))
         return result
 
-    def wait_logged(self, count: int) -> list[tuple[str, str, int, int]]:
-        """Wait (briefly) until ``count`` requests are logged: nginx logs after answering."""
+    def logged(self, method: str, prefix: str, count: int = 0) -> list[tuple[str, int]]:
+        """Return ``(path, connection)`` of the ``method`` requests for paths under ``prefix``,
+        waiting (briefly) for ``count`` of them: nginx logs a request after answering it."""
         deadline = time.monotonic() + 5
-        while len(found := self.requests()) < count and time.monotonic() < deadline:
+        while True:
+            found = [
+                (path, connection)
+                for verb, path, _, connection in self.requests()
+                if verb == method and path.startswith(prefix)
+            ]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
             time.sleep(0.01)
-        return found
 
 
 class RedisServer:

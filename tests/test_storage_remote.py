@@ -158,15 +158,13 @@ class Place:
             self.url = f"{nginx.url}/{tag}?layout={kind}"
 
     def uploads(self) -> int:
-        """Count what was stored in this corner (PUT requests, or Redis keys)."""
+        """Count what is stored in this corner (files under nginx's root, or Redis keys)."""
         if self.redis is not None:
             client = self.redis.client()
             return len(client.keys(f"{self.prefix}*"))  # type: ignore[attr-defined]
         assert self.nginx is not None
         return sum(
-            1
-            for method, path, _, _ in self.nginx.wait_logged(0)
-            if method == "PUT" and path.startswith(self.prefix)
+            1 for path in (self.nginx.root / self.prefix.strip("/")).rglob("*") if path.is_file()
         )
 
 
