@@ -3,7 +3,9 @@ HTTP server, each on 127.0.0.1 at a free port, in its own temporary directory.
 
 Each is a context manager that starts the server, waits until it answers, and stops it on the
 way out. Tests skip, saying why, when a server's program is not installed (``.ci/run``
-installs them, so CI never skips).
+installs them, so CI never skips). ``conftest.py`` offers the fixtures
+defined here to every test module: ``nginx``, ``redis_server`` and ``bad_server``, one per
+module.
 """
 
 from __future__ import annotations
@@ -297,3 +299,24 @@ def connect(url: str, **env: str) -> tuple[Remote, list[str]]:
     remote = open_remote(url, env=env, warn=warnings.append)
     assert remote is not None
     return remote, warnings
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    """An nginx for the module's tests; each test should use a path of its own."""
+    with Nginx(tmp_path_factory.mktemp("nginx")).running() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server for the module's tests; each test should use keys of its own."""
+    with RedisServer(tmp_path_factory.mktemp("redis")).running() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bad_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a :data:`BAD_SERVER` for the module's tests."""
+    with bad_http_server(tmp_path_factory.mktemp("bad")) as url:
+        yield url

@@ -11,25 +11,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from jobstamps.storage.records import Record, sha256_hex
-from servers import Nginx, bad_http_server, connect
+from servers import Nginx, connect
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 KEY = "0123456789" * 4
-
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
-    with Nginx(tmp_path_factory.mktemp("nginx")).running() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def bad_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bad_http_server(tmp_path_factory.mktemp("bad")) as url:
-        yield url
 
 
 @pytest.mark.parametrize(

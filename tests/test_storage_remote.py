@@ -22,7 +22,6 @@ from servers import Nginx, RedisServer, bad_http_server, connect, free_port
 from support import run_python
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 KEY = "0a" * 20
@@ -127,18 +126,6 @@ def test_a_refused_remote_warns_once_and_is_not_asked_again() -> None:
 
 
 # -- every backend, on a real server ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
-    with Nginx(tmp_path_factory.mktemp("nginx")).running() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path_factory.mktemp("redis")).running() as server:
-        yield server
 
 
 class Place:
