@@ -84,7 +84,7 @@ class HttpBackend(Backend):
 
     def __init__(self, settings: Settings, stats: RemoteStats | None = None) -> None:
         import base64
-        from urllib.parse import urlsplit
+        from urllib.parse import quote, urlsplit
 
         super().__init__(stats)
         parts = urlsplit(settings.url)
@@ -92,7 +92,7 @@ class HttpBackend(Backend):
         self._https = parts.scheme.lower() == "https"
         self._host = parts.hostname or ""
         self._port = parts.port
-        self._base = parts.path.rstrip("/")
+        self._base = quote(parts.path.rstrip("/"), safe="/%")
         self._layout = settings.layout
         self._timeout = settings.timeout
         self._connect_timeout = settings.connect_timeout

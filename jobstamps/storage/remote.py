@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from jobstamps.storage.backend import Backend, RemoteError, RemoteStats
+    from jobstamps.storage.backend import Backend, RemoteStats
     from jobstamps.storage.records import Record
 
 __all__ = ["BACKENDS", "MAX_FAILURES", "Remote", "Settings", "configured_url", "open_remote"]
@@ -124,6 +124,8 @@ class Settings:
         )
         self.prefix = option("prefix", "JOBSTAMPS_REMOTE_PREFIX", "jobstamps:")
         self.token = env.get("JOBSTAMPS_REMOTE_TOKEN") or None
+        if self.token is not None and not self.token.isprintable():
+            raise UsageError("JOBSTAMPS_REMOTE_TOKEN has control characters. Set it to the token")
         key = env.get("JOBSTAMPS_REMOTE_KEY", "")
         #: The shared secret that signs and checks records; ``None`` when records are unsigned.
         self.secret = key.encode() if key else None
@@ -231,10 +233,17 @@ class Remote:
 
     # -- the failure policy ---------------------------------------------------------------
 
-    def fail(self, error: RemoteError) -> None:
-        """Count a failure; warn about the first; give up on a remote that keeps failing."""
+    def fail(self, error: Exception) -> None:
+        """Count a failure; warn about the first; give up on a remote that keeps failing.
+
+        Any exception counts: a client library's bug or an answer it chokes on must not fail
+        the build either.
+        """
+        from jobstamps.storage.backend import RemoteError
         from jobstamps.storage.records import RecordError
 
+        if not isinstance(error, RemoteError):
+            error = RemoteError(f"{type(error).__name__}: {error}")
         with self._lock:
             self._failures += 1
             rejected = isinstance(error, RecordError)
@@ -268,9 +277,9 @@ class Remote:
             assert self.backend is not None  # noqa: S101 - usable means there is one
             try:
                 found = self.backend.get_entries(keys)
-            except RemoteError as error:
+            except Exception as error:  # noqa: BLE001 - see fail()
                 self.fail(error)
-                found = error.partial
+                found = error.partial if isinstance(error, RemoteError) else {}
         records = {}
         for key, data in found.items():
             try:
@@ -311,7 +320,7 @@ class Remote:
         try:
             if not self.backend.get_blob(digest, check, size):
                 return False
-        except RemoteError as error:
+        except Exception as error:  # noqa: BLE001 - see fail()
             self.fail(error)
             return False
         if received != size or hasher.hexdigest() != digest:
@@ -326,14 +335,12 @@ class Remote:
 
     def has_blobs(self, digests: Sequence[str]) -> set[str]:
         """Return which of ``digests`` the remote holds (none, when it fails)."""
-        from jobstamps.storage.backend import RemoteError
-
         if not self.usable or not digests:
             return set()
         assert self.backend is not None  # noqa: S101 - usable means there is one
         try:
             return self.backend.has_blobs(list(digests))
-        except RemoteError as error:
+        except Exception as error:  # noqa: BLE001 - see fail()
             self.fail(error)
             return set()
 
@@ -377,16 +384,12 @@ class Remote:
     def _submit(self, task: Callable[[], None]) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        from jobstamps.storage.backend import RemoteError
-
         def run() -> None:
             try:
                 if self.usable:
                     task()
-            except RemoteError as error:
+            except Exception as error:  # noqa: BLE001 - see fail()
                 self.fail(error)
-            except OSError as error:  # a local file to upload went away
-                self.fail(RemoteError(f"cannot read what to upload ({error})"))
             finally:
                 self._slots.release()
 
