@@ -95,9 +95,16 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 class Nginx:
-    """nginx serving ``root`` with WebDAV PUT, at ``url``; ``/fail/`` answers 500 and
-    ``/forbidden/`` 403 to everything. The access log names each request's method, path,
-    status and connection number."""
+    """nginx serving ``root`` with WebDAV PUT, at ``url``.
+
+    ``/fail/`` answers 500 and ``/forbidden/`` 403 to everything; ``/basic/`` wants the user
+    :data:`USER` with password :data:`PASSWORD`, ``/bearer/`` the token :data:`TOKEN`. The
+    access log names each request's method, path, status and connection number.
+    """
+
+    USER = "ci"
+    PASSWORD = "hunter2"  # noqa: S105 - a test server's
+    TOKEN = "t0ken"  # noqa: S105 - a test server's
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -133,6 +140,17 @@ http {{
             create_full_put_path on;
             dav_access user:rw;
         }}
+        location /basic/ {{
+            auth_basic "cache";
+            auth_basic_user_file {d}/htpasswd;
+            dav_methods PUT;
+            create_full_put_path on;
+        }}
+        location /bearer/ {{
+            if ($http_authorization != "Bearer {self.TOKEN}") {{ return 401; }}
+            dav_methods PUT;
+            create_full_put_path on;
+        }}
         location /fail/ {{ return 500; }}
         location /forbidden/ {{ return 403; }}
     }}
@@ -146,6 +164,7 @@ http {{
         self.root.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "nginx.conf"
         conf.write_text(self.config())
+        (self.directory / "htpasswd").write_text(f"{self.USER}:{{PLAIN}}{self.PASSWORD}\n")
         log = self.directory / "error.log"
         command = [nginx, "-p", str(self.directory), "-c", str(conf), "-e", str(log)]
         with _running(command, self.port, self.directory / "stdout.log", self.directory) as proc:

@@ -138,3 +138,28 @@ def test_a_server_stopped_in_the_middle_of_a_batch_is_a_miss_and_one_warning(
         assert remote.get_records(keys) == {}
         remote.close()
     assert len(warnings) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "url", "env"),
+    [
+        ("basic", f"http://{Nginx.USER}:{Nginx.PASSWORD}@", {}),
+        ("bearer", "http://", {"JOBSTAMPS_REMOTE_TOKEN": Nginx.TOKEN}),
+    ],
+)
+def test_credentials_open_a_protected_cache(
+    nginx: Nginx, path: str, url: str, env: dict[str, str]
+) -> None:
+    address = nginx.url.removeprefix("http://")
+    remote, warnings = connect(f"{url}{address}/{path}", **env)
+    remote.put_record(Record(KEY))
+    assert remote.flush()
+    assert remote.get_records([KEY]) == {KEY: Record(KEY)}
+    remote.close()
+    assert warnings == []
+    refused, warnings = connect(f"{nginx.url}/{path}")
+    assert refused.get_records([KEY]) == {}
+    refused.close()
+    assert len(warnings) == 1
+    assert "answered 401" in warnings[0]
+    assert Nginx.PASSWORD not in warnings[0]

@@ -109,3 +109,14 @@ def test_a_stopped_server_is_a_miss_and_one_warning(tmp_path: Path) -> None:
     assert not remote.usable
     assert len(warnings) == 1
     assert "refused" in warnings[0]
+
+
+def test_a_server_that_does_not_speak_redis_is_a_miss_and_one_warning(bad_server: str) -> None:
+    url = bad_server.replace("http://", "redis://") + "/0"
+    remote, warnings = connect(url, JOBSTAMPS_REMOTE_TIMEOUT="1")
+    assert remote.get_records(["ab" * 20]) == {}
+    assert remote.get_blob("ab" * 32, 10) is None
+    remote.put_record(Record("ab" * 20))
+    remote.close()
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"jobstamp: remote cache {url}: ")

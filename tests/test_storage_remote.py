@@ -19,7 +19,7 @@ from jobstamps.errors import UsageError
 from jobstamps.storage.records import INLINE_LIMIT, Record, encode, sha256_hex
 from jobstamps.storage.remote import MAX_FAILURES, Settings, open_remote
 from servers import Nginx, RedisServer, bad_http_server, connect, free_port
-from support import run_python
+from support import JOBSTAMP, changed_env, counting, run_python, runs
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -96,6 +96,36 @@ def test_importing_the_remote_settings_stays_cheap() -> None:
         "jobstamps.storage",
         "jobstamps.storage.remote",
     }
+
+
+def test_a_local_hit_loads_no_remote_code(tmp_path: Path) -> None:
+    dependency = tmp_path / "input.txt"
+    dependency.write_text("data\n")
+    counter = tmp_path / "runs"
+    command = [
+        *JOBSTAMP,
+        "--dependencies",
+        str(dependency),
+        "--",
+        *counting(counter, "cat input.txt"),
+    ]
+    env = changed_env({"JOBSTAMPS_REMOTE": None})
+    for _ in range(2):
+        hit = subprocess.run(
+            [command[0], "-X", "importtime", *command[1:]],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    assert runs(counter) == 1
+    assert hit.stdout == "data\n"
+    loaded = {line.rpartition("|")[2].strip() for line in hit.stderr.splitlines()}
+    assert "jobstamps.cli" in loaded
+    assert not {name for name in loaded if name.startswith("jobstamps.storage")}
+    assert not loaded & {"http.client", "redis", "hmac", "concurrent.futures"}
 
 
 def test_a_missing_client_library_warns_once_and_the_build_goes_on() -> None:
