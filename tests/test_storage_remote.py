@@ -214,8 +214,10 @@ def test_records_and_blobs_round_trip(place: Place) -> None:
     assert (stats["hits"], stats["misses"], stats["errors"]) == (2, 1, 0)
     assert stats["uploads"] == 3
     assert stats["bytes_down"] >= len(output)
-    assert warnings == []
     remote.close()
+    remote.put_record(Record("0c" * 20))  # after close: nothing, and no error
+    assert remote.get_records([KEY]) == {}
+    assert warnings == []
 
 
 def test_read_only_remote_uploads_nothing(place: Place) -> None:
@@ -285,6 +287,7 @@ def test_a_remote_failing_repeatedly_is_skipped(place: Place) -> None:
     remote.close()
 
 
+@pytest.mark.slow
 def test_a_20_mb_blob_passes_through_without_being_held_whole(place: Place, tmp_path: Path) -> None:
     size = 20 << 20
     source = tmp_path / "output"
