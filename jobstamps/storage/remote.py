@@ -184,7 +184,11 @@ def open_remote(
         hint = f"pip install 'jobstamps[{extra}]'" if extra else "reinstall jobstamps"
         remote.fail_with(f"{error}. Install it with {hint}")
         return None
-    return Remote(backend_class(settings), settings, warn)
+    try:
+        backend = backend_class(settings)
+    except ValueError as error:
+        raise UsageError(f"remote cache URL {settings.name} cannot be used ({error})") from None
+    return Remote(backend, settings, warn)
 
 
 def _stderr(line: str) -> None:
