@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from servers import bad_server, nginx, redis_server  # noqa: F401 - fixtures for remote tests
+
 REPO = Path(__file__).resolve().parent.parent
 
 

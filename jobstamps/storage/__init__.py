@@ -1,0 +1,25 @@
+"""Where results are kept: the local cache directory and remote caches shared by a team.
+
+The local directory (:mod:`jobstamps.store`) is always there and always looked at first. A
+remote cache is optional, configured by ``JOBSTAMPS_REMOTE`` (or ``--remote``), and reached
+through one narrow interface, :class:`jobstamps.storage.backend.Backend`: entries by key and
+blobs by digest, both opaque bytes. One module per kind of server implements it:
+
+- :mod:`jobstamps.storage.http`: any server that answers GET, PUT and HEAD (nginx with WebDAV,
+  bazel-remote, the layouts of ccache's HTTP storage);
+- :mod:`jobstamps.storage.redis`: Redis (redis-py, the ``redis`` extra).
+
+Around a backend, :mod:`jobstamps.storage.remote` reads the settings, picks the backend for the
+URL's scheme, and applies the failure policy: every failure is a miss and one warning, and a
+remote that keeps failing is left alone for the rest of the invocation.
+:mod:`jobstamps.storage.records` is what goes on the wire: results as plain data, checked
+against the key they were asked for and, with a shared key, signed.
+
+A layered store composes the two: look locally, then remotely; fill the local cache from a
+remote hit; upload what was stored locally. Locks, statistics and size limits stay local.
+
+A new kind of server (S3, say) is one module with a :class:`~jobstamps.storage.backend.Backend`
+subclass, and one line in :data:`jobstamps.storage.remote.BACKENDS`.
+
+Importing this package imports nothing: a local cache hit must stay cheap.
+"""

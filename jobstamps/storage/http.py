@@ -1,0 +1,363 @@
+"""A remote cache on any HTTP server that answers GET, PUT and HEAD.
+
+nginx with WebDAV (``dav_methods PUT; create_full_put_path on;``), Apache ``mod_dav``,
+bazel-remote and most artifact stores will do. Paths under the URL's path, by layout:
+
+=========  ============================  ===================================
+layout     entry for key ``K``           blob with sha256 ``D``
+=========  ============================  ===================================
+subdirs    ``/K[:2]/K[2:]`` (ccache's)   ``/cas/D[:2]/D[2:]``
+flat       ``/K``                        ``/cas/D``
+bazel      ``/ac/<sha256 of K>``         ``/cas/D`` (bazel's content store)
+=========  ============================  ===================================
+
+Bazel's action cache wants 64 hex digits, so the bazel layout names an entry by the sha256 of
+its key (the record inside still names the key itself). bazel-remote checks that what is
+PUT under ``/ac/`` is an ActionResult message unless started with
+``--disable_http_ac_validation``; ``/cas/`` it checks against the sha256, which holds.
+
+Each worker thread keeps its own keep-alive connection (``http.client``), so a batch of
+lookups goes out over several connections at once. Credentials: ``user:password@`` in the URL
+(basic authentication) or a bearer token (``JOBSTAMPS_REMOTE_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import threading
+import time
+
+from jobstamps.storage.backend import CHUNK, Backend, RemoteError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable, Sequence
+    from concurrent.futures import ThreadPoolExecutor
+    from typing import BinaryIO
+
+    from jobstamps.storage.backend import RemoteStats
+    from jobstamps.storage.remote import Settings
+
+__all__ = ["HttpBackend"]
+
+#: The most an entry may weigh (records are far smaller; this bounds a hostile answer).
+MAX_ENTRY = 8 << 20
+_ABSENT = 404
+_GONE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class _Upload:
+    """A file-like view of ``size`` bytes of ``source`` that enforces the request's deadline.
+
+    The deadline moves on with every :data:`CHUNK` sent: large blobs may take longer than one
+    timeout, slow ones may not.
+    """
+
+    def __init__(self, source: BinaryIO, size: int, timeout: float) -> None:
+        self._source = source
+        self._left = size
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+        self._since = 0
+        self.sent = 0
+
+    def read(self, amount: int = -1) -> bytes:
+        if time.monotonic() > self._deadline:
+            raise RemoteError(f"sending took longer than {self._timeout:g} s")
+        amount = self._left if amount < 0 else min(amount, self._left)
+        data = self._source.read(amount)
+        if len(data) < amount:
+            raise RemoteError("the file to upload got shorter while it was sent")
+        self._left -= len(data)
+        self.sent += len(data)
+        self._since += len(data)
+        if self._since >= CHUNK:
+            self._since = 0
+            self._deadline = time.monotonic() + self._timeout
+        return data
+
+
+class HttpBackend(Backend):
+    """Entries and blobs as files on an HTTP server (see the module's table of layouts)."""
+
+    def __init__(self, settings: Settings, stats: RemoteStats | None = None) -> None:
+        import base64
+        from urllib.parse import quote, urlsplit
+
+        super().__init__(stats)
+        parts = urlsplit(settings.url)
+        self.name = settings.name
+        self._https = parts.scheme.lower() == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self._base = quote(parts.path.rstrip("/"), safe="/%")
+        self._layout = settings.layout
+        self._timeout = settings.timeout
+        self._connect_timeout = settings.connect_timeout
+        self._workers = settings.connections
+        self._headers = {"User-Agent": "jobstamps", "Accept-Encoding": "identity"}
+        if settings.token:
+            self._headers["Authorization"] = f"Bearer {settings.token}"
+        elif settings.username is not None:
+            from urllib.parse import unquote
+
+            pair = f"{unquote(settings.username)}:{unquote(settings.password or '')}"
+            self._headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[http.client.HTTPConnection] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def entry_path(self, key: str) -> str:
+        """Return the URL path of the entry for ``key``."""
+        _check_name(key)
+        if self._layout == "bazel":
+            return f"{self._base}/ac/{hashlib.sha256(key.encode()).hexdigest()}"
+        if self._layout == "flat":
+            return f"{self._base}/{key}"
+        return f"{self._base}/{key[:2]}/{key[2:]}"
+
+    def blob_path(self, digest: str) -> str:
+        """Return the URL path of the blob named ``digest``."""
+        _check_name(digest)
+        if self._layout == "subdirs":
+            return f"{self._base}/cas/{digest[:2]}/{digest[2:]}"
+        return f"{self._base}/cas/{digest}"
+
+    # -- the interface --------------------------------------------------------------------
+
+    def get_entries(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Fetch many entries over up to ``connections`` keep-alive connections at once."""
+        from concurrent.futures import as_completed
+
+        keys = list(dict.fromkeys(keys))
+        if len(keys) == 1:
+            data = self._get(self.entry_path(keys[0]))
+            return {} if data is None else {keys[0]: data}
+        failed = threading.Event()
+
+        def one(key: str) -> bytes | None:
+            if failed.is_set():
+                return None
+            try:
+                return self._get(self.entry_path(key))
+            except RemoteError:
+                failed.set()
+                raise
+
+        futures = {self._executor().submit(one, key): key for key in keys}
+        found: dict[str, bytes] = {}
+        first: RemoteError | None = None
+        for future in as_completed(futures):
+            try:
+                data = future.result()
+            except RemoteError as error:
+                first = first or error
+                continue
+            if data is not None:
+                found[futures[future]] = data
+        if first is not None:
+            raise RemoteError(str(first), refused=first.refused, partial=found)
+        return found
+
+    def put_entry(self, key: str, data: bytes) -> None:
+        """PUT the entry."""
+        import io
+
+        self._put(self.entry_path(key), io.BytesIO(data), len(data))
+
+    def get_blob(self, digest: str, sink: Callable[[bytes], object], limit: int) -> bool:
+        """GET the blob, passing it on a chunk at a time."""
+        return self._request("GET", self.blob_path(digest), sink=sink, limit=limit) != _ABSENT
+
+    def put_blob(self, digest: str, source: BinaryIO, size: int) -> None:
+        """PUT the blob, streamed from ``source``."""
+        self._put(self.blob_path(digest), source, size)
+
+    def has_blobs(self, digests: Sequence[str]) -> set[str]:
+        """HEAD each blob, several at once."""
+        digests = list(dict.fromkeys(digests))
+        statuses = self._executor().map(
+            lambda digest: self._request("HEAD", self.blob_path(digest)), digests
+        )
+        return {
+            digest for digest, status in zip(digests, statuses, strict=True) if status != _ABSENT
+        }
+
+    def close(self) -> None:
+        """Stop the workers and close every connection."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="jobstamps-http")
+            return self._pool
+
+    def _get(self, path: str) -> bytes | None:
+        pieces: list[bytes] = []
+        status = self._request("GET", path, sink=pieces.append, limit=MAX_ENTRY)
+        return None if status == _ABSENT else b"".join(pieces)
+
+    def _put(self, path: str, source: BinaryIO, size: int) -> None:
+        status = self._request("PUT", path, body=(source, size))
+        if status == _ABSENT:
+            raise RemoteError(f"PUT {path} answered 404 (does the server accept uploads?)")
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """Return this thread's connection, and whether it was used before."""
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is not None and connection.sock is not None:
+            return connection, True
+        if connection is None:
+            if self._https:
+                import ssl
+
+                connection = http.client.HTTPSConnection(
+                    self._host,
+                    self._port,
+                    timeout=self._connect_timeout,
+                    context=ssl.create_default_context(),
+                    blocksize=CHUNK,
+                )
+            else:
+                connection = http.client.HTTPConnection(
+                    self._host, self._port, timeout=self._connect_timeout, blocksize=CHUNK
+                )
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection, False
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: tuple[BinaryIO, int] | None = None,
+        sink: Callable[[bytes], object] | None = None,
+        limit: int = 0,
+    ) -> int:
+        """Send one request; return its status (2xx, or 404 for "absent"), else raise.
+
+        A kept-alive connection the server closed meanwhile is opened again, once.
+        """
+        start = body[0].tell() if body is not None else 0
+        for attempt in (1, 2):
+            connection, reused = self._connection()
+            if body is not None:
+                body[0].seek(start)
+            try:
+                return self._exchange(connection, method, path, body, sink, limit)
+            except _GONE as error:
+                connection.close()
+                if not reused or attempt == 2:  # noqa: PLR2004 - the retry
+                    raise RemoteError(f"{method} failed: {_why(error)}") from None
+            except RemoteError:
+                connection.close()
+                raise
+            except ConnectionRefusedError:
+                connection.close()
+                raise RemoteError("connection refused", refused=True) from None
+            except TimeoutError:
+                connection.close()
+                raise RemoteError(f"no answer within {self._timeout:g} s") from None
+            except (OSError, http.client.HTTPException) as error:
+                connection.close()
+                raise RemoteError(f"{method} failed: {_why(error)}") from None
+        raise AssertionError  # pragma: no cover - the loop returns or raises
+
+    def _exchange(
+        self,
+        connection: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        body: tuple[BinaryIO, int] | None,
+        sink: Callable[[bytes], object] | None,
+        limit: int,
+    ) -> int:
+        if connection.sock is None:
+            connection.connect()
+        sock = connection.sock  # kept: the connection lets go of it when the answer ends it
+        assert sock is not None  # noqa: S101 - connect() sets it
+        sock.settimeout(self._timeout)
+        headers = dict(self._headers)
+        upload = None
+        if body is not None:
+            upload = _Upload(body[0], body[1], self._timeout)
+            headers["Content-Length"] = str(body[1])
+            headers["Content-Type"] = "application/octet-stream"
+        connection.request(method, path, body=upload, headers=headers)
+        response = connection.getresponse()
+        self.stats.add(requests=1, bytes_up=upload.sent if upload else 0)
+        status = response.status
+        if status == _ABSENT or not 200 <= status < 300:  # noqa: PLR2004 - success
+            response.read(65536)  # small error pages, so the connection can be kept
+            if not response.isclosed():  # a large one: do not wait for it
+                connection.close()
+            if status == _ABSENT and method != "PUT":
+                return status
+            raise RemoteError(f"{method} {path} answered {status} {response.reason}")
+        if sink is None:
+            response.read()
+            return status
+        self._receive(response, sock, sink, limit, f"{method} {path}")
+        return status
+
+    def _receive(
+        self,
+        response: http.client.HTTPResponse,
+        sock: socket.socket,
+        sink: Callable[[bytes], object],
+        limit: int,
+        what: str,
+    ) -> None:
+        """Pass the body on, a piece at a time, within the deadline (renewed every CHUNK)."""
+        expected = response.length
+        if expected is not None and expected > limit:
+            raise RemoteError(f"{what}: {expected} bytes is more than expected")
+        deadline = time.monotonic() + self._timeout
+        received = since = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RemoteError(f"{what}: no complete answer within {self._timeout:g} s")
+            sock.settimeout(left)
+            piece = response.read1(CHUNK)
+            if not piece:
+                break
+            received += len(piece)
+            since += len(piece)
+            if received > limit:
+                raise RemoteError(f"{what}: more bytes than expected")
+            self.stats.add(bytes_down=len(piece))
+            sink(piece)
+            if since >= CHUNK:
+                since = 0
+                deadline = time.monotonic() + self._timeout
+        if expected is not None and received != expected:
+            raise RemoteError(f"{what}: the answer was cut short")
+        response.close()  # all read: the connection is free for the next request
+
+
+def _check_name(name: str) -> None:
+    """Keys and digests go into URL paths: letters and digits only."""
+    if not name or not name.isascii() or not name.isalnum():
+        raise ValueError(f"{name!r} cannot name a remote entry")
+
+
+def _why(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__

@@ -1,0 +1,436 @@
+"""A remote cache as the rest of jobstamps sees it: settings, the failure policy, the backend.
+
+The URL comes from ``--remote`` or ``JOBSTAMPS_REMOTE``; options from the URL's query
+(``?layout=bazel&read-only``) or from variables, the URL winning where both are given:
+
+=============================  ==============  ==================================================
+variable                       URL option      meaning
+=============================  ==============  ==================================================
+``JOBSTAMPS_REMOTE``                           ``http[s]://[user:password@]host[:port][/path]``
+                                               or ``redis[s]://[[user]:password@]host[:port][/db]``
+``JOBSTAMPS_REMOTE_LAYOUT``    ``layout``      HTTP paths: ``subdirs`` (default), ``flat``,
+                                               ``bazel``
+``JOBSTAMPS_REMOTE_READ_ONLY`` ``read-only``   never upload (either one is enough)
+``JOBSTAMPS_REMOTE_TIMEOUT``   ``timeout``     seconds per request (default 5; to connect,
+                                               2 at most)
+``JOBSTAMPS_REMOTE_KEY``                       shared secret: sign records, refuse unsigned ones
+``JOBSTAMPS_REMOTE_TOKEN``                     HTTP bearer token
+``JOBSTAMPS_REMOTE_PREFIX``    ``prefix``      Redis key prefix (default ``jobstamps:``)
+``JOBSTAMPS_REMOTE_TTL``       ``ttl``         Redis expiry of what is stored, in seconds (0: none)
+``JOBSTAMPS_REMOTE_CONNECTIONS`` ``connections`` parallel connections (default 8)
+=============================  ==============  ==================================================
+
+Failure policy: a remote never fails a build and never causes a wrong replay. Every failure
+(refused, down, slow, an unexpected status, a damaged body, a record that does not verify) is
+a miss; the first prints ONE line on stderr for the whole invocation; a remote that was refused
+once or failed :data:`MAX_FAILURES` times is not asked again until the invocation ends.
+
+Importing this module costs nothing more than ``os``: the URL is parsed, and the backend and the
+record code are imported, only when a remote is configured and first needed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from jobstamps.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from jobstamps.storage.backend import Backend, RemoteStats
+    from jobstamps.storage.records import Record
+
+__all__ = ["BACKENDS", "MAX_FAILURES", "Remote", "Settings", "configured_url", "open_remote"]
+
+#: The backend for each URL scheme, as ``module:class`` (imported only when used).
+BACKENDS = {
+    "http": "jobstamps.storage.http:HttpBackend",
+    "https": "jobstamps.storage.http:HttpBackend",
+    "redis": "jobstamps.storage.redis:RedisBackend",
+    "rediss": "jobstamps.storage.redis:RedisBackend",
+}
+#: What to install for a scheme whose client library is optional.
+EXTRAS = {"redis": "redis", "rediss": "redis"}
+LAYOUTS = ("subdirs", "flat", "bazel")
+MAX_FAILURES = 3
+DEFAULT_TIMEOUT = 5.0
+MAX_CONNECT_TIMEOUT = 2.0
+DEFAULT_CONNECTIONS = 8
+#: How long :meth:`Remote.close` waits for uploads still running.
+FLUSH_SECONDS = 30.0
+_FOREVER = 1e9
+
+
+def configured_url(env: Mapping[str, str] | None = None) -> str:
+    """Return ``JOBSTAMPS_REMOTE``, or ``""``: the one check a local hit pays for."""
+    return (os.environ if env is None else env).get("JOBSTAMPS_REMOTE", "")
+
+
+class Settings:
+    """Everything a backend needs to know, read from the URL and the environment."""
+
+    def __init__(self, url: str, env: Mapping[str, str] | None = None) -> None:
+        """Parse ``url`` and the ``JOBSTAMPS_REMOTE_*`` variables of ``env``.
+
+        Raises :class:`~jobstamps.errors.UsageError` for a URL or value that cannot work.
+        """
+        from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+        env = os.environ if env is None else env
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError as error:
+            raise UsageError(f"remote cache URL {url!r} is malformed ({error})") from None
+        self.scheme = parts.scheme.lower()
+        if self.scheme not in BACKENDS or not parts.hostname:
+            schemes = ", ".join(f"{scheme}://" for scheme in BACKENDS)
+            raise UsageError(f"remote cache URL {url!r} is not supported. Use one of {schemes}")
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = set(options) - {"layout", "read-only", "timeout", "prefix", "ttl", "connections"}
+        if unknown:
+            raise UsageError(f"remote cache URL {url!r} has unknown option {min(unknown)!r}")
+        #: The URL to connect to: with credentials, without options.
+        self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        #: The URL to show: without credentials or options.
+        self.name = _redact(parts.scheme, parts.netloc, parts.path)
+        self.username = parts.username
+        self.password = parts.password
+
+        def option(name: str, variable: str, default: str) -> str:
+            return options.get(name) or env.get(variable) or default
+
+        self.layout = option("layout", "JOBSTAMPS_REMOTE_LAYOUT", "subdirs")
+        if self.layout not in LAYOUTS:
+            raise UsageError(
+                f"remote cache layout {self.layout!r} is unknown. Use one of {', '.join(LAYOUTS)}"
+            )
+        self.read_only = _flag(options.get("read-only")) or _flag(
+            env.get("JOBSTAMPS_REMOTE_READ_ONLY")
+        )
+        self.timeout = _number(option("timeout", "JOBSTAMPS_REMOTE_TIMEOUT", ""), DEFAULT_TIMEOUT)
+        self.connect_timeout = min(self.timeout, MAX_CONNECT_TIMEOUT)
+        self.ttl = int(_number(option("ttl", "JOBSTAMPS_REMOTE_TTL", ""), 0, "ttl"))
+        self.connections = max(
+            1,
+            int(
+                _number(
+                    option("connections", "JOBSTAMPS_REMOTE_CONNECTIONS", ""), DEFAULT_CONNECTIONS
+                )
+            ),
+        )
+        self.prefix = option("prefix", "JOBSTAMPS_REMOTE_PREFIX", "jobstamps:")
+        self.token = env.get("JOBSTAMPS_REMOTE_TOKEN") or None
+        if self.token is not None and not self.token.isprintable():
+            raise UsageError("JOBSTAMPS_REMOTE_TOKEN has control characters. Set it to the token")
+        key = env.get("JOBSTAMPS_REMOTE_KEY", "")
+        #: The shared secret that signs and checks records; ``None`` when records are unsigned.
+        self.secret = key.encode() if key else None
+
+
+def _redact(scheme: str, netloc: str, path: str) -> str:
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user = userinfo.partition(":")[0]
+        host = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    return f"{scheme}://{host}{path}"
+
+
+def _flag(value: str | None) -> bool:
+    """Read an on/off option: bare ``?read-only`` is on; ``0``, ``no``, ``false`` are off."""
+    return value is not None and value.lower() not in {"0", "no", "false", "off"}
+
+
+def _number(text: str, default: float, what: str = "timeout") -> float:
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < _FOREVER or (what != "ttl" and value == 0):
+        raise UsageError(f"remote cache {what} {text!r} is not a positive number of seconds")
+    return value
+
+
+def open_remote(
+    url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    read_only: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> Remote | None:
+    """Return the configured remote (``url``, else ``JOBSTAMPS_REMOTE``), or ``None``.
+
+    ``read_only`` (``--remote-read-only``) adds to the settings' own. A missing client library
+    warns (through ``warn``) and returns ``None``: the build goes on with the local cache.
+    Raises :class:`~jobstamps.errors.UsageError` for a URL or option that cannot work.
+    """
+    url = url or configured_url(env)
+    if not url:
+        return None
+    settings = Settings(url, env)
+    settings.read_only = settings.read_only or read_only
+    import importlib
+
+    module, _, name = BACKENDS[settings.scheme].partition(":")
+    try:
+        backend_class = getattr(importlib.import_module(module), name)
+    except ImportError as error:
+        remote = Remote(None, settings, warn)
+        extra = EXTRAS.get(settings.scheme, "")
+        hint = f"pip install 'jobstamps[{extra}]'" if extra else "reinstall jobstamps"
+        remote.fail_with(f"{error}. Install it with {hint}")
+        return None
+    try:
+        backend = backend_class(settings)
+    except ValueError as error:
+        raise UsageError(f"remote cache URL {settings.name} cannot be used ({error})") from None
+    return Remote(backend, settings, warn)
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class Remote:
+    """A backend behind the failure policy: every method returns, none raises.
+
+    Reads happen now (in parallel where there are many); uploads run in a few worker threads
+    (bounded: a caller that outruns them waits) and :meth:`close` waits for them, up to a
+    deadline. Read-only remotes upload nothing.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None,
+        settings: Settings,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        import threading
+
+        from jobstamps.storage.backend import RemoteStats
+
+        self.backend = backend
+        self.settings = settings
+        self.stats: RemoteStats = backend.stats if backend is not None else RemoteStats()
+        self._warn = warn or _stderr
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._warned = False
+        self.usable = backend is not None
+        self._uploads: ThreadPoolExecutor | None = None
+        self._pending: set[Future[None]] = set()
+        self._slots = threading.BoundedSemaphore(2 * self._upload_workers)
+
+    @property
+    def _upload_workers(self) -> int:
+        return min(4, self.settings.connections)
+
+    # -- the failure policy ---------------------------------------------------------------
+
+    def fail(self, error: Exception) -> None:
+        """Count a failure; warn about the first; give up on a remote that keeps failing.
+
+        Any exception counts: a client library's bug or an answer it chokes on must not fail
+        the build either.
+        """
+        from jobstamps.storage.backend import RemoteError
+        from jobstamps.storage.records import RecordError
+
+        if not isinstance(error, RemoteError):
+            error = RemoteError(f"{type(error).__name__}: {error}")
+        with self._lock:
+            self._failures += 1
+            rejected = isinstance(error, RecordError)
+            self.stats.add(errors=1, rejected=int(rejected))
+            if error.refused or self._failures >= MAX_FAILURES:
+                self.usable = False
+            if self._warned:
+                return
+            self._warned = True
+        self._warn(
+            f"jobstamp: remote cache {self.settings.name}: {error}; "
+            + ("continuing without it" if not self.usable else "treating it as a miss")
+        )
+
+    def fail_with(self, why: str) -> None:
+        """Give up on this remote for the invocation, saying ``why`` (once)."""
+        from jobstamps.storage.backend import RemoteError
+
+        self.fail(RemoteError(why, refused=True))
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_records(self, keys: Sequence[str]) -> dict[str, Record]:
+        """Return the records stored for ``keys`` that pass every check, fetched in parallel."""
+        from jobstamps.storage.backend import RemoteError
+        from jobstamps.storage.records import RecordError, decode
+
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, bytes] = {}
+        if self.usable and keys:
+            assert self.backend is not None  # noqa: S101 - usable means there is one
+            try:
+                found = self.backend.get_entries(keys)
+            except Exception as error:  # noqa: BLE001 - see fail()
+                self.fail(error)
+                found = error.partial if isinstance(error, RemoteError) else {}
+        records = {}
+        for key, data in found.items():
+            try:
+                records[key] = decode(data, key, self.settings.secret)
+            except RecordError as error:  # noqa: PERF203 - each record on its own
+                self.fail(error)
+        self.stats.add(hits=len(records), misses=len(keys) - len(records))
+        return records
+
+    def get_record(self, key: str) -> Record | None:
+        """Return the record stored for ``key`` if it passes every check."""
+        return self.get_records([key]).get(key)
+
+    def fetch_blob(self, digest: str, size: int, sink: Callable[[bytes], object]) -> bool:
+        """Pass blob ``digest`` of ``size`` bytes (as a record names it) to ``sink`` in pieces.
+
+        Returns ``True`` only when every byte arrived and matched the digest; on ``False`` the
+        caller discards whatever ``sink`` received.
+        """
+        import hashlib
+
+        from jobstamps.storage.backend import RemoteError
+
+        if not self.usable:
+            return False
+        assert self.backend is not None  # noqa: S101 - usable means there is one
+        hasher = hashlib.sha256()
+        received = 0
+
+        def check(piece: bytes) -> None:
+            nonlocal received
+            received += len(piece)
+            if received > size:
+                raise RemoteError(f"blob {digest[:12]} is larger than recorded")
+            hasher.update(piece)
+            sink(piece)
+
+        try:
+            if not self.backend.get_blob(digest, check, size):
+                return False
+        except Exception as error:  # noqa: BLE001 - see fail()
+            self.fail(error)
+            return False
+        if received != size or hasher.hexdigest() != digest:
+            self.fail(RemoteError(f"blob {digest[:12]} does not match its digest"))
+            return False
+        return True
+
+    def get_blob(self, digest: str, size: int) -> bytes | None:
+        """Return blob ``digest`` of ``size`` bytes whole, if it is there and intact."""
+        pieces: list[bytes] = []
+        return b"".join(pieces) if self.fetch_blob(digest, size, pieces.append) else None
+
+    def has_blobs(self, digests: Sequence[str]) -> set[str]:
+        """Return which of ``digests`` the remote holds (none, when it fails)."""
+        if not self.usable or not digests:
+            return set()
+        assert self.backend is not None  # noqa: S101 - usable means there is one
+        try:
+            return self.backend.has_blobs(list(digests))
+        except Exception as error:  # noqa: BLE001 - see fail()
+            self.fail(error)
+            return set()
+
+    # -- uploads --------------------------------------------------------------------------
+
+    def put_record(
+        self,
+        record: Record,
+        blobs: Mapping[str, bytes | str] | None = None,
+    ) -> None:
+        """Upload ``record`` in the background, signed when a shared key is set.
+
+        First go the ``blobs`` it names that the remote lacks (``digest -> bytes or file
+        path``), then the record. A read-only remote uploads nothing.
+        """
+        from jobstamps.storage.records import encode
+
+        if self.settings.read_only or not self.usable:
+            return
+        data = encode(record, self.settings.secret)
+        self._submit(lambda: self._upload(record.key, data, dict(blobs or {})))
+
+    def _upload(self, key: str, data: bytes, blobs: dict[str, bytes | str]) -> None:
+        import io
+
+        assert self.backend is not None  # noqa: S101 - only submitted while usable
+        if blobs:
+            present = self.backend.has_blobs(list(blobs))
+            for digest, blob in blobs.items():
+                if digest in present:
+                    continue
+                if isinstance(blob, bytes):
+                    self.backend.put_blob(digest, io.BytesIO(blob), len(blob))
+                else:
+                    with open(blob, "rb") as source:
+                        self.backend.put_blob(digest, source, os.fstat(source.fileno()).st_size)
+                self.stats.add(uploads=1)
+        self.backend.put_entry(key, data)
+        self.stats.add(uploads=1)
+
+    def _submit(self, task: Callable[[], None]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def run() -> None:
+            try:
+                if self.usable:
+                    task()
+            except Exception as error:  # noqa: BLE001 - see fail()
+                self.fail(error)
+            finally:
+                self._slots.release()
+
+        if self._uploads is None:
+            self._uploads = ThreadPoolExecutor(
+                self._upload_workers, thread_name_prefix="jobstamps-upload"
+            )
+        self._slots.acquire()
+        future = self._uploads.submit(run)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
+        """Wait up to ``timeout`` seconds for the uploads; return whether all finished."""
+        from concurrent.futures import wait
+
+        with self._lock:
+            pending = set(self._pending)
+        if not pending:
+            return True
+        _, late = wait(pending, timeout)
+        return not late
+
+    def close(self, timeout: float = FLUSH_SECONDS) -> None:
+        """Finish the uploads (up to ``timeout`` seconds; the rest are dropped) and disconnect."""
+        from jobstamps.storage.backend import RemoteError
+
+        if not self.flush(timeout):
+            self.fail(RemoteError(f"uploads did not finish within {timeout:g} s; dropped"))
+            self.usable = False
+        self.usable = False  # closed: later calls are misses and skipped uploads
+        if self._uploads is not None:
+            self._uploads.shutdown(wait=False, cancel_futures=True)
+        if self.backend is not None:
+            self.backend.close()

@@ -1,0 +1,341 @@
+"""Real servers for the remote cache tests: nginx (WebDAV), redis-server and a misbehaving
+HTTP server, each on 127.0.0.1 at a free port, in its own temporary directory.
+
+Each is a context manager that starts the server, waits until it answers, and stops it on the
+way out. Tests skip, saying why, when a server's program is not installed (``.ci/run``
+installs them, so CI never skips). ``conftest.py`` offers the fixtures
+defined here to every test module: ``nginx``, ``redis_server`` and ``bad_server``, one per
+module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from jobstamps.storage.remote import Remote
+
+START_TIMEOUT = 20
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            message = f"server exited with {process.returncode}: {_tail(log)}"
+            raise RuntimeError(message)
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    message = f"server did not listen on port {port}: {_tail(log)}"
+    raise RuntimeError(message)
+
+
+def _tail(log: Path) -> str:
+    try:
+        return log.read_text(errors="replace")[-2000:]
+    except OSError:
+        return "(no log)"
+
+
+def _program(name: str, *extra_dirs: str) -> str:
+    """Return the path of the server program ``name``, or skip the test."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), *extra_dirs])
+    found = shutil.which(name, path=path)
+    if found is None:
+        pytest.skip(f"{name} is not installed (.ci/run installs it: apt-get install {name})")
+    return found
+
+
+@contextlib.contextmanager
+def _running(
+    command: list[str], port: int, log: Path, cwd: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+        )
+    try:
+        _wait_for_port(port, process, log)
+        yield process
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server (politely, then not), and reap it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+class Nginx:
+    """nginx serving ``root`` with WebDAV PUT, at ``url``.
+
+    ``/fail/`` answers 500 and ``/forbidden/`` 403 to everything; ``/basic/`` wants the user
+    :data:`USER` with password :data:`PASSWORD`, ``/bearer/`` the token :data:`TOKEN`. The
+    access log names each request's method, path, status and connection number.
+    """
+
+    USER = "ci"
+    PASSWORD = "hunter2"  # noqa: S105 - a test server's
+    TOKEN = "t0ken"  # noqa: S105 - a test server's
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.root = directory / "root"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.access_log = directory / "access.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def config(self) -> str:
+        d = self.directory
+        temps = "\n".join(
+            f"    {kind}_temp_path {d}/{kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        return f"""
+daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    log_format requests '$request_method $uri $status $connection';
+    access_log {self.access_log} requests;
+{temps}
+    keepalive_requests 10000;
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {self.root};
+        client_max_body_size 64m;
+        location / {{
+            dav_methods PUT DELETE MKCOL;
+            create_full_put_path on;
+            dav_access user:rw;
+        }}
+        location /basic/ {{
+            auth_basic "cache";
+            auth_basic_user_file {d}/htpasswd;
+            dav_methods PUT;
+            create_full_put_path on;
+        }}
+        location /bearer/ {{
+            if ($http_authorization != "Bearer {self.TOKEN}") {{ return 401; }}
+            dav_methods PUT;
+            create_full_put_path on;
+        }}
+        location /fail/ {{ return 500; }}
+        location /forbidden/ {{ return 403; }}
+    }}
+}}
+"""
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Nginx]:
+        """Start nginx, yield self, stop it."""
+        nginx = _program("nginx", "/usr/sbin", "/usr/local/sbin")
+        self.root.mkdir(parents=True, exist_ok=True)
+        conf = self.directory / "nginx.conf"
+        conf.write_text(self.config())
+        (self.directory / "htpasswd").write_text(f"{self.USER}:{{PLAIN}}{self.PASSWORD}\n")
+        log = self.directory / "error.log"
+        command = [nginx, "-p", str(self.directory), "-c", str(conf), "-e", str(log)]
+        with _running(command, self.port, self.directory / "stdout.log", self.directory) as proc:
+            self.process = proc
+            yield self
+
+    def requests(self) -> list[tuple[str, str, int, int]]:
+        """Return ``(method, path, status, connection)`` of every request served so far."""
+        lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
+        result = []
+        for line in lines:
+            method, path, status, connection = line.split(" ")
+            result.append((method, path, int(status), int(connection)))
+        return result
+
+    def logged(self, method: str, prefix: str, count: int = 0) -> list[tuple[str, int]]:
+        """Return ``(path, connection)`` of the ``method`` requests for paths under ``prefix``,
+        waiting (briefly) for ``count`` of them: nginx logs a request after answering it."""
+        deadline = time.monotonic() + 5
+        while True:
+            found = [
+                (path, connection)
+                for verb, path, _, connection in self.requests()
+                if verb == method and path.startswith(prefix)
+            ]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
+
+
+class RedisServer:
+    """``redis-server`` without persistence, optionally with a password, at ``url``."""
+
+    def __init__(self, directory: Path, password: str | None = None) -> None:
+        self.directory = directory
+        self.password = password
+        self.port = free_port()
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[RedisServer]:
+        """Start redis-server, yield self, stop it."""
+        server = _program("redis-server", "/usr/bin", "/usr/local/bin")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            server,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+            "--daemonize",
+            "no",
+        ]
+        if self.password:
+            command += ["--requirepass", self.password]
+        with _running(command, self.port, self.directory / "redis.log", self.directory) as proc:
+            self.process = proc
+            yield self
+
+    def client(self) -> object:
+        """Return a redis-py client of this server (for inspecting it from tests)."""
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+
+#: A misbehaving HTTP server: the first path segment chooses how it misbehaves.
+BAD_SERVER = r"""
+import http.server, os, sys, time
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        mode = self.path.split("/")[1]
+        if mode == "slow":
+            time.sleep(30)
+        if mode == "drip":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
+        if mode == "truncated":
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"jobstamps-record-1\n" + b"k" * 100)
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if mode == "huge":
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 30))
+            self.end_headers()
+            self.wfile.write(b"\0" * 65536)
+            self.close_connection = True
+            return
+        body = os.urandom(500) if mode == "garbage" else b"teapot"
+        self.send_response(200 if mode == "garbage" else 418)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def do_PUT(self):
+        if self.path.split("/")[1] == "slow":
+            time.sleep(30)
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+server.daemon_threads = True
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def bad_http_server(directory: Path) -> Iterator[str]:
+    """Run :data:`BAD_SERVER` in a process of its own; yield its base URL."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [sys.executable, "-c", BAD_SERVER, str(port)]
+    with _running(command, port, directory / "bad-server.log", directory):
+        yield f"http://127.0.0.1:{port}"
+
+
+def connect(url: str, **env: str) -> tuple[Remote, list[str]]:
+    """Open the remote at ``url`` with ``JOBSTAMPS_REMOTE_*`` settings ``env``; return it and
+    the list its warnings go to."""
+    from jobstamps.storage.remote import open_remote
+
+    warnings: list[str] = []
+    remote = open_remote(url, env=env, warn=warnings.append)
+    assert remote is not None
+    return remote, warnings
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    """An nginx for the module's tests; each test should use a path of its own."""
+    with Nginx(tmp_path_factory.mktemp("nginx")).running() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server for the module's tests; each test should use keys of its own."""
+    with RedisServer(tmp_path_factory.mktemp("redis")).running() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bad_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a :data:`BAD_SERVER` for the module's tests."""
+    with bad_http_server(tmp_path_factory.mktemp("bad")) as url:
+        yield url

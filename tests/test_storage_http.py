@@ -1,0 +1,166 @@
+"""The HTTP backend against real servers: nginx with WebDAV, and one that misbehaves."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from jobstamps.storage.records import Record, sha256_hex
+from servers import Nginx, connect
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+KEY = "0123456789" * 4
+
+
+@pytest.mark.parametrize(
+    ("layout", "entry", "blob"),
+    [
+        ("subdirs", f"01/{KEY[2:]}", "cas/{d2}/{rest}"),
+        ("flat", KEY, "cas/{digest}"),
+        ("bazel", f"ac/{hashlib.sha256(KEY.encode()).hexdigest()}", "cas/{digest}"),
+    ],
+)
+def test_each_layout_puts_entries_and_blobs_where_it_says(
+    nginx: Nginx, layout: str, entry: str, blob: str
+) -> None:
+    output = os.urandom(300_000)
+    digest = sha256_hex(output)
+    remote, warnings = connect(f"{nginx.url}/{layout}-layout/?layout={layout}")
+    remote.put_record(
+        Record(KEY, chunks=[(1, len(output))], blob=(digest, len(output))), {digest: output}
+    )
+    remote.close()
+    assert warnings == []
+    root = nginx.root / f"{layout}-layout"
+    assert (root / entry).is_file()
+    blob_path = root / blob.format(d2=digest[:2], rest=digest[2:], digest=digest)
+    assert blob_path.read_bytes() == output
+    assert len(list(root.rglob("*"))) == len(set(root.rglob("*")))
+
+
+def test_many_keys_go_out_over_several_keep_alive_connections(nginx: Nginx) -> None:
+    writer, _ = connect(f"{nginx.url}/many")
+    keys = [f"{index:040x}" for index in range(300)]
+    for key in keys[::2]:
+        writer.put_record(Record(key))
+    writer.close()
+    remote, warnings = connect(f"{nginx.url}/many", JOBSTAMPS_REMOTE_CONNECTIONS="6")
+    assert set(remote.get_records(keys)) == set(keys[::2])
+    remote.close()
+    gets = nginx.logged("GET", "/many/", len(keys))
+    assert sorted(path for path, _ in gets) == sorted(f"/many/{k[:2]}/{k[2:]}" for k in keys)
+    connections = {connection for _, connection in gets}
+    assert 1 < len(connections) <= 6
+    assert warnings == []
+
+
+def test_a_connection_the_server_closed_is_opened_again(tmp_path: Path) -> None:
+    server = Nginx(tmp_path)
+    with server.running():
+        remote, warnings = connect(server.url)
+        remote.put_record(Record(KEY))
+        assert remote.flush()
+        assert remote.get_records([KEY]) == {KEY: Record(KEY)}
+    with server.running():  # the same port: kept-alive connections are now dead
+        assert remote.get_records([KEY]) == {KEY: Record(KEY)}
+        remote.close()
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [("fail", "answered 500"), ("forbidden", "answered 403")],
+)
+def test_error_statuses_are_misses_with_one_warning(nginx: Nginx, path: str, why: str) -> None:
+    remote, warnings = connect(f"{nginx.url}/{path}")
+    assert remote.get_records([KEY, "1" * 40, "2" * 40]) == {}
+    assert remote.get_blob("a" * 64, 10) is None
+    remote.put_record(Record(KEY))
+    remote.close()
+    assert len(warnings) == 1
+    assert why in warnings[0]
+    assert warnings[0].startswith(f"jobstamp: remote cache {nginx.url}/{path}: ")
+
+
+@pytest.mark.parametrize(
+    ("mode", "why"),
+    [
+        ("garbage", "damaged"),
+        ("truncated", "cut short"),
+        ("slow", "no answer within 0.2 s"),
+        ("drip", "within 0.2 s"),
+        ("huge", "more than expected"),
+        ("teapot", "answered 418"),
+    ],
+)
+def test_bad_answers_are_misses_with_one_warning(bad_server: str, mode: str, why: str) -> None:
+    remote, warnings = connect(f"{bad_server}/{mode}", JOBSTAMPS_REMOTE_TIMEOUT="0.2")
+    start = time.monotonic()
+    assert remote.get_records([KEY, "1" * 40]) == {}
+    assert remote.get_blob("a" * 64, 1 << 20) is None
+    assert time.monotonic() - start < 20  # not the 30 s the slow server would take
+    remote.close(timeout=5)
+    assert len(warnings) == 1
+    assert why in warnings[0], warnings[0]
+
+
+@pytest.mark.slow
+def test_a_server_stopped_in_the_middle_of_a_batch_is_a_miss_and_one_warning(
+    tmp_path: Path,
+) -> None:
+    server = Nginx(tmp_path)
+    keys = [f"{index:040x}" for index in range(2000)]
+    with server.running():
+        writer, _ = connect(server.url)
+        for key in keys:
+            writer.put_record(Record(key))
+        writer.close()
+        server.logged("PUT", "/", len(keys))
+        remote, warnings = connect(server.url, JOBSTAMPS_REMOTE_CONNECTIONS="2")
+
+        def stop_after_some_requests() -> None:
+            server.logged("GET", "/", 50)
+            assert server.process is not None
+            server.process.kill()
+
+        stopper = threading.Thread(target=stop_after_some_requests)
+        stopper.start()
+        found = remote.get_records(keys)
+        stopper.join()
+        assert 0 < len(found) < len(keys)
+        assert all(record == Record(key) for key, record in found.items())
+        assert remote.get_records(keys) == {}
+        remote.close()
+    assert len(warnings) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "url", "env"),
+    [
+        ("basic", f"http://{Nginx.USER}:{Nginx.PASSWORD}@", {}),
+        ("bearer", "http://", {"JOBSTAMPS_REMOTE_TOKEN": Nginx.TOKEN}),
+    ],
+)
+def test_credentials_open_a_protected_cache(
+    nginx: Nginx, path: str, url: str, env: dict[str, str]
+) -> None:
+    address = nginx.url.removeprefix("http://")
+    remote, warnings = connect(f"{url}{address}/{path}", **env)
+    remote.put_record(Record(KEY))
+    assert remote.flush()
+    assert remote.get_records([KEY]) == {KEY: Record(KEY)}
+    remote.close()
+    assert warnings == []
+    refused, warnings = connect(f"{nginx.url}/{path}")
+    assert refused.get_records([KEY]) == {}
+    refused.close()
+    assert len(warnings) == 1
+    assert "answered 401" in warnings[0]
+    assert Nginx.PASSWORD not in warnings[0]

@@ -1,0 +1,395 @@
+"""Remote caches as the rest of jobstamps sees them: settings, the failure policy, and what
+every backend must do, each run against real servers (nginx with WebDAV, redis-server)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tracemalloc
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+
+from jobstamps.errors import UsageError
+from jobstamps.storage.records import INLINE_LIMIT, Record, encode, sha256_hex
+from jobstamps.storage.remote import MAX_FAILURES, Settings, open_remote
+from servers import Nginx, RedisServer, bad_http_server, connect, free_port
+from support import JOBSTAMP, changed_env, counting, run_python, runs
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+KEY = "0a" * 20
+SECRET = "team secret"  # noqa: S105 - a test's own
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+def test_no_remote_is_configured_by_default() -> None:
+    assert open_remote(env={}) is None
+
+
+def test_url_options_win_over_variables_and_credentials_are_never_shown() -> None:
+    env = {
+        "JOBSTAMPS_REMOTE_LAYOUT": "flat",
+        "JOBSTAMPS_REMOTE_TIMEOUT": "9",
+        "JOBSTAMPS_REMOTE_KEY": SECRET,
+    }
+    settings = Settings("https://ci:hunter2@cache.example:8443/jobs/?layout=bazel&read-only", env)
+    assert settings.layout == "bazel"
+    assert settings.read_only
+    assert settings.timeout == 9
+    assert settings.connect_timeout == 2
+    assert settings.secret == SECRET.encode()
+    assert settings.url == "https://ci:hunter2@cache.example:8443/jobs/"
+    assert settings.name == "https://ci:***@cache.example:8443/jobs/"
+    assert "hunter2" not in Settings("redis://:hunter2@localhost:6379/2", {}).name
+
+
+def test_read_only_from_either_place_is_enough() -> None:
+    assert Settings("redis://h", {"JOBSTAMPS_REMOTE_READ_ONLY": "1"}).read_only
+    assert Settings("redis://h?read-only=1", {}).read_only
+    assert not Settings("redis://h?read-only=0", {}).read_only
+    assert not Settings("redis://h", {"JOBSTAMPS_REMOTE_READ_ONLY": "0"}).read_only
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "message"),
+    [
+        ("ftp://host/cache", {}, "not supported"),
+        ("http:///no-host", {}, "not supported"),
+        ("http://host:99999", {}, "malformed"),
+        ("http://host?layout=tree", {}, "layout 'tree' is unknown"),
+        ("http://host?colour=blue", {}, "unknown option 'colour'"),
+        ("http://host", {"JOBSTAMPS_REMOTE_TIMEOUT": "soon"}, "timeout 'soon'"),
+        ("http://host", {"JOBSTAMPS_REMOTE_TIMEOUT": "0"}, "timeout '0'"),
+        ("redis://host", {"JOBSTAMPS_REMOTE_TTL": "-5"}, "ttl '-5'"),
+    ],
+)
+def test_unusable_settings_are_one_line_usage_errors(
+    url: str, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(UsageError, match=message) as raised:
+        open_remote(url, env=env)
+    assert "\n" not in str(raised.value)
+
+
+def test_importing_the_remote_settings_stays_cheap() -> None:
+    code = (
+        "import sys; before = set(sys.modules)\n"
+        "import jobstamps.storage, jobstamps.storage.remote\n"
+        "jobstamps.storage.remote.configured_url()\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    result = run_python(code)
+    loaded = set(result.stdout.split())
+    assert loaded <= {
+        "__future__",
+        "jobstamps",
+        "jobstamps.errors",
+        "jobstamps.storage",
+        "jobstamps.storage.remote",
+    }
+
+
+def test_a_local_hit_loads_no_remote_code(tmp_path: Path) -> None:
+    dependency = tmp_path / "input.txt"
+    dependency.write_text("data\n")
+    counter = tmp_path / "runs"
+    command = [
+        *JOBSTAMP,
+        "--dependencies",
+        str(dependency),
+        "--",
+        *counting(counter, "cat input.txt"),
+    ]
+    env = changed_env({"JOBSTAMPS_REMOTE": None})
+    for _ in range(2):
+        hit = subprocess.run(
+            [command[0], "-X", "importtime", *command[1:]],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    assert runs(counter) == 1
+    assert hit.stdout == "data\n"
+    loaded = {line.rpartition("|")[2].strip() for line in hit.stderr.splitlines()}
+    assert "jobstamps.cli" in loaded
+    assert not {name for name in loaded if name.startswith("jobstamps.storage")}
+    assert not loaded & {"http.client", "redis", "hmac", "concurrent.futures"}
+
+
+def test_a_missing_client_library_warns_once_and_the_build_goes_on() -> None:
+    code = (
+        "import sys; sys.modules['redis'] = None  # as if redis-py were not installed\n"
+        "from jobstamps.storage.remote import open_remote\n"
+        "print(open_remote('redis://127.0.0.1:1/0', env={}))\n"
+    )
+    result = run_python(code)
+    assert result.stdout.strip() == "None"
+    assert result.stderr.count("\n") == 1
+    assert "pip install 'jobstamps[redis]'" in result.stderr
+    assert result.stderr.startswith("jobstamp: remote cache redis://127.0.0.1:1/0: ")
+
+
+def test_a_refused_remote_warns_once_and_is_not_asked_again() -> None:
+    remote, warnings = connect(f"http://127.0.0.1:{free_port()}/cache")
+    assert remote.get_records([KEY]) == {}
+    assert remote.get_records([KEY, "0b" * 20]) == {}
+    remote.put_record(Record(KEY))
+    assert remote.flush()
+    assert not remote.usable
+    assert len(warnings) == 1
+    assert "connection refused; continuing without it" in warnings[0]
+    assert remote.stats.as_dict()["errors"] == 1
+    assert remote.stats.as_dict()["misses"] == 3
+    remote.close()
+
+
+# -- every backend, on a real server ----------------------------------------------------------
+
+
+class Place:
+    """A fresh corner of a running server for one test, and ways to look into it."""
+
+    def __init__(self, kind: str, nginx: Nginx | None, redis: RedisServer | None) -> None:
+        tag = uuid.uuid4().hex[:12]
+        self.kind = kind
+        self.nginx = nginx
+        self.redis = redis
+        if redis is not None:
+            self.prefix = f"t{tag}:"
+            self.url = f"{redis.url}?prefix={self.prefix}"
+        else:
+            assert nginx is not None
+            self.prefix = f"/{tag}/"
+            self.url = f"{nginx.url}/{tag}?layout={kind}"
+
+    def uploads(self) -> int:
+        """Count what is stored in this corner (files under nginx's root, or Redis keys)."""
+        if self.redis is not None:
+            client = self.redis.client()
+            return len(client.keys(f"{self.prefix}*"))  # type: ignore[attr-defined]
+        assert self.nginx is not None
+        return sum(
+            1 for path in (self.nginx.root / self.prefix.strip("/")).rglob("*") if path.is_file()
+        )
+
+
+@pytest.fixture(params=["subdirs", "flat", "bazel", "redis"])
+def place(request: pytest.FixtureRequest) -> Place:
+    if request.param == "redis":
+        return Place("redis", None, request.getfixturevalue("redis_server"))
+    return Place(request.param, request.getfixturevalue("nginx"), None)
+
+
+def big_output_record(key: str, output: bytes) -> Record:
+    return Record(
+        key, exit_code=2, chunks=[(2, len(output))], blob=(sha256_hex(output), len(output))
+    )
+
+
+def test_records_and_blobs_round_trip(place: Place) -> None:
+    remote, warnings = connect(place.url, JOBSTAMPS_REMOTE_KEY=SECRET)
+    small = Record(KEY, exit_code=1, chunks=[(1, 3), (2, 4)], data=b"outerr!", created=7)
+    output = os.urandom(INLINE_LIMIT * 2)
+    big = big_output_record("0b" * 20, output)
+    remote.put_record(small)
+    remote.put_record(big, {sha256_hex(output): output})
+    assert remote.flush()
+    found = remote.get_records([KEY, "0b" * 20, "0c" * 20])
+    assert found == {KEY: small, "0b" * 20: big}
+    assert remote.get_blob(sha256_hex(output), len(output)) == output
+    assert remote.has_blobs([sha256_hex(output), "ff" * 32]) == {sha256_hex(output)}
+    stats = remote.stats.as_dict()
+    assert (stats["hits"], stats["misses"], stats["errors"]) == (2, 1, 0)
+    assert stats["uploads"] == 3
+    assert stats["bytes_down"] >= len(output)
+    remote.close()
+    remote.put_record(Record("0c" * 20))  # after close: nothing, and no error
+    assert remote.get_records([KEY]) == {}
+    assert warnings == []
+
+
+def test_read_only_remote_uploads_nothing(place: Place) -> None:
+    writer, _ = connect(place.url)
+    writer.put_record(Record(KEY))
+    writer.close()
+    before = place.uploads()
+    assert before >= 1
+    remote, warnings = connect(place.url, JOBSTAMPS_REMOTE_READ_ONLY="1")
+    output = os.urandom(1000)
+    remote.put_record(big_output_record("0b" * 20, output), {sha256_hex(output): output})
+    assert remote.get_records([KEY]) == {KEY: Record(KEY)}
+    remote.close()
+    assert place.uploads() == before
+    assert warnings == []
+    assert remote.stats.as_dict()["uploads"] == 0
+
+
+@pytest.mark.parametrize(
+    ("served", "why"),
+    [
+        (lambda: encode(Record(KEY, chunks=[(1, 2)], data=b"ok"))[:-9], "cut short|truncated"),
+        (lambda: encode(Record(KEY, chunks=[(1, 4)], data=b"pass")), "not signed"),
+        (lambda: encode(Record(KEY), b"someone else's key"), "does not verify"),
+        (lambda: encode(Record("0b" * 20), SECRET.encode()), "another key"),
+        (lambda: os.urandom(64), "damaged"),
+    ],
+    ids=["corrupted", "forged-unsigned", "forged-other-secret", "other-key", "garbage"],
+)
+def test_records_that_fail_their_checks_are_misses(place: Place, served: object, why: str) -> None:
+    remote, warnings = connect(place.url, JOBSTAMPS_REMOTE_KEY=SECRET)
+    assert remote.backend is not None
+    assert callable(served)
+    remote.backend.put_entry(KEY, served())
+    assert remote.get_records([KEY]) == {}
+    assert remote.stats.as_dict()["rejected"] == 1
+    assert len(warnings) == 1
+    assert re.search(why, warnings[0]), warnings[0]
+    remote.close()
+
+
+def test_a_blob_that_does_not_match_its_digest_is_a_miss(place: Place) -> None:
+    remote, warnings = connect(place.url)
+    assert remote.backend is not None
+    expected = b"the real output\n" * 1000
+    forged = b"a forged output\n" * 1000
+    remote.backend.put_blob(sha256_hex(expected), io.BytesIO(forged), len(forged))
+    received: list[bytes] = []
+    assert not remote.fetch_blob(sha256_hex(expected), len(expected), received.append)
+    assert remote.get_blob(sha256_hex(expected), len(expected) - 1) is None
+    assert "does not match its digest" in warnings[0] or "larger" in warnings[0]
+    assert len(warnings) == 1
+    remote.close()
+
+
+def test_a_remote_failing_repeatedly_is_skipped(place: Place) -> None:
+    remote, warnings = connect(place.url, JOBSTAMPS_REMOTE_KEY=SECRET)
+    assert remote.backend is not None
+    keys = [f"{index:040x}" for index in range(MAX_FAILURES + 2)]
+    for key in keys:
+        remote.backend.put_entry(key, b"garbage")
+    for key in keys:
+        assert remote.get_records([key]) == {}
+    assert not remote.usable
+    assert remote.stats.as_dict()["errors"] == MAX_FAILURES
+    assert len(warnings) == 1
+    remote.close()
+
+
+@pytest.mark.slow
+def test_a_20_mb_blob_passes_through_without_being_held_whole(place: Place, tmp_path: Path) -> None:
+    size = 20 << 20
+    source = tmp_path / "output"
+    with source.open("wb") as handle:
+        for _ in range(20):
+            handle.write(os.urandom(1 << 20))
+    digest = sha256_hex(source.read_bytes())
+    remote, warnings = connect(place.url)
+    tracemalloc.start()
+    try:
+        remote.put_record(big_output_record(KEY, b""), {digest: str(source)})
+        assert remote.flush()
+        target = tmp_path / "fetched"
+        with target.open("wb") as handle:
+            assert remote.fetch_blob(digest, size, handle.write)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    remote.close()
+    assert warnings == []
+    assert target.read_bytes() == source.read_bytes()
+    assert peak < 8 << 20, f"{peak} bytes held at once"
+
+
+CLIENT = """
+import json, sys
+from jobstamps.storage.records import Record
+from jobstamps.storage.remote import open_remote
+url, index, phase = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+remote = open_remote(url, env={"JOBSTAMPS_REMOTE_KEY": "k"})
+keys = [f"{i:02x}{c:038x}" for i in range(8) for c in range(25)] + ["ff" * 20]
+if phase == "write":
+    for key in keys[index * 25 : index * 25 + 25] + ["ff" * 20]:
+        data = key.encode() if key != "ff" * 20 else b"shared"
+        remote.put_record(Record(key, chunks=[(1, len(data))], data=data))
+    remote.close()
+else:
+    found = remote.get_records(keys)
+    good = all(r.data == (k.encode() if k != "ff" * 20 else b"shared") for k, r in found.items())
+    remote.close()
+    print(json.dumps({"found": len(found), "good": good, **remote.stats.as_dict()}))
+"""
+
+
+@pytest.mark.slow
+def test_many_clients_at_once_share_one_remote(place: Place) -> None:
+    def run_all(phase: str) -> list[subprocess.CompletedProcess[str]]:
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", CLIENT, place.url, str(index), phase],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for index in range(8)
+        ]
+        results = []
+        for process in processes:
+            out, err = process.communicate(timeout=120)
+            results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+        return results
+
+    for result in run_all("write"):
+        assert (result.returncode, result.stderr) == (0, "")
+    for result in run_all("read"):
+        assert (result.returncode, result.stderr) == (0, "")
+        stats = json.loads(result.stdout)
+        assert (stats["found"], stats["good"], stats["errors"]) == (201, True, 0)
+
+
+def test_a_server_stopped_during_a_blob_is_a_miss_and_one_warning(tmp_path: Path) -> None:
+    # More than the kernel buffers of a loopback connection hold, for nginx; Redis sends a blob
+    # in pieces, one request each.
+    sizes = {"nginx": 48 << 20, "redis": 4 << 20}
+    for server in (Nginx(tmp_path / "nginx"), RedisServer(tmp_path / "redis")):
+        with server.running():
+            remote, warnings = connect(server.url)
+            output = os.urandom(sizes["nginx" if isinstance(server, Nginx) else "redis"])
+            digest = sha256_hex(output)
+            remote.put_record(big_output_record(KEY, output), {digest: output})
+            assert remote.flush()
+            assert remote.get_records([KEY])
+
+            def stop_server(_: bytes, server: Nginx | RedisServer = server) -> None:
+                assert server.process is not None
+                if server.process.poll() is None:
+                    server.process.kill()
+                    server.process.wait()
+
+            assert not remote.fetch_blob(digest, len(output), stop_server)
+            assert remote.get_records([KEY]) == {}
+            remote.put_record(Record(KEY))
+            remote.close()
+        assert len(warnings) == 1, warnings
+        assert warnings[0].startswith(f"jobstamp: remote cache {server.url}")
+
+
+def test_uploads_still_running_at_the_deadline_are_dropped(tmp_path: Path) -> None:
+    with bad_http_server(tmp_path) as url:
+        remote, warnings = connect(f"{url}/slow", JOBSTAMPS_REMOTE_TIMEOUT="20")
+        remote.put_record(Record(KEY))
+        remote.close(timeout=0.2)
+        assert not remote.usable
+    assert len(warnings) == 1
+    assert "did not finish within 0.2 s" in warnings[0]
