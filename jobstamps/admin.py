@@ -23,7 +23,7 @@ _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([kKMGT])(i?)B?)?\s*")
 _POWERS = {"k": 1, "K": 1, "M": 2, "G": 3, "T": 4}
 _DECIMAL_UNITS = ("kB", "MB", "GB", "TB")
 #: What jobstamps keeps in ``v1``: a folder holding anything else is not its cache.
-_OWN_NAMES = frozenset({"e", "b", "l", "p", "stats", "secret", ".jobstamps-cache"})
+_OWN_NAMES = frozenset({"e", "b", "l", "p", "x", "stats", "remote", "secret", ".jobstamps-cache"})
 
 
 def parse_size(text: str) -> int:
@@ -175,5 +175,15 @@ def _show_stats(store: Store) -> None:
         ("misses", str(stats["misses"])),
         ("hit rate", rate),
     ]
+    remote = store.remote_stats() if store.exists() else {}
+    if remote:
+        rows += [
+            ("remote hits", str(remote.get("hits", 0))),
+            ("remote misses", str(remote.get("misses", 0))),
+            ("remote errors", str(remote.get("errors", 0))),
+            ("remote uploads", str(remote.get("uploads", 0))),
+            ("remote received", format_size(remote.get("bytes_down", 0))),
+            ("remote sent", format_size(remote.get("bytes_up", 0))),
+        ]
     for name, value in rows:
         print(f"{name:<17}{value}")

@@ -15,10 +15,11 @@ from jobstamps.options import USAGE, Options, help_text, parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
-    from jobstamps.engine import Engine
+    from jobstamps.engine import Engine, Job
+    from jobstamps.storage.layered import Layered, Shared
     from jobstamps.store import Store
 
 __all__ = ["Options", "main", "parse"]
@@ -169,14 +170,22 @@ class _Invocation:
             writer = Writer()
             return _delivered(write_back(payload, store, writer), writer.problem())
 
-        code = engine.run(job, compute, replay, force=options.force)
-        if store.unwritable and self.exit_code is not None:  # a replay loses nothing by it
-            where = "" if options.stamp_directory else " (JOBSTAMPS_CACHE_DIR sets it)"
+        if options.remote or os.environ.get("JOBSTAMPS_REMOTE"):  # checked by name: a hit
+            sharing = _Sharing(self, engine, cwd, executable, fields, merged, stdin_data)
+            code = sharing.run(job, compute, replay)
+        else:
+            code = engine.run(job, compute, replay, force=options.force)
+        self._warn_unwritable(store)
+        return code
+
+    def _warn_unwritable(self, store: Store) -> None:
+        """Say that a run's result could not be stored (a replay loses nothing by it)."""
+        if store.unwritable and self.exit_code is not None:
+            where = "" if self.options.stamp_directory else " (JOBSTAMPS_CACHE_DIR sets it)"
             _error(
                 f"cache {store.root} cannot be written ({store.unwritable}); the result was not "
                 f"stored. {store.advice}{where}"
             )
-        return code
 
     def _execute(
         self, engine: Engine, executable: str, cwd: str, stdin_data: bytes | None, merged: bool
@@ -213,6 +222,86 @@ class _Invocation:
                     f"dependency {given} does not exist, so the result will not be replayed. "
                     "Create it or drop it from --dependencies"
                 )
+
+
+class _Sharing:
+    """The remote cache behind one invocation: opened on a local miss, closed at the end."""
+
+    def __init__(
+        self,
+        invocation: _Invocation,
+        engine: Engine,
+        cwd: str,
+        executable: str,
+        fields: list[str],
+        merged: bool,
+        stdin_data: bytes | None,
+    ) -> None:
+        self.options = invocation.options
+        self.command = invocation.command
+        self.engine = engine
+        self.cwd = cwd
+        self.executable = executable
+        self.fields = fields
+        self.merged = merged
+        self.stdin_data = stdin_data
+        self.layered: Layered | None = None
+        self.shared: Shared | None = None
+
+    def run(
+        self,
+        job: Job,
+        compute: Callable[[], tuple[int, dict[str, Any] | None, list[tuple[str, int]]]],
+        replay: Callable[[dict[str, Any]], int],
+    ) -> int:
+        """Run the job through the engine, with the remote behind the local cache."""
+        self.engine.fill, self.engine.stored = self.fill, self.stored
+        try:
+            return self.engine.run(job, compute, replay, force=self.options.force)
+        finally:
+            if self.layered is not None:
+                self.layered.close()
+
+    def fill(self, job: Job) -> bool:
+        """Look the job up remotely; store a hit locally (replayed next by the engine)."""
+        from jobstamps import fingerprint, portable
+        from jobstamps.storage.layered import Shared, open_layered
+
+        options = self.options
+        if job.outputs and not job.restore_outputs:
+            self.engine.say("not shared: output files are shared only with --restore-outputs")
+            return False
+        self.layered = open_layered(
+            self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
+        )
+        if self.layered is None:
+            return False
+        deps = [fingerprint.record(path, job.method) for path in job.dependencies]
+        digests = portable.dependency_digests(job.dependencies, deps)
+        if digests is None:
+            self.engine.say("not shared: a dependency is missing or unreadable")
+            return False
+        stdin = fingerprint.digest_bytes(self.stdin_data) if self.stdin_data is not None else "-"
+        remote_key = portable.command_key(
+            self.engine.store,
+            self.layered.base,
+            self.cwd,
+            self.executable,
+            self.command,
+            job.dependencies,
+            digests,
+            job.outputs,
+            options.env,
+            stdin,
+            self.merged,
+        )
+        self.shared = Shared(job, remote_key, deps, extra={"fields": self.fields})
+        return job.key in self.layered.fill([self.shared])
+
+    def stored(self, job: Job, deps: list[Any], payload: dict[str, Any]) -> None:
+        """Upload a result just stored, if it was looked up remotely first."""
+        if self.layered is not None and self.shared is not None and self.shared.job is job:
+            self.layered.upload(self.shared, deps, payload)
 
 
 def _delivered(code: int, problem: str) -> int:

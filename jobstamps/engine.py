@@ -97,6 +97,13 @@ class Engine:
     def __init__(self, store: Store, explain: Callable[[str], None] | None = None) -> None:
         self.store = store
         self._explain = explain
+        #: Called on a local miss, under the job's lock, before the job runs: may store an
+        #: entry for the job from elsewhere (a remote cache) and return whether it did.
+        self.fill: Callable[[Job], bool] | None = None
+        #: Called after a run's result was stored, with the job, the dependency fingerprints
+        #: the entry holds, and its payload (to share it further).
+        self.stored: Callable[[Job, list[fingerprint.Fingerprint | None], dict[str, Any]], None]
+        self.stored = _ignore
 
     def say(self, message: str) -> None:
         """Pass an explanation to whoever asked for them."""
@@ -166,7 +173,7 @@ class Engine:
         assert entry is not None  # noqa: S101 - only fresh verdicts get here
         for index in verdict.restore:
             path, _, blob, mode = entry["outputs"][index]
-            self._restore(path, blob, mode)
+            self.restore(path, blob, mode)
             restored = fingerprint.record(path, job.method)
             verdict.refreshed["outputs", index] = restored  # type: ignore[assignment]
             self.say(f"restored output {path} from the cache")
@@ -181,7 +188,7 @@ class Engine:
         else:
             self.store.touch(job.key)
 
-    def _restore(self, path: str, blob: str, mode: int) -> None:
+    def restore(self, path: str, blob: str, mode: int) -> None:
         """Copy a stored output back, in blocks: outputs may be larger than memory should hold.
 
         Its digest is checked before the copy is renamed into place.
@@ -261,6 +268,20 @@ class Engine:
             return f"the cache could not be written ({error.strerror or error})"
         return ""
 
+    def adopt(
+        self,
+        job: Job,
+        deps: list[fingerprint.Fingerprint | None],
+        payload: dict[str, Any],
+        blobs: Sequence[tuple[str, int]] = (),
+    ) -> str:
+        """Store a result made elsewhere for ``job``, as :meth:`commit` stores a run's.
+
+        ``deps`` are the dependency fingerprints taken before the result was looked up: the
+        result is stored only if no dependency changed since. Return ``""``, or why not.
+        """
+        return self.commit(_Recording(job, deps), payload, blobs)
+
     # -- the whole protocol -----------------------------------------------------------------
 
     def run(
@@ -286,22 +307,38 @@ class Engine:
         try:
             if not force and lock is not None:
                 result = self._try_replay(job, replay, announce=False)
+                if result is _MISS:
+                    result = self._try_fill(job, replay)
                 if result is not _MISS:
                     return result  # type: ignore[return-value]
             recording = self.begin(job)
             value, payload, blobs = compute()
             if payload is not None:
-                problem = self.commit(recording, payload, blobs)
-                if problem:
-                    for digest, _ in blobs:  # made for this entry, unless shared
-                        self.store.release_blob(digest)
-                self.say(
-                    f"not stored: {problem}" if problem else f"stored the result of {job.about}"
-                )
+                self._store(recording, payload, blobs)
             return value
         finally:
             if lock is not None:
                 lock.__exit__(None, None, None)
+
+    def _store(
+        self, recording: _Recording, payload: dict[str, Any], blobs: Sequence[tuple[str, int]]
+    ) -> None:
+        """Store a run's result, say whether it was, and pass it on to :attr:`stored`."""
+        job = recording.job
+        problem = self.commit(recording, payload, blobs)
+        if problem:
+            for digest, _ in blobs:  # made for this entry, unless shared
+                self.store.release_blob(digest)
+            self.say(f"not stored: {problem}")
+            return
+        self.say(f"stored the result of {job.about}")
+        self.stored(job, recording.deps, payload)
+
+    def _try_fill(self, job: Job, replay: Callable[[dict[str, Any]], T]) -> object:
+        """Replay a result :attr:`fill` found elsewhere and stored, if it found one."""
+        if self.fill is None or not self.fill(job):
+            return _MISS
+        return self._try_replay(job, replay, announce=True)
 
     def _lock(self, job: Job) -> FileLock | None:
         """Take the job's lock; ``None`` where there can be none (read-only or full disk)."""
@@ -341,3 +378,7 @@ class Engine:
 
 
 _MISS = object()
+
+
+def _ignore(*_: object) -> None:
+    """Do nothing (the default of :attr:`Engine.stored`)."""

@@ -18,10 +18,13 @@ __all__ = [
     "abspaths",
     "command_fields",
     "command_key",
+    "env_field",
     "executable_identity",
     "python_environment",
+    "python_interpreter",
     "resolve_executable",
     "same_destination",
+    "streams_field",
 ]
 
 
@@ -94,7 +97,7 @@ def python_environment(executable: str, cwd: str, path: str | None) -> list[str]
     for anything else, nothing. Costs one small read and a listing per directory; the
     interpreter is not started.
     """
-    interpreter = _python_interpreter(executable, cwd, path)
+    interpreter = python_interpreter(executable, cwd, path)
     if interpreter is None:
         return []
     try:
@@ -122,7 +125,7 @@ def python_environment(executable: str, cwd: str, path: str | None) -> list[str]
 _PIP_LONG = b"'''exec' \""
 
 
-def _python_interpreter(executable: str, cwd: str, path: str | None) -> str | None:
+def python_interpreter(executable: str, cwd: str, path: str | None) -> str | None:
     """Return the Python interpreter ``executable`` is, or runs as a script; else ``None``."""
     if _is_python(executable):
         return executable
@@ -164,7 +167,12 @@ def same_destination(a: int, b: int) -> bool:
     return (sa.st_dev, sa.st_ino, sa.st_rdev) == (sb.st_dev, sb.st_ino, sb.st_rdev)
 
 
-def _env_field(name: str) -> str:
+def streams_field(merged: bool) -> str:
+    """Say whether stdout and stderr are terminals, and whether they lead to the same place."""
+    return f"tty:{int(os.isatty(1))}{int(os.isatty(2))} merged:{int(merged)}"
+
+
+def env_field(name: str) -> str:
     """Describe a declared variable by a digest of its value: entries and logs never show it."""
     value = os.environ.get(name)
     if value is None:
@@ -194,7 +202,7 @@ def command_fields(
         cwd,
         executable_identity(executable),
         method,
-        f"tty:{int(os.isatty(1))}{int(os.isatty(2))} merged:{int(merged)}",
+        streams_field(merged),
         f"python:{len(python)}",
         *python,
         f"argv:{len(argv)}",
@@ -204,7 +212,7 @@ def command_fields(
         f"outputs:{len(outputs)}",
         *outputs,
         f"env:{len(env_names)}",
-        *(_env_field(name) for name in env_names),
+        *(env_field(name) for name in env_names),
         f"stdin:{stdin_digest}",
     ]
     return fields, merged

@@ -84,6 +84,30 @@ TABLE: dict[str, tuple[str, str, str, str]] = {
         "",
         "run the command even if nothing changed, and store the new result",
     ),
+    "--remote": (
+        "remote",
+        "value",
+        "URL",
+        (
+            "share results through a remote cache: http[s]://... or redis://... "
+            "(also JOBSTAMPS_REMOTE)"
+        ),
+    ),
+    "--remote-read-only": (
+        "remote_read_only",
+        "flag",
+        "",
+        "use the remote cache's results but upload none (also JOBSTAMPS_REMOTE_READ_ONLY)",
+    ),
+    "--base-dir": (
+        "base_dir",
+        "value",
+        "DIR",
+        (
+            "paths below DIR are shared as relative (default: the git root, else the "
+            "working directory; also JOBSTAMPS_BASE_DIR)"
+        ),
+    ),
     "--show-stats": (
         "show_stats",
         "action",
@@ -119,6 +143,7 @@ examples:
   jobstamp --use-hashes --dependencies main.c --env CFLAGS -- clang-tidy main.c
   git show HEAD:x.py | jobstamp --stdin -- flake8 -
   jobstamp --output-files gen.h --restore-outputs --dependencies gen.py -- python gen.py
+  jobstamp --remote redis://cache.example:6379/0 -- flake8 src
   jobstamp --show-stats
   jobstamp --max-size 2G
 
@@ -142,6 +167,9 @@ class Options:
         self.restore_outputs = False
         self.no_store_failures = False
         self.force = False
+        self.remote: str | None = None
+        self.remote_read_only = False
+        self.base_dir: str | None = None
         self.show_stats = False
         self.zero_stats = False
         self.clear = False

@@ -12,6 +12,8 @@ Layout under the root (one per user, mode 0700)::
     v1/b/cd/<digest>      blobs: captured output and stored output files, by content
     v1/l/ab/<key>         lock files, one per key
     v1/p/ab/<name>        pointers: the latest key of a command line, for explanations
+    v1/x/ab/<name>        memos: an executable's content digest, by its path and stat
+    v1/remote             remote cache counts, one line per invocation that used a remote
 
 Every directory is 0700 and every file 0600, whatever the umask, and no link inside the cache
 is followed. Every file is written to a temporary name and renamed into place, and every entry
@@ -54,10 +56,10 @@ _MAGIC = b"jobstamps-entry-2\n"
 _MAC = 32
 _MARKER = ".jobstamps-cache"
 _MARKER_TEXT = b"This directory holds results stored by jobstamps; jobstamp --clear empties it.\n"
-_KINDS = ("e", "b", "l", "p")
+_KINDS = ("e", "b", "l", "p", "x")
 #: What ``v1`` may hold: a ``v1`` without the marker but with nothing else was made by an
 #: earlier version, and is taken over; anything else there is not ours to write to or clear.
-_LAYOUT = frozenset({*_KINDS, "stats", "secret", _MARKER})
+_LAYOUT = frozenset({*_KINDS, "stats", "remote", "secret", _MARKER})
 _DAMAGED = "the stored entry is damaged or was not written by this cache"
 _UTIME_FOLLOWS = os.utime not in os.supports_follow_symlinks
 _CACHEDIR_TAG = (
@@ -319,6 +321,10 @@ class Store:
         """Where a small pointer file (a command line's latest key) lives."""
         return os.path.join(self._data, "p", name[:2], name)
 
+    def memo_path(self, name: str) -> str:
+        """Where a small remembered fact (an executable's digest, by its stat) lives."""
+        return os.path.join(self._data, "x", name[:2], name)
+
     def lock(self, key: str) -> FileLock:
         """Return a lock that lets one process at a time compute the result for ``key``."""
         return FileLock(os.path.join(self._data, "l", key[:2], key))
@@ -502,6 +508,36 @@ class Store:
     def _stats_path(self) -> str:
         return os.path.join(self._data, "stats")
 
+    def note_remote(self, counts: dict[str, int]) -> None:
+        """Add one invocation's remote cache counts (``name: number``); never fails the caller.
+
+        One line per invocation, appended in a single write, so concurrent writers never mix.
+        """
+        line = " ".join(f"{name}={int(value)}" for name, value in counts.items() if value)
+        if not line:
+            return
+        try:
+            self.create()
+            fd = open_private(os.path.join(self._data, "remote"), os.O_WRONLY | os.O_APPEND)
+        except OSError:
+            return
+        try:
+            os.write(fd, f"{line}\n".encode("ascii"))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def remote_stats(self) -> dict[str, int]:
+        """Return the remote cache counts added up over every invocation (see note_remote)."""
+        totals: dict[str, int] = {}
+        data = read_private(os.path.join(self._data, "remote")) or b""
+        for word in data.decode("ascii", "replace").split():
+            name, _, value = word.partition("=")
+            if value.isdigit():
+                totals[name] = totals.get(name, 0) + int(value)
+        return totals
+
     def stats(self) -> dict[str, int]:
         """Return counts of entries, blobs, bytes (pointers included), hits and misses."""
         self.flush_stats()
@@ -521,7 +557,9 @@ class Store:
         """Forget the hit and miss counts."""
         self._pending = [0, 0]
         try:
-            os.unlink(self._stats_path)
+            for path in (self._stats_path, os.path.join(self._data, "remote")):
+                if os.path.lexists(path):
+                    os.unlink(path)
         except FileNotFoundError:
             pass
         except OSError as error:

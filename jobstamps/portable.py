@@ -1,0 +1,223 @@
+"""Keys that mean the same on every machine, for results shared through a remote cache.
+
+A local key names files by absolute path and the executable by path and stat: right for one
+machine, useless for another. A remote key is worked out only on a local miss, from:
+
+- contents, never times: every dependency's digest (a directory's by its tree), as in hash
+  mode, whatever mode the local entry uses;
+- paths relative to a base directory (like ccache's ``base_dir``): ``--base-dir`` or
+  ``JOBSTAMPS_BASE_DIR``, else the root of the git repository holding the working directory
+  (the nearest ancestor with a ``.git``), else the working directory. The working directory,
+  the dependencies, the outputs and every command argument that is an absolute path inside
+  the base directory are written relative to it; a path outside it stays absolute, and so
+  matches only on machines that have the same path;
+- the executable by content (its digest is remembered in the local cache by its path and
+  stat, so it is read once), its Python environment's distributions (names only) and its
+  path relative to the base directory, or else its name alone (``flake8``);
+- the environment only as declared (``--env``, by digests), and whether stdout and stderr
+  are terminals and merged.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from jobstamps import fingerprint, key
+from jobstamps._fs import atomic_write, read_private
+from jobstamps.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from jobstamps.store import Store
+
+__all__ = [
+    "base_directory",
+    "command_key",
+    "content_digest",
+    "dependency_digests",
+    "inside",
+    "python_key",
+    "relative",
+]
+
+#: Marks an argument that was an absolute path inside the base directory.
+_BASE = "{base}"
+
+
+def base_directory(cwd: str, given: str | None = None) -> str:
+    """Return the base directory: ``given``, ``JOBSTAMPS_BASE_DIR``, the git root, or ``cwd``.
+
+    Raises :class:`UsageError` for a given directory that does not exist.
+    """
+    given = given or os.environ.get("JOBSTAMPS_BASE_DIR") or None
+    if given is not None:
+        resolved = os.path.realpath(os.path.join(cwd, given))
+        if not os.path.isdir(resolved):
+            raise UsageError(
+                f"base directory {given} is not a directory. Name the top of the checkout "
+                "with --base-dir or JOBSTAMPS_BASE_DIR"
+            )
+        return resolved
+    directory = cwd
+    while not os.path.lexists(os.path.join(directory, ".git")):
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return cwd
+        directory = parent
+    return directory
+
+
+def inside(path: str, base: str) -> bool:
+    """Whether the absolute ``path`` is ``base`` or below it."""
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def relative(path: str, base: str) -> str:
+    """Write the absolute ``path`` relative to ``base`` if it is inside; else leave it as is."""
+    if path == base:
+        return os.curdir
+    if inside(path, base):
+        return path[len(base.rstrip(os.sep)) + 1 :]
+    return path
+
+
+def _argument(arg: str, base: str) -> str:
+    """Write a command argument that is an absolute path inside ``base`` relative to it."""
+    if os.path.isabs(arg) and os.path.normpath(arg) == arg and inside(arg, base):
+        return f"{_BASE}/{relative(arg, base)}"
+    return arg
+
+
+def content_digest(path: str, store: Store) -> str:
+    """Return the digest of a file's contents, remembered in ``store`` by its path and stat.
+
+    A file modified within the racy window is digested every time: an edit within one
+    timestamp tick would leave its stat unchanged. Raises :class:`OSError` if it cannot be read.
+    """
+    st = os.stat(path)
+    signature = (
+        f"jobstamps-memo-1\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+        f"\0{st.st_ino}\0{st.st_dev}\0{st.st_mode}"
+    )
+    memo = store.memo_path(fingerprint.digest_bytes(signature.encode("utf-8", "surrogateescape")))
+    known = read_private(memo)
+    if known is not None and len(known) == 40 and known.isalnum():  # noqa: PLR2004 - hex
+        return known.decode("ascii")
+    digest = fingerprint.digest_file(path)
+    after = os.stat(path)
+    settled = max(after.st_mtime_ns, after.st_ctime_ns) < time.time_ns() - (
+        fingerprint.RACY_WINDOW_NS
+    )
+    if settled and (after.st_mtime_ns, after.st_ctime_ns, after.st_ino) == (
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_ino,
+    ):
+        try:
+            store.create()
+            atomic_write(memo, [digest.encode("ascii")])
+        except OSError:
+            pass  # remembered next time, perhaps; the digest is right either way
+    return digest
+
+
+def dependency_digests(
+    paths: Sequence[str], recorded: Sequence[fingerprint.Fingerprint | None]
+) -> list[str] | None:
+    """Return the content digest of each dependency, from its fingerprint where it has one.
+
+    ``None`` when a dependency is missing or unreadable: such a result is not shared.
+    """
+    digests = []
+    for path, fp in zip(paths, recorded, strict=True):
+        if fp is None:
+            return None
+        if fp[6]:
+            digests.append(fp[6])
+            continue
+        try:
+            digests.append(fingerprint.digest_file(path))
+        except OSError:
+            return None
+    return digests
+
+
+def _executable_fields(executable: str, cwd: str, base: str, store: Store) -> list[str]:
+    """Identify an executable by name, content and Python environment, not by where it is."""
+    path_variable = os.environ.get("PATH")
+    name = relative(executable, base) if inside(executable, base) else os.path.basename(executable)
+    fields = [name, content_digest(executable, store)]
+    interpreter = key.python_interpreter(executable, cwd, path_variable)
+    if interpreter is not None:
+        fields.append(content_digest(interpreter, store))
+        found = key.python_environment(executable, cwd, path_variable)[1:]  # names only
+        fields += [f"python:{len(found)}", *found]
+    return fields
+
+
+def command_key(
+    store: Store,
+    base: str,
+    cwd: str,
+    executable: str,
+    argv: Sequence[str],
+    dependencies: Sequence[str],
+    digests: Sequence[str],
+    outputs: Sequence[str],
+    env_names: Sequence[str],
+    stdin_digest: str,
+    merged: bool,
+) -> str:
+    """Return the remote key of a command invocation (see the module's text).
+
+    Raises :class:`OSError` when the executable cannot be read.
+    """
+    program = _executable_fields(executable, cwd, base, store)
+    fields = [
+        "jobstamps-remote-1",
+        relative(cwd, base),
+        f"program:{len(program)}",
+        *program,
+        key.streams_field(merged),
+        f"argv:{len(argv)}",
+        program[0],  # the program as it is named here, not as on the machine that stored it
+        *(_argument(arg, base) for arg in argv[1:]),
+        f"deps:{len(dependencies)}",
+        *(f"{relative(p, base)}\0{d}" for p, d in zip(dependencies, digests, strict=True)),
+        f"outputs:{len(outputs)}",
+        *(relative(path, base) for path in outputs),
+        f"env:{len(env_names)}",
+        *(key.env_field(name) for name in env_names),
+        f"stdin:{stdin_digest}",
+    ]
+    return key.command_key(fields)
+
+
+def python_key(
+    call: str,
+    base: str,
+    dependencies: Sequence[str],
+    digests: Sequence[str],
+    outputs: Sequence[str],
+) -> str:
+    """Return the remote key of a Python call from the key of the call and its files' contents.
+
+    ``call`` names the function and its arguments as given (relative paths in arguments are
+    what makes a call portable), keyed without the absolute paths of its files; the files are
+    named relative to ``base``.
+    """
+    import sys
+
+    fields = [
+        "jobstamps-remote-call-1",
+        call,
+        f"python:{sys.version_info[0]}.{sys.version_info[1]}",
+        f"deps:{len(dependencies)}",
+        *(f"{relative(p, base)}\0{d}" for p, d in zip(dependencies, digests, strict=True)),
+        f"outputs:{len(outputs)}",
+        *(relative(path, base) for path in outputs),
+    ]
+    return key.command_key(fields)
