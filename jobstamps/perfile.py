@@ -368,7 +368,8 @@ class PerFile:
         self.files: list[str] = []
         self.results: list[Payload | None] = []
         self.printed = 0
-        self.trailer: list[Line] = []
+        # Lines of no file, by run; runs that printed the same ("All checks passed!") once.
+        self.trailer: dict[tuple[Line, ...], None] = {}
         self.writer = Writer()
         self.cache_problem = ""
 
@@ -433,7 +434,7 @@ class PerFile:
             self._say()
         if self.cache_problem:
             error_line(f"results were not stored: {self.cache_problem}")
-        for fd, data in self.trailer:
+        for fd, data in (line for lines in self.trailer for line in lines):
             self.writer.write(fd, data)
         return max((r["code"] for r in self.results if r), key=abs, default=0)
 
@@ -523,50 +524,58 @@ class PerFile:
         self, batch: list[int], outcome: Outcome | OSError, recordings: dict[int, Any]
     ) -> list[list[int]]:
         """Give the files of a finished run their results; return the batches to run again."""
-        names = (
-            f"{_count(len(batch), 'file')} ({self.files[batch[0]]}{', ...' if batch[1:] else ''})"
-        )
         if isinstance(outcome, OSError):
-            from jobstamps import runner
-
-            code = runner.report_start_failure(self.command[0], outcome)
-            for index in batch:
-                self.results[index] = {"code": code, "chunks": [], "data": b""}
+            self._not_started(batch, outcome)
             return []
         lines = split_lines(outcome.chunks, outcome.data)
         code = outcome.exit_code
         if outcome.why_not_stored:  # a crash: nothing it printed can be trusted
-            if len(batch) > 1:
-                self.notes.append(
-                    f"a run over {names} ended early ({outcome.why_not_stored}): "
-                    "running them again in two halves"
-                )
-                return _halves(batch)
-            self.results[batch[0]] = _payload(code, lines)
-            self.notes.append(f"not stored: {outcome.why_not_stored} ({self.files[batch[0]]})")
-            return []
+            if len(batch) == 1:
+                self.results[batch[0]] = _payload(code, lines)
+                self.notes.append(f"not stored: {outcome.why_not_stored} ({self.files[batch[0]]})")
+                return []
+            self.notes.append(
+                f"a run over {self._names(batch)} ended early ({outcome.why_not_stored}): "
+                "running them again in two halves"
+            )
+            return _halves(batch)
         owned, unowned = attribute(lines, path_forms([self.files[i] for i in batch], self.cwd))
         silent = [index for position, index in enumerate(batch) if position not in owned]
-        if code != 0 and silent:
-            if len(batch) == 1:  # alone: its whole output and status are its result
-                self._keep(batch[0], _payload(code, lines), recordings)
-                return []
+        if code == 0 or not silent:
             for position, index in enumerate(batch):
-                if position in owned:
-                    self._keep(index, _payload(code, owned[position]), recordings)
-            self.notes.append(
-                f"a run over {names} failed (exit status {code}) without naming "
-                f"{_count(len(silent), 'file')}: running those again in smaller batches"
-            )
-            return _halves(silent) if len(silent) == len(batch) else [silent]
+                self._keep(
+                    index,
+                    _payload(code if position in owned else 0, owned.get(position, [])),
+                    recordings,
+                )
+            self.trailer[tuple(unowned)] = None
+            return []
+        if len(batch) == 1:  # alone: its whole output and status are its result
+            self._keep(batch[0], _payload(code, lines), recordings)
+            return []
         for position, index in enumerate(batch):
-            self._keep(
-                index,
-                _payload(code if position in owned else 0, owned.get(position, [])),
-                recordings,
-            )
-        self.trailer.extend(unowned)
-        return []
+            if position in owned:
+                self._keep(index, _payload(code, owned[position]), recordings)
+        self.notes.append(
+            f"a run over {self._names(batch)} failed (exit status {code}) without naming "
+            f"{_count(len(silent), 'file')}: running those again in smaller batches"
+        )
+        if len(silent) == len(batch):
+            return _halves(batch)  # its lines will come again from the smaller runs
+        self.trailer[tuple(unowned)] = None
+        return [silent]
+
+    def _not_started(self, batch: list[int], error: OSError) -> None:
+        """Say once that the command could not start; give its files the shell's status."""
+        from jobstamps import runner
+
+        code = runner.report_start_failure(self.command[0], error)
+        for index in batch:
+            self.results[index] = {"code": code, "chunks": [], "data": b""}
+
+    def _names(self, batch: list[int]) -> str:
+        more = ", ..." if len(batch) > 1 else ""
+        return f"{_count(len(batch), 'file')} ({self.files[batch[0]]}{more})"
 
     def _keep(self, index: int, payload: Payload, recordings: dict[int, Any]) -> None:
         """Make ``payload`` file ``index``'s result, and store it unless told not to."""
