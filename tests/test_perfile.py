@@ -15,8 +15,9 @@ BIN = Path(sys.executable).parent
 
 # A stand-in linter that takes many files, as real ones do. It logs each run (the files it was
 # given), then judges each file by markers in its contents: "named" prints a message with
-# continuation lines, "silent" fails without a word, "segv" crashes, two files holding "pair"
-# fail together (silently) though each passes alone. With --summary it ends with a summary.
+# continuation lines, "warn" prints a warning that fails nothing, "silent" fails without a
+# word, "segv" crashes, two files holding "pair" fail together (silently) though each passes
+# alone. With --summary it ends with a summary.
 FAKE = r"""
 import os, signal, sys
 summary = "--summary" in sys.argv
@@ -34,6 +35,8 @@ for name in files:
     if b"named" in text:
         out.write(os.fsencode(name) + b":1:1: E1 named problem\n    named\n    ^\n")
         status, problems = 1, problems + 1
+    if b"warn" in text:
+        out.write(os.fsencode(name) + b":1:1: W1 warning only\n")
     if b"silent" in text:
         status, problems = 1, problems + 1
 if sum(b"pair" in text for text in texts.values()) > 1:
@@ -173,8 +176,15 @@ def test_a_summary_line_after_named_messages_is_printed_once_and_not_stored(
     first = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
     assert first.returncode == 1
     assert first.stdout == named("a.py") + named("c.py") + b"Found 2 errors.\n"
+    assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py"], [b"b.py"]]
+    # a.py and c.py failed together, with b.py which did not fail: checked again together
+    # (once) before their failure is replayed on its own.
     second = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
-    assert (second.returncode, second.stdout) == (1, named("a.py") + named("c.py"))
+    assert (second.returncode, second.stdout) == (1, first.stdout)
+    assert runs(tmp_path) == [[b"a.py", b"c.py"]]
+    third = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
+    assert (third.returncode, third.stdout) == (1, named("a.py") + named("c.py"))
+    assert runs(tmp_path) == []
 
 
 def test_continuation_lines_stay_with_their_file_in_replay_order(
@@ -184,9 +194,38 @@ def test_continuation_lines_stay_with_their_file_in_replay_order(
     assert per_file("--jobs", "1", "--", *fake, "--", *names).stdout == b"".join(
         named(name) for name in names
     )
-    replayed = per_file("--", *fake, "--", "c.py", "a.py")
-    assert (replayed.returncode, replayed.stdout) == (1, named("c.py") + named("a.py"))
+    replayed = per_file("--", *fake, "--", "c.py", "b.py", "a.py")
+    expected = named("c.py") + named("b.py") + named("a.py")
+    assert (replayed.returncode, replayed.stdout) == (1, expected)
     assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py"]]
+
+
+def test_failures_shared_with_files_not_replayed_are_checked_again_once(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "named\n", "b.py": "named\n", "c.py": "named\n"})
+    per_file("--jobs", "1", "--", *fake, "--", *names)
+    runs(tmp_path)
+    for _ in range(2):
+        replayed = per_file("--jobs", "1", "--", *fake, "--", "c.py", "a.py")
+        assert (replayed.returncode, replayed.stdout) == (1, named("c.py") + named("a.py"))
+    assert runs(tmp_path) == [[b"c.py", b"a.py"]]
+
+
+def test_a_file_with_warnings_only_passes_once_the_file_it_failed_with_is_fixed(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.yaml": "warn\n", "b.yaml": "named\n"})
+    first = per_file("--jobs", "1", "--", *fake, "--", *names)
+    warning = b"a.yaml:1:1: W1 warning only\n"
+    assert (first.returncode, first.stdout) == (1, warning + named("b.yaml"))
+    Path("b.yaml").write_text("fine\n")
+    fixed = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (fixed.returncode, fixed.stdout) == (0, warning)
+    assert runs(tmp_path) == [[b"a.yaml", b"b.yaml"], [b"b.yaml"], [b"a.yaml"]]
+    again = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (again.returncode, again.stdout) == (0, warning)
+    assert runs(tmp_path) == []
 
 
 def test_a_crash_stores_nothing_of_its_run_and_the_crashing_file_runs_each_time(
