@@ -177,15 +177,27 @@ def test_a_summary_line_after_named_messages_is_printed_once_and_not_stored(
     first = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
     assert first.returncode == 1
     assert first.stdout == named("a.py") + named("c.py") + b"Found 2 errors.\n"
+    # b.py printed nothing in a run that failed: it ran again, alone, and passed.
     assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py"], [b"b.py"]]
-    # a.py and c.py failed together, with b.py which did not fail: checked again together
-    # (once) before their failure is replayed on its own.
     second = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
-    assert (second.returncode, second.stdout) == (1, first.stdout)
-    assert runs(tmp_path) == [[b"a.py", b"c.py"]]
-    third = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
-    assert (third.returncode, third.stdout) == (1, named("a.py") + named("c.py"))
+    assert (second.returncode, second.stdout) == (1, named("a.py") + named("c.py"))
     assert runs(tmp_path) == []
+
+
+def test_failures_shared_with_a_file_that_then_failed_alone_are_checked_again(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "named\n", "b.py": "silent\n", "c.py": "warn\n", "d.py": "named\n"})
+    first = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert first.returncode == 1
+    assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py", b"d.py"], [b"b.py"]]
+    Path("b.py").write_text("fine\n")
+    Path("a.py").write_text("fine\n")
+    Path("d.py").write_text("fine\n")
+    # c.py failed with a run that b.py (failing silently) was in: it is checked again.
+    second = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (second.returncode, second.stdout) == (0, b"c.py:1:1: W1 warning only\n")
+    assert sorted(ran_files(tmp_path)) == [b"a.py", b"b.py", b"c.py", b"d.py"]
 
 
 def test_continuation_lines_stay_with_their_file_in_replay_order(
