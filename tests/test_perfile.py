@@ -487,6 +487,26 @@ def test_usage_errors_exit_2_with_one_line(argv: list[str], message: bytes) -> N
     assert result.stdout.count(b"\n") == 1
 
 
+def test_per_file_may_come_after_other_options(fake: list[str], tmp_path: Path) -> None:
+    names = write({"a.py": "named\n", "b.py": "fine\n"})
+    options = ["--use-hashes", "--per-file", "--jobs", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "jobstamps", *options, "--", *fake, "--", *names],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (1, named("a.py"))
+    assert runs(tmp_path) == [[b"a.py", b"b.py"], [b"b.py"]]
+
+
+def test_command_help_lists_the_per_file_mode() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "jobstamps", "--help"], capture_output=True, check=True
+    )
+    assert b"--per-file" in result.stdout
+
+
 def test_help_names_the_form() -> None:
     result = per_file("--help")
     assert result.returncode == 0
