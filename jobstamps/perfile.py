@@ -441,20 +441,11 @@ class PerFile:
         runs = self._run_stale(stale, recordings) if stale else 0
         self._seal_families(recordings)
         self._confirm_shared()
-        if self.shared and not any(result and result["code"] for result in self.results):
-            # Nothing else fails: whether these do must be seen again, each without the
-            # files it failed with (its messages may be warnings that fail no run).
-            again: list[int] = []
-            for index in self.shared:
-                why = "its stored failure came from a run that other files failed too"
-                self._begin(index, self.job(self.files[index]), why, again, recordings)
-            runs += self._run_stale(again, recordings)
-            stale += again
-        else:
-            for index, payload in self.shared.items():
-                self.results[index] = payload
+        runs += self._recheck_shared(stale, recordings)
         self._flush()
         self.store.flush_stats()
+        if stale:
+            self._trim()
         if self.explaining:
             self.notes.insert(
                 0,
@@ -467,6 +458,21 @@ class PerFile:
         for fd, data in (line for lines in self.trailer for line in lines):
             self.writer.write(fd, data)
         return max((r["code"] for r in self.results if r), key=abs, default=0)
+
+    def _recheck_shared(self, stale: list[int], recordings: dict[int, Any]) -> int:
+        """Settle the shared failures still held; return how many runs that took."""
+        if not self.shared or any(result and result["code"] for result in self.results):
+            for index, payload in self.shared.items():
+                self.results[index] = payload
+            return 0
+        # Nothing else fails: whether these do must be seen again, each without the files it
+        # failed with (its messages may be warnings that fail no run).
+        again: list[int] = []
+        for index in self.shared:
+            why = "its stored failure came from a run that other files failed too"
+            self._begin(index, self.job(self.files[index]), why, again, recordings)
+        stale += again
+        return self._run_stale(again, recordings)
 
     def _seal_families(self, recordings: dict[int, Any]) -> None:
         """Mark the failures of a run as its own once the files it did not name all passed.
@@ -481,7 +487,7 @@ class PerFile:
                     payload = {**(self.results[index] or {}), "shared": [token, len(named)]}
                     self.results[index] = payload
                     if not self.options.no_store_failures:
-                        self.engine.commit(recordings[index], payload)
+                        self.engine.commit(recordings[index], payload, trim=False)
 
     def _confirm_shared(self) -> None:
         """Take the shared failures of a run whose every file is replayed here: it stands."""
@@ -496,6 +502,14 @@ class PerFile:
         for index in list(self.shared):
             if self.results[index] is not None:
                 del self.shared[index]
+
+    def _trim(self) -> None:
+        """Keep the cache within its size limit, once for all the results stored."""
+        try:
+            if self.store.max_size:
+                self.store.trim()
+        except OSError as error:
+            self.notes.append(f"the cache could not be trimmed ({error.strerror or error})")
 
     def _begin(
         self, index: int, job: Job, why: str, stale: list[int], recordings: dict[int, Any]
@@ -661,7 +675,7 @@ class PerFile:
                 f"--no-store-failures is set ({file})"
             )
             return
-        problem = self.engine.commit(recordings[index], payload)
+        problem = self.engine.commit(recordings[index], payload, trim=False)
         if problem:
             self.notes.append(f"not stored: {problem} ({file})")
             if problem.startswith("the cache could not be written"):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from jobstamps import perfile
+from jobstamps.store import Store
 
 BIN = Path(sys.executable).parent
 
@@ -378,6 +379,18 @@ def test_real_linter_replays_exact_messages_and_reruns_only_what_changed(
         [os.fsencode(name) for name in names[:5]],
         [os.fsencode(name) for name in names[5:]],
     ]
+
+
+def test_the_size_limit_holds_after_a_run_that_stored_many_results(
+    fake: list[str], tmp_path: Path, isolated_cache: Path
+) -> None:
+    limit = subprocess.run([sys.executable, "-m", "jobstamps", "--max-size", "4K"], check=False)
+    assert limit.returncode == 0
+    names = write({f"f{i:02}.py": "named\n" * 20 for i in range(40)})
+    assert per_file("--", *fake, "--", *names).returncode == 1
+    stats = Store(str(isolated_cache)).stats()
+    assert 0 < stats["entries"] < 40
+    assert stats["bytes"] <= 4096
 
 
 # -- explanations, faults --------------------------------------------------------------------------
