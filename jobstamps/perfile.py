@@ -233,6 +233,15 @@ def path_forms(files: Sequence[str], cwd: str) -> dict[bytes, int]:
     return forms
 
 
+def _plain(line: bytes) -> bytes:
+    """Return ``line`` without terminal colour and style sequences (``ESC [ ... m``)."""
+    if b"\x1b" not in line:
+        return line
+    import re
+
+    return re.sub(rb"\x1b\[[0-9;:?]*[ -/]*[@-~]", b"", line)
+
+
 def _owner(line: bytes, forms: dict[bytes, int]) -> int | None:
     """Return the file a ``path:...`` line is about (the longest path that matches)."""
     found = None
@@ -271,7 +280,14 @@ def attribute(
     (:func:`_continues`): the rest of the stream (a summary, a traceback) belongs to no file,
     as do lines before a stream's first file message.
     """
-    owners = [_owner(data, forms) for _, data in lines]
+    plain = [_plain(data) for _, data in lines]
+    owners = [_owner(text, forms) for text in plain]
+    following: list[bytes | None] = [None] * len(lines)
+    ahead: dict[int, bytes] = {}
+    for position in range(len(lines) - 1, -1, -1):
+        fd = lines[position][0]
+        following[position] = ahead.get(fd)
+        ahead[fd] = plain[position]
     last_head: dict[int, int] = {}
     for position, ((fd, _), owner) in enumerate(zip(lines, owners, strict=True)):
         if owner is not None:
@@ -280,14 +296,13 @@ def attribute(
     unowned: list[Line] = []
     current: dict[int, int | None] = {}
     for position, (line, head) in enumerate(zip(lines, owners, strict=True)):
-        fd, data = line
+        fd = line[0]
         owner = head
         if owner is None:
             owner = current.get(fd)
-            if owner is not None and position > last_head[fd]:
-                following = next((d for f, d in lines[position + 1 :] if f == fd), None)
-                if not _continues(data, following):
-                    owner = None
+            trailing = owner is not None and position > last_head[fd]
+            if trailing and not _continues(plain[position], following[position]):
+                owner = None
         current[fd] = owner
         if owner is None:
             unowned.append(line)

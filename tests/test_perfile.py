@@ -547,6 +547,40 @@ def test_attribution_takes_summaries_and_preambles_from_no_file() -> None:
     assert unowned == [lines[0], *lines[7:]]
 
 
+def test_attribution_sees_through_terminal_colours() -> None:
+    forms = perfile.path_forms(["a.py", "b.py"], "/w")
+    lines = [
+        (1, b"\x1b[1ma.py\x1b[0m\x1b[36m:\x1b[0m1\x1b[36m:\x1b[0m8: F401 unused\n"),
+        (1, b"\x1b[1;31mb.py\x1b[m:2:1: E1 bad\n"),
+        (1, b"\x1b[1mFound 2 errors.\x1b[0m\n"),
+    ]
+    owned, unowned = perfile.attribute(lines, forms)
+    assert owned == {0: lines[:1], 1: lines[1:2]}
+    assert unowned == lines[2:]
+
+
+def test_coloured_messages_are_divided_without_running_files_again(
+    fake: list[str], tmp_path: Path
+) -> None:
+    script = tmp_path / "colour.py"
+    script.write_text(
+        "import os, sys\n"
+        "with open(os.environ['FAKE_RUNS'], 'a') as log:\n"
+        "    log.write(chr(0).join(sys.argv[1:]) + chr(10))\n"
+        "bad = [n for n in sys.argv[1:] if 'named' in open(n).read()]\n"
+        "for n in bad:\n"
+        "    print(f'\\x1b[1m{n}\\x1b[0m\\x1b[36m:\\x1b[0m1: bad')\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    names = write({"a.py": "named\n", "b.py": "named\n"})
+    first = per_file("--jobs", "1", "--", sys.executable, str(script), "--", *names)
+    expected = b"".join(f"\x1b[1m{n}\x1b[0m\x1b[36m:\x1b[0m1: bad\n".encode() for n in names)
+    assert (first.returncode, first.stdout) == (1, expected)
+    second = per_file("--jobs", "1", "--", sys.executable, str(script), "--", *names)
+    assert (second.returncode, second.stdout) == (1, expected)
+    assert runs(tmp_path) == [[b"a.py", b"b.py"]]  # one run, divided: nothing ran again
+
+
 def test_attribution_prefers_the_longest_matching_path() -> None:
     forms = perfile.path_forms(["x", "x:1.py"], "/w")
     owned, _ = perfile.attribute([(1, b"x:1.py:3:4: m\n"), (1, b"x:3:4: n\n")], forms)
