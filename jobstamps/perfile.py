@@ -157,7 +157,11 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
         return run_uncached(command, files, executable)
     try:
         checker = PerFile(options, command, executable, cwd)
-    except CacheDirectoryError as error:
+    except OSError as error:  # CacheDirectoryError, or a path the system cannot follow
+        if not isinstance(error, CacheDirectoryError):
+            error = CacheDirectoryError(
+                f"cache directory {error.filename} cannot be used ({error.strerror or error})"
+            )
         error_line(f"{error}; running the command without the cache")
         return run_uncached(command, files, executable)
     try:

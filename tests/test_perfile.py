@@ -468,11 +468,14 @@ def test_a_cache_that_cannot_be_written_is_reported_in_one_line(
         subprocess.run(["umount", str(cache)], check=True)
 
 
+@pytest.mark.parametrize("fault", ["file-in-the-way", "symlink-loop", "name-too-long"])
 def test_unusable_default_cache_lints_batched_without_the_cache(
-    fake: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
     (tmp_path / "blocker").write_text("")
-    monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", str(tmp_path / "blocker" / "cache"))
+    (tmp_path / "loop").symlink_to("loop")
+    parent = {"file-in-the-way": "blocker", "symlink-loop": "loop", "name-too-long": "x" * 300}
+    monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", str(tmp_path / parent[fault] / "cache"))
     names = write({"a.py": "named\n", "b.py": "fine\n"})
     result = per_file("--", *fake, "--", *names)
     assert result.returncode == 1
