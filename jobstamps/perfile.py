@@ -15,7 +15,7 @@ import os
 
 from jobstamps import key, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
-from jobstamps.errors import CacheDirectoryError, JobstampsError, UsageError
+from jobstamps.errors import CacheDirectoryError, UsageError
 from jobstamps.replay import Writer
 from jobstamps.store import Store
 
@@ -168,9 +168,6 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
         return checker.run(files)
     except KeyboardInterrupt:
         return 130
-    except JobstampsError as error:
-        error_line(str(error))
-        return 2
 
 
 def error_line(message: str) -> None:
@@ -432,14 +429,15 @@ class PerFile:
         self.results = [None] * len(self.files)
         try:
             return self._run()
-        except (JobstampsError, KeyboardInterrupt):
-            raise
-        except Exception as error:  # noqa: BLE001 - a bug must not fail the commit or build
+        except Exception as error:  # noqa: BLE001 - jobstamps must not fail the commit or build
             self._say()
-            error_line(
-                f"internal error ({error!r}); checking the remaining files without the cache. "
-                + _REPORT
-            )
+            if isinstance(error, CacheDirectoryError):  # made unusable while in use
+                error_line(f"{error}; checking the remaining files without the cache")
+            else:
+                error_line(
+                    f"internal error ({error!r}); checking the remaining files without the "
+                    f"cache. {_REPORT}"
+                )
             rest = self.files[self.printed :]
             done = max((r["code"] for r in self.results[: self.printed] if r), key=abs, default=0)
             code = run_uncached(self.command, rest, self.executable) if rest else 0

@@ -486,6 +486,32 @@ def test_unusable_default_cache_lints_batched_without_the_cache(
     assert runs(tmp_path) == [[b"a.py", b"b.py"]]
 
 
+def test_a_cache_made_unsafe_while_linting_stores_nothing_and_says_so_once(
+    fake: list[str], tmp_path: Path, isolated_cache: Path
+) -> None:
+    script = tmp_path / "opens-the-cache.py"
+    script.write_text(
+        "import os, sys\n"
+        "os.chmod(os.environ['JOBSTAMPS_CACHE_DIR'], 0o777)\n"
+        "print(sys.argv[-1] + ':1: checked')\n"
+        "sys.exit(1)\n"
+    )
+    write({"a.py": "fine\n", "b.py": "fine\n"})
+    assert per_file("--", *fake, "--", "a.py").returncode == 0  # the cache now exists
+    try:
+        result = per_file("--", sys.executable, str(script), "--", "b.py")
+        assert result.returncode == 1
+        said = [line for line in result.stdout.splitlines(True) if line.startswith(b"jobstamp:")]
+        assert len(said) == 1
+        assert b"results were not stored" in said[0]
+        assert b"writable by other users" in said[0]
+        assert b"b.py:1: checked\n" in result.stdout
+    finally:
+        isolated_cache.chmod(0o700)
+    assert per_file("--", *fake, "--", "b.py").returncode == 0
+    assert runs(tmp_path)[-1] == [b"b.py"]  # nothing was stored for b.py: it ran again
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
