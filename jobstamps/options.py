@@ -78,6 +78,12 @@ TABLE: dict[str, tuple[str, str, str, str]] = {
         "",
         "do not store results with a non-zero exit status",
     ),
+    "--per-file": (
+        "per_file",
+        "flag",
+        "",
+        "check each FILE on its own: --per-file [OPTION...] -- COMMAND [ARG...] -- FILE...",
+    ),
     "--force": (
         "force",
         "flag",
@@ -166,6 +172,7 @@ class Options:
         self.explain = False
         self.restore_outputs = False
         self.no_store_failures = False
+        self.per_file = False  # handled by jobstamps.perfile before parsing
         self.force = False
         self.remote: str | None = None
         self.remote_read_only = False

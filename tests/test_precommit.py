@@ -19,22 +19,26 @@ from jobstamps.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 
-# A stand-in linter: records which file it was run on, then judges it by its contents.
+# A stand-in linter: records which files it was run on, then judges each by its contents.
 LINTER = """\
 import os, signal, sys
-name = sys.argv[-1]
-with open(os.environ["LINT_COUNTER"], "a") as counter:
-    counter.write(name + "\\n")
-text = open(name).read()
-if "kill" in text:
-    os.kill(os.getpid(), signal.SIGTERM)
-if "bad" in text:
-    sys.stdout.write(f"{name}:1: bad\\n")
-    sys.stdout.flush()
-    sys.stderr.write(f"{name}: warning on stderr\\n")
-    sys.stderr.flush()
-    sys.stdout.write(f"{name}: after the warning\\n")
-    sys.exit(int(text.split()[-1]) if text.split()[-1].isdigit() else 1)
+status = 0
+for name in [arg for arg in sys.argv[1:] if not arg.startswith("-")]:
+    with open(os.environ["LINT_COUNTER"], "a") as counter:
+        counter.write(name + "\\n")
+    text = open(name).read()
+    if "kill" in text:
+        os.kill(os.getpid(), signal.SIGTERM)
+    if "bad" in text:
+        sys.stdout.write(f"{name}:1: bad\\n")
+        sys.stdout.flush()
+        sys.stderr.write(f"{name}: warning on stderr\\n")
+        sys.stderr.flush()
+        sys.stdout.write(f"{name}: after the warning\\n")
+        sys.stdout.flush()
+        code = int(text.split()[-1]) if text.split()[-1].isdigit() else 1
+        status = max(status, code)
+sys.exit(status)
 """
 
 
@@ -82,7 +86,8 @@ def test_unchanged_files_replay_and_only_a_changed_file_runs(
     first = hook("--", *lint, "--", "a.py", "b.py", "c.py")
     assert first.returncode == 1
     assert b"b.py:1: bad\n" in first.stdout
-    assert linted(tmp_path) == ["a.py", "b.py", "c.py"]
+    # a.py ran with b.py, which failed: a.py printed nothing, so it is run again alone
+    assert linted(tmp_path) == ["a.py", "a.py", "b.py", "c.py"]
 
     second = hook("--", *lint, "--", "a.py", "b.py", "c.py")
     assert (second.returncode, second.stdout) == (first.returncode, first.stdout)
@@ -114,6 +119,8 @@ def test_status_is_the_largest_as_pre_commit_combines_batches(lint: list[str]) -
     Path("a.py").write_text("bad 2\n")
     Path("b.py").write_text("bad 5\n")
     Path("c.py").write_text("fine\n")
+    assert hook("--", *lint, "--", "a.py").returncode == 2
+    assert hook("--", *lint, "--", "b.py").returncode == 5
     assert hook("--", *lint, "--", "a.py", "b.py", "c.py").returncode == 5
     assert hook("--", *lint, "--", "c.py", "a.py").returncode == 2
     assert hook("--", *lint, "--", "c.py").returncode == 0
@@ -174,7 +181,7 @@ def test_force_reruns_and_explain_says_why(lint: list[str], tmp_path: Path) -> N
     assert hook("--force", "--", *lint, "--", "a.py").returncode == 0
     assert linted(tmp_path) == ["a.py", "a.py"]
     explained = hook("--explain", "--", *lint, "--", "a.py")
-    assert b"jobstamp: replayed a.py" in explained.stdout
+    assert b"jobstamp: 1 file: 1 replayed, 0 ran in 0 runs\n" in explained.stdout
     assert linted(tmp_path) == []
 
 
@@ -193,7 +200,7 @@ def test_jobstamps_disabled_runs_the_command_once_on_all_files(
     monkeypatch.setenv("JOBSTAMPS_DISABLED", "1")
     assert hook("--", *lint, "--", "a.py", "b.py").returncode == 0
     assert hook("--", *lint, "--", "a.py", "b.py").returncode == 0
-    assert linted(tmp_path) == ["b.py", "b.py"]  # one run over both files, each time
+    assert linted(tmp_path) == ["a.py", "a.py", "b.py", "b.py"]
 
 
 def test_hash_mode_ignores_a_touch_but_not_an_upgraded_linter(
@@ -223,12 +230,12 @@ def test_internal_error_lints_the_file_without_the_cache(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(Engine, "run", broken)
+    monkeypatch.setattr(Engine, "check", broken)
     Path("a.py").write_text("bad 4\n")
     assert precommit.main(["--", *lint, "--", "a.py"]) == 4
     out, err = capfd.readouterr()
     assert "a.py:1: bad" in out
-    assert "jobstamp: internal error while checking a.py (RuntimeError('simulated bug'))" in err
+    assert "jobstamp: internal error (RuntimeError('simulated bug')); checking the remaining" in err
     assert "Traceback" not in err
     assert linted(tmp_path) == ["a.py"]
 
@@ -255,6 +262,62 @@ def test_usage_errors_exit_2_with_one_line(
     assert err.count("\n") == 1
 
 
+def test_ready_made_hook_without_final_separator_gets_a_hint_that_fits_it(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--hook", "jobstamp-flake8", "--use-hashes", "--", "flake8", "--explain", "a.py"]
+    assert precommit.main(argv) == 2
+    err = capfd.readouterr().err
+    assert "the args of hook jobstamp-flake8 must end with '--'" in err
+    assert "args: [--jobstamps--, --explain, --]" in err
+    assert "COMMAND" not in err
+    assert err.count("\n") == 1
+
+
+def test_jobstamps_options_after_the_mark_reach_jobstamps_not_the_linter(
+    lint: list[str], tmp_path: Path
+) -> None:
+    Path("a.py").write_text("bad\n")
+    argv = ["--hook", "jobstamp-lint", "--", *lint, "--jobstamps--", "--explain", "--jobs", "1"]
+    result = hook(*argv, "--", "a.py")
+    assert result.returncode == 1
+    assert b"jobstamp: 1 file: 0 replayed, 1 ran in 1 run\n" in result.stdout
+    assert linted(tmp_path) == ["a.py"]  # the stand-in took no option for a file
+    assert hook(*argv, "--", "a.py").stdout.startswith(b"a.py:1: bad\n")
+    assert linted(tmp_path) == []
+
+
+def hooks_manifest() -> list[dict[str, object]]:
+    yaml = pytest.importorskip("yaml")
+    hooks: list[dict[str, object]] = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    return hooks
+
+
+def test_generic_hooks_ask_to_be_named_after_the_linter() -> None:
+    generic = [hook for hook in hooks_manifest() if hook["id"] in {"jobstamp", "jobstamp-system"}]
+    assert len(generic) == 2
+    assert all("set name to your linter" in str(hook["name"]) for hook in generic)
+
+
+def test_ready_made_hooks_name_themselves_and_end_their_args_with_the_separator() -> None:
+    ready = [hook for hook in hooks_manifest() if "args" in hook]
+    assert {hook["id"] for hook in ready} >= {
+        "jobstamp-flake8",
+        "jobstamp-ruff",
+        "jobstamp-pycodestyle",
+        "jobstamp-yamllint",
+        "jobstamp-codespell",
+        "jobstamp-shellcheck",
+    }
+    for hook in ready:
+        entry = str(hook["entry"]).split()
+        assert entry[:5] == ["python", "-m", "jobstamps.precommit", "--hook", hook["id"]]
+        assert "--use-hashes" in entry
+        assert "--" in entry
+        assert hook["args"] == ["--"]
+        assert hook["require_serial"] is True
+
+
 def test_missing_command_exits_127(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     assert precommit.main(["--", str(tmp_path / "no-such-linter"), "--", "a.py"]) == 127
     assert capfd.readouterr().err.startswith("jobstamp: command not found: ")
@@ -269,17 +332,23 @@ def test_linter_without_execute_permission_exits_126(
     assert "permission denied" in capfd.readouterr().err
 
 
-def test_unusable_cache_directory_is_reported(
+def test_unusable_cache_lints_uncached_with_one_line_on_stderr(
     lint: list[str], tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    Path("a.py").write_text("fine\n")
+    Path("a.py").write_text("bad 3\n")
+    Path("b.py").write_text("fine\n")
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    assert precommit.main(["--stamp-directory", str(blocker), "--", *lint, "--", "a.py"]) == 2
-    err = capfd.readouterr().err
-    assert err.startswith("jobstamp: cache directory")
-    assert "Traceback" not in err
-    assert linted(tmp_path) == []
+    for _ in range(2):
+        argv = ["--stamp-directory", str(blocker), "--", *lint, "--", "a.py", "b.py"]
+        assert precommit.main(argv) == 3
+        out, err = capfd.readouterr()
+        assert "b.py:1: bad" not in out
+        assert err.count("jobstamp: ") == 1
+        assert err.startswith("jobstamp: cache directory")
+        assert "running the command without the cache" in err
+        assert "Traceback" not in err
+        assert linted(tmp_path) == ["a.py", "b.py"]
 
 
 def test_help_exits_0(capfd: pytest.CaptureFixture[str]) -> None:
@@ -368,12 +437,14 @@ def report(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def counting_wrapper(directory: Path, name: str, target: str) -> Path:
-    """Write an executable ``name`` that notes the file it is given, then runs ``target``."""
+    """Write an executable ``name`` that notes the files it is given, then runs ``target``."""
     directory.mkdir(exist_ok=True)
     wrapper = directory / name
     counter = directory.parent / "invocations"
     wrapper.write_text(
-        f'#!/bin/sh\nfor last; do :; done\necho "$last" >> {counter}\nexec {target} "$@"\n'
+        "#!/bin/sh\n"
+        'line=""; for arg; do case "$arg" in -*) ;; *) line="$line $arg";; esac; done\n'
+        f'echo "$line" >> {counter}\nexec {target} "$@"\n'
     )
     wrapper.chmod(0o755)
     return wrapper
@@ -533,3 +604,100 @@ def test_readme_system_hook_uses_the_current_environment(
     second = run_pre_commit(project, pre_commit_home, path=path)
     assert (second.returncode, report(second)) == (first.returncode, report(first))
     assert invocations(project) == []
+
+
+def fresh_project(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A throwaway git repository holding ``files``."""
+    root = tmp_path / "fresh"
+    root.mkdir()
+    git(root, "init", "--quiet")
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("hook_id", "files", "message"),
+    [
+        ("jobstamp-ruff", {"good.py": "x = 1\n", "bad.py": "import os\n"}, "bad.py:1:8: F401"),
+        ("jobstamp-pycodestyle", {"good.py": "x = 1\n", "bad.py": "x=1\n"}, "bad.py:1:2: E225"),
+        (
+            "jobstamp-yamllint",
+            {"good.yaml": "---\na: 1\n", "bad.yaml": "---\na: 1\na: 2\n"},
+            "bad.yaml:3:1: [error] duplication of key",
+        ),
+        (
+            "jobstamp-codespell",
+            {"good.txt": "the cat\n", "bad.txt": "teh cat\n"},
+            "bad.txt:1: teh ==> the",
+        ),
+        (
+            "jobstamp-shellcheck",
+            {"good.sh": '#!/bin/sh\necho "$1"\n', "bad.sh": "#!/bin/sh\necho $1\n"},
+            "bad.sh:2:6: note: Double quote",
+        ),
+    ],
+)
+def test_ready_made_hook_runs_the_real_linter_then_replays(
+    tmp_path: Path,
+    hook_repo: tuple[str, str],
+    pre_commit_home: Path,
+    isolated_cache: Path,
+    hook_id: str,
+    files: dict[str, str],
+    message: str,
+) -> None:
+    project = fresh_project(tmp_path, files)
+    pre_commit_config(project, hook_repo, f"- id: {hook_id}")
+    first = run_pre_commit(project, pre_commit_home)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert message in first.stdout, first.stdout
+    assert "good." not in first.stdout
+    misses = Store(str(isolated_cache)).stats()["misses"]
+    assert misses >= 2
+    second = run_pre_commit(project, pre_commit_home)
+    assert (second.returncode, report(second)) == (first.returncode, report(first))
+    stats = Store(str(isolated_cache)).stats()
+    assert (stats["hits"], stats["misses"]) == (misses, misses)
+
+
+@pytest.mark.slow
+def test_ready_made_hook_takes_jobstamps_options_after_the_mark(
+    project: Path, hook_repo: tuple[str, str], pre_commit_home: Path
+) -> None:
+    pre_commit_config(
+        project,
+        hook_repo,
+        """
+        - id: jobstamp-flake8
+          args: [--max-line-length=100, --jobstamps--, --explain, --]
+        """,
+    )
+    first = run_pre_commit(project, pre_commit_home)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "bad.py:1:1: F401 'os' imported but unused" in first.stdout
+    assert "jobstamp: 2 files: 0 replayed, 2 ran in " in first.stdout
+    second = run_pre_commit(project, pre_commit_home)
+    assert "jobstamp: 2 files: 2 replayed, 0 ran in 0 runs" in second.stdout
+
+
+@pytest.mark.slow
+def test_unusable_cache_does_not_fail_the_commit_beyond_the_linter(
+    project: Path,
+    hook_repo: tuple[str, str],
+    pre_commit_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "blocker").write_text("")
+    monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", str(tmp_path / "blocker" / "cache"))
+    pre_commit_config(project, hook_repo, "- id: jobstamp-flake8")
+    result = run_pre_commit(project, pre_commit_home)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "bad.py:1:1: F401 'os' imported but unused" in result.stdout
+    said = [line for line in result.stdout.splitlines() if line.startswith("jobstamp:")]
+    assert len(said) == 1
+    assert "running the command without the cache" in said[0]
+    (project / "bad.py").write_text("x = 2\n")
+    assert run_pre_commit(project, pre_commit_home).returncode == 0
