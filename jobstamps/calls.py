@@ -273,7 +273,7 @@ def run_call(
         hit, result = _replay_unchanged(cache, key, *fresh)
         if hit:
             return result  # type: ignore[no-any-return]
-    engine = Engine(cache.store, _say) if explaining else cache.engine
+    engine = _engine(cache, explaining, func, args, kwargs)
     entry = cache.store.entry_path(key)
     before = None if job.restore_outputs else _settled([entry, *job.dependencies, *job.outputs])
 
@@ -299,3 +299,95 @@ def run_call(
         return result
 
     return engine.run(job, compute, replay)
+
+
+#: The remote cache of this process, once a miss opened it (``None`` in it: none usable).
+_remote: list[Any] = []
+#: Whether the remote was found unusable for Python results, and said so.
+_unsigned: list[bool] = []
+
+
+def _engine(
+    cache: _Cache,
+    explaining: bool,
+    func: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+) -> Engine:
+    """Return the engine for one call: explaining if asked to, with the remote if configured."""
+    engine = Engine(cache.store, _say) if explaining else cache.engine
+    if os.environ.get("JOBSTAMPS_REMOTE"):
+        engine = _with_remote(engine, func, args, kwargs)
+    return engine
+
+
+def _with_remote(
+    engine: Engine, func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Engine:
+    """Return an engine that looks up and shares this call's result through the remote cache.
+
+    Only with ``JOBSTAMPS_REMOTE_KEY``: results are pickles, which run code when loaded, so
+    they are taken only from records signed with the shared key. Without it the remote is not
+    used, as said once under ``JOBSTAMPS_DEBUG``.
+    """
+    if not os.environ.get("JOBSTAMPS_REMOTE_KEY"):
+        if settings.debugging() and not _unsigned:
+            _unsigned.append(True)
+            _say(
+                "the remote cache is not used for Python results without JOBSTAMPS_REMOTE_KEY "
+                "(results are pickles: they are shared only signed)"
+            )
+        return engine
+    shared_engine = Engine(engine.store, _say if settings.debugging() else None)
+    state: dict[str, Any] = {}
+
+    def fill(job: Job) -> bool:
+        from jobstamps import portable
+        from jobstamps.storage.layered import Layered, Shared
+        from jobstamps.storage.records import PICKLE
+
+        remote = _open_remote(shared_engine.store)
+        if remote is None or (job.outputs and not job.restore_outputs):
+            return False
+        base = portable.base_directory(os.getcwd())
+        deps = [fingerprint.record(path, job.method) for path in job.dependencies]
+        digests = portable.dependency_digests(job.dependencies, deps)
+        if digests is None:
+            return False
+        where = (
+            [portable.relative(path, base) for path in job.dependencies],
+            [portable.relative(path, base) for path in job.outputs],
+            bool(job.restore_outputs),
+        )
+        call = call_key(func, args, kwargs, ("jobstamps-remote", *where))
+        remote_key = portable.python_key(call, base, job.dependencies, digests, job.outputs)
+        state["layered"] = layered = Layered(shared_engine, remote, base)
+        state["shared"] = shared = Shared(job, remote_key, deps, PICKLE)
+        return job.key in layered.fill([shared])
+
+    def stored(job: Job, deps: list[Any], payload: dict[str, Any]) -> None:
+        shared = state.get("shared")
+        if shared is not None and shared.job is job:
+            state["layered"].upload(shared, deps, payload)
+
+    shared_engine.fill, shared_engine.stored = fill, stored
+    return shared_engine
+
+
+def _open_remote(store: Store) -> Any:
+    """Open the remote cache once per process; at exit, finish the uploads and count them."""
+    if not _remote:
+        import atexit
+
+        from jobstamps.storage.remote import open_remote
+
+        remote = open_remote()
+        _remote.append(remote)
+        if remote is not None:
+
+            def close() -> None:
+                remote.close()
+                store.note_remote(remote.stats.as_dict())
+
+            atexit.register(close)
+    return _remote[0]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from jobstamps.runner import Outcome
+    from jobstamps.storage.layered import Layered, Shared
 
     #: A stored result: ``{"code": status, "chunks": [(stream, size), ...], "data": bytes}``.
     Payload = dict[str, Any]
@@ -90,6 +91,21 @@ def _parser(prog: str) -> _Parser:
     )
     parser.add_argument(
         "--force", action="store_true", help="run every file, and store the new results"
+    )
+    parser.add_argument(
+        "--remote",
+        metavar="URL",
+        help="share results through a remote cache (default: $JOBSTAMPS_REMOTE)",
+    )
+    parser.add_argument(
+        "--remote-read-only",
+        action="store_true",
+        help="use the remote cache's results but upload none",
+    )
+    parser.add_argument(
+        "--base-dir",
+        metavar="DIR",
+        help="paths below DIR are shared as relative (default: the git root)",
     )
     parser.add_argument(
         "--jobs",
@@ -409,6 +425,9 @@ class PerFile:
         self.shared: dict[int, Payload] = {}
         # Failed runs that named some files and not others: (named, not named) file indices.
         self.families: list[tuple[list[int], list[int]]] = []
+        # The remote cache, once a local miss opened it, and the stale files as it knows them.
+        self.layered: Layered | None = None
+        self.remote_jobs: dict[int, Shared] = {}
 
     def job(self, file: str) -> Job:
         """Describe the job of checking one file; declared files that do not exist are left out.
@@ -454,6 +473,8 @@ class PerFile:
                 if not why:
                     continue
             self._begin(index, job, why, stale, recordings)
+        if stale and (self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")):
+            stale = self._fill(stale, recordings)
         self._flush()
         runs = self._run_stale(stale, recordings) if stale else 0
         self._seal_families(recordings)
@@ -461,6 +482,8 @@ class PerFile:
         runs += self._recheck_shared(stale, recordings)
         self._flush()
         self.store.flush_stats()
+        if self.layered is not None:
+            self.layered.close()
         if stale:
             self._trim()
         if self.explaining:
@@ -519,6 +542,58 @@ class PerFile:
         for index in list(self.shared):
             if self.results[index] is not None:
                 del self.shared[index]
+
+    def _fill(self, stale: list[int], recordings: dict[int, Any]) -> list[int]:
+        """Look every stale file up in the remote cache at once; return those still stale.
+
+        A result found is stored locally for the file, with the fingerprints its remote key was
+        computed from, and replayed from there like any local result.
+        """
+        from jobstamps import portable
+        from jobstamps.storage.layered import Shared, open_layered
+
+        options = self.options
+        self.layered = open_layered(
+            self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
+        )
+        if self.layered is None:
+            return stale
+        for index in stale:
+            recording = recordings[index]
+            job = recording.job
+            digests = portable.dependency_digests(job.dependencies, recording.deps)
+            if digests is None:
+                continue
+            remote_key = portable.command_key(
+                self.store,
+                self.layered.base,
+                self.cwd,
+                self.executable,
+                [*self.command, self.files[index]],
+                job.dependencies,
+                digests,
+                (),
+                options.env,
+                "-",
+                self.merged,
+                per_file=True,
+            )
+            self.remote_jobs[index] = Shared(job, remote_key, list(recording.deps))
+        filled = self.layered.fill(list(self.remote_jobs.values()))
+        left = []
+        for index in stale:
+            shared = self.remote_jobs.get(index)
+            if shared is None or shared.job.key not in filled or self._replay(index, shared.job):
+                left.append(index)
+            else:
+                self.notes.append(f"replayed {self.files[index]} from the remote cache")
+        return left
+
+    def _upload(self, index: int, payload: Payload, deps: list[Any]) -> None:
+        """Share a file's stored result, unless its failure was pinned on a whole batch."""
+        shared = self.remote_jobs.get(index)
+        if self.layered is not None and shared is not None and not payload.get("shared"):
+            self.layered.upload(shared, deps, payload)
 
     def _trim(self) -> None:
         """Keep the cache within its size limit, once for all the results stored."""
@@ -697,6 +772,8 @@ class PerFile:
             self.notes.append(f"not stored: {problem} ({file})")
             if problem.startswith("the cache could not be written"):
                 self.cache_problem = problem
+        else:
+            self._upload(index, payload, recordings[index].deps)
 
 
 def _halves(batch: list[int]) -> list[list[int]]:

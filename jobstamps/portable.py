@@ -170,14 +170,17 @@ def command_key(
     env_names: Sequence[str],
     stdin_digest: str,
     merged: bool,
+    per_file: bool = False,
 ) -> str:
     """Return the remote key of a command invocation (see the module's text).
 
+    ``per_file`` marks the result of one file of a batch (:mod:`jobstamps.perfile`): its own
+    lines of the batch's output, not the whole output of the command run on it alone.
     Raises :class:`OSError` when the executable cannot be read.
     """
     program = _executable_fields(executable, cwd, base, store)
     fields = [
-        "jobstamps-remote-1",
+        "jobstamps-remote-per-file-1" if per_file else "jobstamps-remote-1",
         relative(cwd, base),
         f"program:{len(program)}",
         *program,
