@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
@@ -237,6 +238,33 @@ class RedisServer:
         import redis
 
         return redis.Redis.from_url(self.url)
+
+
+class Place:
+    """A fresh corner of a running server for one test, and ways to look into it."""
+
+    def __init__(self, kind: str, nginx: Nginx | None, redis: RedisServer | None) -> None:
+        tag = uuid.uuid4().hex[:12]
+        self.kind = kind
+        self.nginx = nginx
+        self.redis = redis
+        if redis is not None:
+            self.prefix = f"t{tag}:"
+            self.url = f"{redis.url}?prefix={self.prefix}"
+        else:
+            assert nginx is not None
+            self.prefix = f"/{tag}/"
+            self.url = f"{nginx.url}/{tag}?layout={kind}"
+
+    def uploads(self) -> int:
+        """Count what is stored in this corner (files under nginx's root, or Redis keys)."""
+        if self.redis is not None:
+            client = self.redis.client()
+            return len(client.keys(f"{self.prefix}*"))  # type: ignore[attr-defined]
+        assert self.nginx is not None
+        return sum(
+            1 for path in (self.nginx.root / self.prefix.strip("/")).rglob("*") if path.is_file()
+        )
 
 
 #: A misbehaving HTTP server: the first path segment chooses how it misbehaves.

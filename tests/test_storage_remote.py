@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import tracemalloc
-import uuid
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from jobstamps.errors import UsageError
 from jobstamps.storage.records import INLINE_LIMIT, Record, encode, sha256_hex
 from jobstamps.storage.remote import MAX_FAILURES, Settings, open_remote
-from servers import Nginx, RedisServer, bad_http_server, connect, free_port
+from servers import Nginx, Place, RedisServer, bad_http_server, connect, free_port
 from support import JOBSTAMP, changed_env, counting, run_python, runs
 
 if TYPE_CHECKING:
@@ -156,33 +155,6 @@ def test_a_refused_remote_warns_once_and_is_not_asked_again() -> None:
 
 
 # -- every backend, on a real server ----------------------------------------------------------
-
-
-class Place:
-    """A fresh corner of a running server for one test, and ways to look into it."""
-
-    def __init__(self, kind: str, nginx: Nginx | None, redis: RedisServer | None) -> None:
-        tag = uuid.uuid4().hex[:12]
-        self.kind = kind
-        self.nginx = nginx
-        self.redis = redis
-        if redis is not None:
-            self.prefix = f"t{tag}:"
-            self.url = f"{redis.url}?prefix={self.prefix}"
-        else:
-            assert nginx is not None
-            self.prefix = f"/{tag}/"
-            self.url = f"{nginx.url}/{tag}?layout={kind}"
-
-    def uploads(self) -> int:
-        """Count what is stored in this corner (files under nginx's root, or Redis keys)."""
-        if self.redis is not None:
-            client = self.redis.client()
-            return len(client.keys(f"{self.prefix}*"))  # type: ignore[attr-defined]
-        assert self.nginx is not None
-        return sum(
-            1 for path in (self.nginx.root / self.prefix.strip("/")).rglob("*") if path.is_file()
-        )
 
 
 @pytest.fixture(params=["subdirs", "flat", "bazel", "redis"])

@@ -1,0 +1,471 @@
+"""Results shared between two "machines" through a real remote cache, from every front end.
+
+A machine is a checkout of the same files at an absolute path of its own and a local cache of
+its own; the remote is nginx (WebDAV) or redis-server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from jobstamps.storage.records import Record, decode, encode
+from servers import Place, RedisServer, free_port
+from support import JOBSTAMP, changed_env, counting, counting_python, runs
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+SECRET = "shared secret"  # noqa: S105 - a test's
+WARNING = "jobstamp: remote cache "
+LINTER = """#!/bin/sh
+# Names every file holding "bad" (path:1:1: message), as a linter would; fails if any.
+status=0
+for file; do
+    if grep -q bad "$file"; then echo "$file:1:1: E1 bad here"; status=1; fi
+done
+echo "checked $#" >&2
+exit $status
+"""
+
+
+class Machine:
+    """A checkout of ``project`` at a path of its own, with a local cache of its own."""
+
+    def __init__(self, root: Path, project: Path) -> None:
+        self.checkout = root / "work" / "project"
+        shutil.copytree(project, self.checkout, symlinks=True)
+        self.cache = root / "cache"
+
+    def env(self, url: str | None, **extra: str | None) -> dict[str, str]:
+        """The environment of a job on this machine, sharing through ``url``."""
+        changes = {"JOBSTAMPS_CACHE_DIR": str(self.cache), "JOBSTAMPS_REMOTE": url, **extra}
+        return changed_env(changes)
+
+    def run(
+        self, command: Sequence[str | os.PathLike[str]], url: str | None, **extra: str | None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run ``command`` in the checkout."""
+        return subprocess.run(
+            [os.fspath(part) for part in command],
+            cwd=self.checkout,
+            env=self.env(url, **extra),
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+    def jobstamp(
+        self, *args: str | os.PathLike[str], url: str | None, **extra: str | None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run ``jobstamp ARGS`` in the checkout."""
+        return self.run([*JOBSTAMP, *args], url, **extra)
+
+    def stats(self) -> dict[str, str]:
+        """Return ``jobstamp --show-stats`` as a dict of its rows."""
+        shown = self.jobstamp("--show-stats", url=None).stdout.decode()
+        return {line[:17].strip(): line[17:].strip() for line in shown.splitlines()}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The files both machines check out: a repository root (``.git``), inputs, a linter."""
+    root = tmp_path / "source"
+    (root / ".git").mkdir(parents=True)
+    (root / "input.txt").write_text("some input\n")
+    (root / "other.txt").write_text("other input\n")
+    (root / "good.py").write_text("x = 1\n")
+    (root / "bad.py").write_text("bad = 1\n")
+    linter = root / "tools" / "lint"
+    linter.parent.mkdir()
+    linter.write_text(LINTER)
+    linter.chmod(0o755)
+    return root
+
+
+@pytest.fixture
+def machines(tmp_path: Path, project: Path) -> tuple[Machine, Machine]:
+    return Machine(tmp_path / "a", project), Machine(tmp_path / "b", project)
+
+
+@pytest.fixture(params=["subdirs", "bazel", "redis"])
+def every_place(request: pytest.FixtureRequest) -> Place:
+    """Each kind of remote: HTTP (two layouts) and Redis."""
+    return _place(request)
+
+
+@pytest.fixture(params=["subdirs", "redis"])
+def place(request: pytest.FixtureRequest) -> Place:
+    """One HTTP layout and Redis."""
+    return _place(request)
+
+
+def _place(request: pytest.FixtureRequest) -> Place:
+    if request.param == "redis":
+        return Place("redis", None, request.getfixturevalue("redis_server"))
+    return Place(request.param, request.getfixturevalue("nginx"), None)
+
+
+def check_input(counter: Path, name: str = "input.txt") -> list[str]:
+    """A job that reads ``name``, writes on both streams and fails: a command to share."""
+    return [
+        "--dependencies",
+        name,
+        "--",
+        *counting(counter, f'cat {name}; echo "warning: looked at {name}" >&2; exit 3'),
+    ]
+
+
+def remote_lines(stderr: bytes) -> list[str]:
+    return [line for line in stderr.decode().splitlines() if line.startswith(WARNING)]
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_machine_b_replays_what_machine_a_stored(
+    machines: tuple[Machine, Machine], every_place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    first = a.jobstamp(*check_input(counter), url=every_place.url)
+    assert (first.returncode, first.stdout) == (3, b"some input\n")
+    assert every_place.uploads() >= 1
+    shared = b.jobstamp(*check_input(counter), url=every_place.url)
+    assert runs(counter) == 1
+    assert (shared.returncode, shared.stdout, shared.stderr) == (3, first.stdout, first.stderr)
+    # The remote hit left a local entry: B replays it without the remote.
+    local = b.jobstamp(*check_input(counter), url=None)
+    assert runs(counter) == 1
+    assert (local.returncode, local.stdout, local.stderr) == (3, first.stdout, first.stderr)
+
+
+def test_a_changed_dependency_on_b_misses_the_remote(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    a.jobstamp(*check_input(counter), url=place.url)
+    (b.checkout / "input.txt").write_text("edited on b\n")
+    result = b.jobstamp(*check_input(counter), url=place.url)
+    assert runs(counter) == 2
+    assert result.stdout == b"edited on b\n"
+    assert remote_lines(result.stderr) == []
+
+
+def test_the_working_directory_is_shared_relative_to_the_repository_root(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    for machine in (a, b):
+        (machine.checkout / "tools" / "notes.txt").write_text("notes\n")
+        machine.checkout = machine.checkout / "tools"
+        result = machine.jobstamp(*check_input(counter, "notes.txt"), url=place.url)
+        assert result.stdout == b"notes\n"
+    assert runs(counter) == 1
+
+
+def test_an_absolute_argument_inside_the_checkout_is_shared(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs"
+    for machine in machines:
+        path = machine.checkout / "input.txt"
+        result = machine.jobstamp(
+            "--dependencies", path, "--", *counting(counter, 'wc -c < "$1"'), path, url=place.url
+        )
+        assert result.stdout.split() == [b"11"]
+    assert runs(counter) == 1
+
+
+def test_read_only_mode_uploads_nothing(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, _ = machines
+    counter = tmp_path / "runs"
+    a.jobstamp("--remote-read-only", *check_input(counter), url=place.url)
+    (a.checkout / "input.txt").write_text("changed\n")
+    a.jobstamp(*check_input(counter), url=place.url, JOBSTAMPS_REMOTE_READ_ONLY="1")
+    assert runs(counter) == 2
+    assert place.uploads() == 0
+    assert a.stats()["remote uploads"] == "0"
+
+
+def test_the_flag_names_the_remote_without_the_variable(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    a.jobstamp("--remote", place.url, *check_input(counter), url=None)
+    b.jobstamp("--remote", place.url, *check_input(counter), url=None)
+    assert runs(counter) == 1
+
+
+def test_show_stats_counts_remote_hits_misses_and_bytes(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    a.jobstamp(*check_input(counter), url=place.url)
+    b.jobstamp(*check_input(counter), url=place.url)
+    on_a, on_b = a.stats(), b.stats()
+    assert (on_a["remote hits"], on_a["remote misses"], on_a["remote errors"]) == ("0", "1", "0")
+    assert on_a["remote uploads"] == "1"
+    assert on_a["remote sent"] != "0 B"
+    assert (on_b["remote hits"], on_b["remote misses"], on_b["remote uploads"]) == ("1", "0", "0")
+    assert on_b["remote received"] != "0 B"
+    assert on_b["hits"] == "1"  # replayed from the entry the remote hit filled
+    a.jobstamp("--zero-stats", url=None)
+    assert "remote hits" not in a.stats()
+
+
+def test_a_20_mb_output_passes_through_the_command_line(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    code = "import os, sys; sys.stdout.buffer.write(os.urandom(20 << 20)); sys.exit(1)"
+    command = ["--", *counting_python(counter, code)]
+    first = a.jobstamp(*command, url=place.url)
+    assert len(first.stdout) == 20 << 20
+    second = b.jobstamp(*command, url=place.url)
+    assert runs(counter) == 1
+    assert second.returncode == 1
+    assert hashlib.sha256(second.stdout).digest() == hashlib.sha256(first.stdout).digest()
+    assert remote_lines(second.stderr) == []
+
+
+def test_output_files_are_shared_with_restore_outputs(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    command = [
+        "--restore-outputs",
+        "--dependencies",
+        "input.txt",
+        "--output-files",
+        "out/made.txt",
+        "--",
+        *counting(
+            counter, "mkdir -p out; tr a-z A-Z < input.txt > out/made.txt; chmod 640 out/made.txt"
+        ),
+    ]
+    a.jobstamp(*command, url=place.url)
+    result = b.jobstamp(*command, url=place.url)
+    assert runs(counter) == 1
+    assert result.returncode == 0
+    made = b.checkout / "out" / "made.txt"
+    assert made.read_text() == "SOME INPUT\n"
+    assert made.stat().st_mode & 0o777 == 0o640
+
+
+def test_output_files_are_not_shared_without_restore_outputs(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs"
+    command = ["--output-files", "made.txt", "--", *counting(counter, "cp input.txt made.txt")]
+    for machine in machines:
+        machine.jobstamp(*command, url=place.url)
+    assert runs(counter) == 2
+    assert place.uploads() == 0
+
+
+# -- records that must not be believed ----------------------------------------------------------
+
+
+def entry_files(place: Place) -> list[Path]:
+    """The entries (not blobs) an HTTP remote holds."""
+    assert place.nginx is not None
+    top = place.nginx.root / place.prefix.strip("/")
+    return [path for path in top.rglob("*") if path.is_file() and "cas" not in path.parts]
+
+
+@pytest.fixture
+def http_place(nginx: object) -> Place:
+    return Place("subdirs", nginx, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tampering", ["corrupted", "forged without the key", "another key's"])
+def test_records_that_do_not_verify_are_rejected_and_the_job_runs(
+    machines: tuple[Machine, Machine], http_place: Place, tmp_path: Path, tampering: str
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    a.jobstamp(*check_input(counter), url=http_place.url, JOBSTAMPS_REMOTE_KEY=SECRET)
+    (entry,) = entry_files(http_place)
+    data = entry.read_bytes()
+    if tampering == "corrupted":
+        entry.write_bytes(data[:40] + bytes([data[40] ^ 1]) + data[41:])
+    elif tampering == "forged without the key":
+        record = decode(data, entry.parent.name + entry.name, SECRET.encode())
+        forged = Record(record.key, exit_code=0, chunks=[(1, 7)], data=b"forged\n")
+        entry.write_bytes(encode(forged))
+    else:
+        a.jobstamp(*check_input(counter, "other.txt"), url=http_place.url)
+        (other,) = [path for path in entry_files(http_place) if path != entry]
+        other.write_bytes(data)  # input.txt's result, served for other.txt's key
+        entry = other
+    assert runs(counter) in {1, 2}
+    before = runs(counter)
+    name = "other.txt" if tampering == "another key's" else "input.txt"
+    result = b.jobstamp(
+        *check_input(counter, name), url=http_place.url, JOBSTAMPS_REMOTE_KEY=SECRET
+    )
+    assert runs(counter) == before + 1
+    assert result.returncode == 3
+    assert result.stdout == (b.checkout / name).read_bytes()
+    assert len(remote_lines(result.stderr)) == 1
+    assert b.stats()["remote errors"] == "1"
+
+
+def test_the_server_stopped_during_a_run_is_one_warning_and_the_right_status(
+    machines: tuple[Machine, Machine], tmp_path: Path
+) -> None:
+    a, _ = machines
+    counter = tmp_path / "runs"
+    server = RedisServer(tmp_path / "redis")
+    with server.running():
+        assert server.process is not None
+        pid = server.process.pid
+        command = ["--", *counting(counter, f"kill {pid}; sleep 0.5; cat input.txt; exit 3")]
+        result = a.jobstamp(*command, url=server.url)
+    assert runs(counter) == 1
+    assert (result.returncode, result.stdout) == (3, b"some input\n")
+    assert len(remote_lines(result.stderr)) == 1
+    again = a.jobstamp(*command, url=server.url)  # stored locally all the same
+    assert runs(counter) == 1
+    assert again.returncode == 3
+
+
+def test_a_refused_remote_is_one_warning_and_the_job_runs(
+    machines: tuple[Machine, Machine], tmp_path: Path
+) -> None:
+    a, _ = machines
+    counter = tmp_path / "runs"
+    result = a.jobstamp(*check_input(counter), url=f"http://127.0.0.1:{free_port()}/cache")
+    assert (result.returncode, result.stdout) == (3, b"some input\n")
+    (line,) = remote_lines(result.stderr)
+    assert "continuing without it" in line
+
+
+def test_a_malformed_remote_url_is_a_usage_error(machines: tuple[Machine, Machine]) -> None:
+    a, _ = machines
+    result = a.jobstamp("--remote", "ftp://example.invalid/", "--", "true", url=None)
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("jobstamp: remote cache URL 'ftp://")
+
+
+def test_a_missing_base_directory_is_a_usage_error(machines: tuple[Machine, Machine]) -> None:
+    a, _ = machines
+    result = a.jobstamp("--base-dir", "nowhere", "--", "true", url="redis://127.0.0.1:1/0")
+    assert result.returncode == 2
+    assert "base directory nowhere is not a directory" in result.stderr.decode()
+
+
+# -- per file -----------------------------------------------------------------------------------
+
+
+def per_file(*files: str) -> list[str]:
+    return ["--per-file", "--", "tools/lint", "--", *files]
+
+
+def test_per_file_results_are_looked_up_together_and_shared(
+    machines: tuple[Machine, Machine], place: Place
+) -> None:
+    a, b = machines
+    first = a.jobstamp(*per_file("good.py", "bad.py"), url=place.url)
+    assert first.returncode == 1
+    assert first.stdout == b"bad.py:1:1: E1 bad here\n"
+    (b.checkout / "tools" / "lint").write_text(LINTER.replace("bad here", "changed"))
+    (b.checkout / "tools" / "lint").chmod(0o755)
+    # Another linter on B: nothing from A is replayed.
+    assert b"changed" in b.jobstamp(*per_file("bad.py"), url=place.url).stdout
+    (b.checkout / "tools" / "lint").write_text(LINTER)
+    (b.checkout / "good.py").write_text("x = 2\n")
+    result = b.jobstamp("--explain", *per_file("good.py", "bad.py"), url=place.url)
+    assert result.stdout == first.stdout
+    assert result.returncode == 1
+    assert b"replayed bad.py from the remote cache" in result.stderr
+    assert b"good.py from the remote cache" not in result.stderr
+    stats = b.stats()
+    assert stats["remote hits"] == "1"
+
+
+def test_a_local_per_file_hit_loads_no_remote_code(
+    machines: tuple[Machine, Machine], tmp_path: Path
+) -> None:
+    a, _ = machines
+    url = f"http://127.0.0.1:{free_port()}/cache"
+    a.jobstamp(*per_file("good.py", "bad.py"), url=url)
+    hit = a.run([sys.executable, "-X", "importtime", "-m", "jobstamps", *per_file("bad.py")], url)
+    assert hit.stdout == b"bad.py:1:1: E1 bad here\n"
+    loaded = {line.rpartition("|")[2].strip() for line in hit.stderr.decode().splitlines()}
+    assert "jobstamps.perfile" in loaded
+    assert not {name for name in loaded if name.startswith("jobstamps.storage")}
+    assert "jobstamps.portable" not in loaded
+
+
+# -- the Python API -----------------------------------------------------------------------------
+
+CALLER = """
+import sys
+from jobstamps import jobstamp
+import checks
+
+for name in sys.argv[1:]:
+    print(jobstamp.run(checks.shout, name, jobstamps_dependencies=[name]))
+"""
+CHECKS = """
+import os
+
+def shout(path):
+    with open(os.environ["COUNTER"], "a") as counter:
+        counter.write("ran\\n")
+    with open(path) as source:
+        return source.read().upper()
+"""
+
+
+def api(machine: Machine, url: str, counter: Path, *names: str, **extra: str | None) -> str:
+    for name, text in (("caller.py", CALLER), ("checks.py", CHECKS)):
+        (machine.checkout / name).write_text(text)
+    result = machine.run([sys.executable, "caller.py", *names], url, COUNTER=str(counter), **extra)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode() + result.stderr.decode()
+
+
+def test_the_api_without_the_key_never_reads_the_remote(
+    machines: tuple[Machine, Machine], http_place: Place, tmp_path: Path
+) -> None:
+    a, _ = machines
+    counter = tmp_path / "runs"
+    said = api(a, http_place.url, counter, "input.txt", "other.txt", JOBSTAMPS_DEBUG="1")
+    assert runs(counter) == 2
+    assert said.count("not used for Python results without JOBSTAMPS_REMOTE_KEY") == 1
+    assert http_place.nginx is not None
+    assert [r for r in http_place.nginx.requests() if r[1].startswith(http_place.prefix)] == []
+
+
+def test_the_api_with_the_key_shares_results_between_machines(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    assert api(a, place.url, counter, "input.txt", JOBSTAMPS_REMOTE_KEY=SECRET) == "SOME INPUT\n\n"
+    assert api(b, place.url, counter, "input.txt", JOBSTAMPS_REMOTE_KEY=SECRET) == "SOME INPUT\n\n"
+    assert runs(counter) == 1
+    assert b.stats()["remote hits"] == "1"
+    # Records signed with another key are refused: the call runs.
+    api(a, place.url, counter, "other.txt", JOBSTAMPS_REMOTE_KEY=SECRET)
+    said = api(b, place.url, counter, "other.txt", JOBSTAMPS_REMOTE_KEY="another")
+    assert said.startswith("OTHER INPUT\n\njobstamp: remote cache ")
+    assert runs(counter) == 3
