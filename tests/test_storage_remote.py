@@ -97,7 +97,8 @@ def test_importing_the_remote_settings_stays_cheap() -> None:
     }
 
 
-def test_a_local_hit_loads_no_remote_code(tmp_path: Path) -> None:
+@pytest.mark.parametrize("configured", [False, True], ids=["no remote", "a remote configured"])
+def test_a_local_hit_loads_no_remote_code(tmp_path: Path, configured: bool) -> None:
     dependency = tmp_path / "input.txt"
     dependency.write_text("data\n")
     counter = tmp_path / "runs"
@@ -108,7 +109,9 @@ def test_a_local_hit_loads_no_remote_code(tmp_path: Path) -> None:
         "--",
         *counting(counter, "cat input.txt"),
     ]
-    env = changed_env({"JOBSTAMPS_REMOTE": None})
+    # A remote is looked at only after a local miss: the hit must not even parse its URL.
+    remote = f"http://127.0.0.1:{free_port()}/cache" if configured else None
+    env = changed_env({"JOBSTAMPS_REMOTE": remote})
     for _ in range(2):
         hit = subprocess.run(
             [command[0], "-X", "importtime", *command[1:]],
@@ -124,7 +127,8 @@ def test_a_local_hit_loads_no_remote_code(tmp_path: Path) -> None:
     loaded = {line.rpartition("|")[2].strip() for line in hit.stderr.splitlines()}
     assert "jobstamps.cli" in loaded
     assert not {name for name in loaded if name.startswith("jobstamps.storage")}
-    assert not loaded & {"http.client", "redis", "hmac", "concurrent.futures"}
+    assert not loaded & {"http.client", "redis", "hmac", "concurrent.futures", "urllib.parse"}
+    assert "jobstamps.portable" not in loaded
 
 
 def test_a_missing_client_library_warns_once_and_the_build_goes_on() -> None:
