@@ -91,22 +91,24 @@ def _argument(arg: str, base: str) -> str:
     return arg
 
 
-def content_digest(path: str, store: Store) -> str:
+def content_digest(path: str, store: Store, script: bool = False) -> str:
     """Return the digest of a file's contents, remembered in ``store`` by its path and stat.
 
-    A file modified within the racy window is digested every time: an edit within one
-    timestamp tick would leave its stat unchanged. Raises :class:`OSError` if it cannot be read.
+    For a ``script`` (run by an interpreter identified on its own) the lines naming where the
+    interpreter is on this machine are left out. A file modified within the racy window is
+    digested every time: an edit within one timestamp tick would leave its stat unchanged.
+    Raises :class:`OSError` if it cannot be read.
     """
     st = os.stat(path)
     signature = (
         f"jobstamps-memo-1\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
-        f"\0{st.st_ino}\0{st.st_dev}\0{st.st_mode}"
+        f"\0{st.st_ino}\0{st.st_dev}\0{st.st_mode}\0{int(script)}"
     )
     memo = store.memo_path(fingerprint.digest_bytes(signature.encode("utf-8", "surrogateescape")))
     known = read_private(memo)
     if known is not None and len(known) == 40 and known.isalnum():  # noqa: PLR2004 - hex
         return known.decode("ascii")
-    digest = fingerprint.digest_file(path)
+    digest = _script_digest(path) if script else fingerprint.digest_file(path)
     after = os.stat(path)
     settled = max(after.st_mtime_ns, after.st_ctime_ns) < time.time_ns() - (
         fingerprint.RACY_WINDOW_NS
@@ -122,6 +124,19 @@ def content_digest(path: str, store: Store) -> str:
         except OSError:
             pass  # remembered next time, perhaps; the digest is right either way
     return digest
+
+
+#: The second line of pip's form for an interpreter path too long for a ``#!`` line.
+_PIP_LONG = b"\x27\x27\x27exec\x27"
+
+
+def _script_digest(path: str) -> str:
+    """Digest a script without the ``#!`` line (or pip's three lines) naming its interpreter."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    lines = data.split(b"\n", 3)
+    skip = 3 if len(lines) > 3 and lines[1].startswith(_PIP_LONG) else 1  # noqa: PLR2004
+    return fingerprint.digest_bytes(b"\n".join(lines[skip:]) if len(lines) > skip else b"")
 
 
 def dependency_digests(
@@ -149,8 +164,9 @@ def _executable_fields(executable: str, cwd: str, base: str, store: Store) -> li
     """Identify an executable by name, content and Python environment, not by where it is."""
     path_variable = os.environ.get("PATH")
     name = relative(executable, base) if inside(executable, base) else os.path.basename(executable)
-    fields = [name, content_digest(executable, store)]
     interpreter = key.python_interpreter(executable, cwd, path_variable)
+    script = interpreter is not None and interpreter != executable
+    fields = [name, content_digest(executable, store, script)]
     if interpreter is not None:
         fields.append(content_digest(interpreter, store))
         found = key.python_environment(executable, cwd, path_variable)[1:]  # names only

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -184,3 +185,27 @@ def test_a_missing_dependency_is_not_shared(tmp_path: Path) -> None:
     recorded = [record(str(present), HASH), record(missing, HASH)]
     assert portable.dependency_digests([str(present), missing], recorded) is None
     assert portable.dependency_digests([str(present)], recorded[:1]) == [digest_file(str(present))]
+
+
+def test_a_python_console_script_is_named_without_its_interpreter_path(
+    tmp_path: Path, store: Store
+) -> None:
+    root = checkout(tmp_path / "project")
+    keys = []
+    for place in ("home-a/.cache/env-x1", "home-b/env"):
+        bindir = tmp_path / place / "bin"
+        bindir.mkdir(parents=True)
+        (bindir / "python").symlink_to(sys.executable)
+        script = bindir / "lint"
+        script.write_text(f"#!{bindir / 'python'}\nimport sys\nsys.exit(0)\n")
+        script.chmod(0o755)
+        keys.append(key_of(store, root, ["lint"], executable=str(script)))
+        long_form = bindir / "lint-long"
+        long_form.write_text(
+            f"#!/bin/sh\n'''exec' \"{bindir / 'python'}\" \"$0\" \"$@\"\n' '''\nimport sys\n"
+        )
+        long_form.chmod(0o755)
+        keys.append(key_of(store, root, ["lint-long"], executable=str(long_form)))
+    assert keys[0] == keys[2]
+    assert keys[1] == keys[3]
+    assert keys[0] != keys[1]  # another name
