@@ -14,10 +14,22 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from test_cmake import PROJECTS, REPLAY_OUT, configure
+from test_cmake import runs as cmake_runs
+from test_make import MakeProject
+from test_precommit import git, hook_repo, pre_commit_config, run_pre_commit  # noqa: F401
 
 from jobstamps.storage.records import Record, decode, encode
 from servers import Place, RedisServer, free_port
-from support import JOBSTAMP, changed_env, counting, counting_python, runs
+from support import (
+    JOBSTAMP,
+    changed_env,
+    counting,
+    counting_python,
+    installed_env,
+    run_folded,
+    runs,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -469,3 +481,102 @@ def test_the_api_with_the_key_shares_results_between_machines(
     said = api(b, place.url, counter, "other.txt", JOBSTAMPS_REMOTE_KEY="another")
     assert said.startswith("OTHER INPUT\n\njobstamp: remote cache ")
     assert runs(counter) == 3
+
+
+# -- pre-commit, CMake and Make: the remote comes through the environment ------------------------
+
+
+@pytest.mark.slow
+def test_pre_commit_on_machine_b_replays_what_machine_a_stored(
+    hook_repo: tuple[str, str],  # noqa: F811 - the fixture imported above
+    place: Place,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOBSTAMPS_REMOTE", place.url)
+    said = []
+    for name in ("a", "b"):
+        root = tmp_path / name / "project"
+        root.mkdir(parents=True)
+        git(root, "init", "--quiet")
+        (root / "good.py").write_text("x = 1\n")
+        (root / "bad.py").write_text("import os\n")
+        # The hook's environment needs redis-py for a Redis remote, as README.rst says.
+        pre_commit_config(
+            root,
+            hook_repo,
+            "- id: jobstamp-flake8\n"
+            "  args: [--jobstamps--, --explain, --]\n"
+            "  additional_dependencies: [flake8, redis]",
+        )
+        # Each machine has its own hook environment, at a path of its own.
+        monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", str(tmp_path / name / "cache"))
+        result = run_pre_commit(root, tmp_path / name / "pre-commit-home")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "bad.py:1:1: F401 'os' imported but unused" in result.stdout
+        said.append(result.stdout)
+    assert "jobstamp: 2 files: 0 replayed, 2 ran in " in said[0]
+    assert "jobstamp: 2 files: 2 replayed, 0 ran in 0 runs" in said[1], said[1]
+
+
+@pytest.fixture
+def with_client(installed: Path, place: Place) -> Path:
+    """The installed copy, with the client library ``place`` needs (``jobstamps[redis]``)."""
+    if place.kind == "redis":
+        done = subprocess.run(
+            [installed / "python", "-m", "pip", "install", "--quiet", "redis>=5"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode:
+            pytest.skip(f"redis-py could not be installed: {done.stderr.strip()[-300:]}")
+    return installed
+
+
+@pytest.mark.slow
+def test_a_cmake_target_on_machine_b_replays_what_machine_a_stored(
+    with_client: Path, place: Place, tmp_path: Path
+) -> None:
+    installed = with_client
+    outputs = []
+    for name in ("a", "b"):
+        source = tmp_path / name / "source"
+        shutil.copytree(PROJECTS / "lint_project", source)
+        (source / ".git").mkdir()
+        build = source / "build"
+        python = f"-DLINT_PYTHON={installed / 'python'}"
+        configured = configure(source, build, "Ninja", installed_env(installed), python)
+        assert configured.returncode == 0, configured.stdout
+        env = installed_env(
+            installed,
+            LINT_COUNTS=str(tmp_path / name / "counts"),
+            JOBSTAMPS_CACHE_DIR=str(tmp_path / name / "cache"),
+            JOBSTAMPS_REMOTE=place.url,
+        )
+        built = run_folded(["cmake", "--build", str(build), "--target", "replay"], env)
+        assert built.returncode == 0, built.stdout
+        outputs.append(built.stdout)
+    assert cmake_runs(tmp_path / "a" / "counts", "replay") == 1
+    assert cmake_runs(tmp_path / "b" / "counts", "replay") == 0
+    assert REPLAY_OUT in outputs[1]
+
+
+@pytest.mark.slow
+def test_a_make_target_on_machine_b_replays_what_machine_a_stored(
+    with_client: Path, place: Place, tmp_path: Path
+) -> None:
+    installed = with_client
+    outputs = []
+    for name in ("a", "b"):
+        project = MakeProject(tmp_path / name / "project", installed)
+        (project.root / ".git").mkdir()
+        made = project.make(
+            "hashes",
+            JOBSTAMPS_CACHE_DIR=str(tmp_path / name / "cache"),
+            JOBSTAMPS_REMOTE=place.url,
+        )
+        assert made.returncode == 0, made.stdout
+        outputs.append((cmake_runs(project.counts, "hashes"), made.stdout))
+    assert [count for count, _ in outputs] == [1, 0]
+    assert "hashes: checked  in project" in outputs[1][1]
