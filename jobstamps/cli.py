@@ -81,6 +81,12 @@ _TABLE: dict[str, tuple[str, str, str, str]] = {
         "",
         "do not store results with a non-zero exit status",
     ),
+    "--per-file": (
+        "per_file",
+        "flag",
+        "",
+        "check each FILE on its own: --per-file [OPTION...] -- COMMAND [ARG...] -- FILE...",
+    ),
     "--force": (
         "force",
         "flag",
@@ -234,6 +240,10 @@ def _error(message: str, usage: bool = False) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jobstamp`` command line; return its exit status."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if "--per-file" in args[: args.index("--") if "--" in args else None]:
+        from jobstamps import perfile
+
+        return perfile.main(args)
     try:
         options = parse(args)
         if options.actions():

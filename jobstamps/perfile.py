@@ -1,0 +1,605 @@
+"""Per-file caching at batch speed: ``jobstamp --per-file [OPTION...] -- COMMAND -- FILE...``.
+
+Each FILE is a job of its own, ``COMMAND ARG... FILE``, depending on that file and the declared
+configuration files, with an entry of its own. Unchanged files replay their stored messages;
+the stale ones run together, as few large invocations as the argument-length limit and
+``--jobs`` allow, and the output of each run is divided among its files by the rule in
+:func:`attribute`. A run whose failure cannot be pinned on its files is repeated on smaller
+batches (bisection) until every file has a result from a run it can be trusted from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from jobstamps import key, settings
+from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
+from jobstamps.errors import CacheDirectoryError, JobstampsError, UsageError
+from jobstamps.replay import Writer
+from jobstamps.store import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from concurrent.futures import Future
+    from typing import Any
+
+    from jobstamps.runner import Outcome
+
+    #: A stored result: ``{"code": status, "chunks": [(stream, size), ...], "data": bytes}``.
+    Payload = dict[str, Any]
+    #: One line of output, with its stream (1 or 2); the last line may lack its newline.
+    Line = tuple[int, bytes]
+
+__all__ = ["PerFile", "attribute", "batches", "main", "parse", "split_lines"]
+
+FORM = "[OPTION...] -- COMMAND [ARG...] -- FILE..."
+_REPORT = "Please report this bug with the command line and the output of jobstamp --version"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors become :class:`UsageError`, not an exit."""
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{message}. Run '{self.prog} --help'")
+
+
+def _parser(prog: str) -> _Parser:
+    parser = _Parser(
+        prog=prog,
+        usage=f"{prog} {FORM}",
+        allow_abbrev=False,
+        description=(
+            "Check each FILE as 'COMMAND ARG... FILE', replaying the stored output and status "
+            "of files that did not change since they were last checked; the changed ones run "
+            "in a few large batches. Safe for linters whose verdict on a file depends only on "
+            "that file and the declared dependencies."
+        ),
+        epilog=f"example: {prog} --use-hashes --dependencies setup.cfg -- flake8 -- src/*.py",
+    )
+    parser.add_argument(
+        "--dependencies",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="configuration files every result depends on (may be missing; creating one re-runs)",
+    )
+    parser.add_argument(
+        "--use-hashes",
+        action="store_true",
+        help="compare files by content, so results survive a fresh checkout (recommended)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="make the value of environment variable NAME part of the key (repeatable)",
+    )
+    parser.add_argument(
+        "--stamp-directory", metavar="DIR", help="cache directory (default: the per-user cache)"
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="say on stderr how many files ran and why each stale one did",
+    )
+    parser.add_argument(
+        "--no-store-failures", action="store_true", help="do not store results with a non-zero exit"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="run every file, and store the new results"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="linter processes at once (default: the number of processors)",
+    )
+    return parser
+
+
+def parse(argv: Sequence[str], prog: str) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """Split ``argv`` into options, the command and the files; raise :class:`UsageError`."""
+    if "--" not in argv and not {"-h", "--help"} & set(argv):
+        raise UsageError(f"no command given. Write: {prog} {FORM}")
+    first = argv.index("--") if "--" in argv else len(argv)
+    options = _parser(prog).parse_args(argv[:first])
+    last = len(argv) - 1 - argv[::-1].index("--")
+    if first == last:
+        raise UsageError(
+            f"the command must end with '--', followed by the files to check. Write: {prog} {FORM}"
+        )
+    command, files = list(argv[first + 1 : last]), list(argv[last + 1 :])
+    if not command:
+        raise UsageError(f"no command between the two '--'. Write: {prog} {FORM}")
+    if options.jobs < 1:
+        raise UsageError(
+            f"--jobs must be at least 1, not {options.jobs}. Omit it to use every processor"
+        )
+    return options, command, files
+
+
+def main(argv: Sequence[str], prog: str = "jobstamp --per-file") -> int:
+    """Run the per-file mode over ``argv`` (``--per-file`` among the options is ignored)."""
+    args = list(argv)
+    end = args.index("--") if "--" in args else len(args)
+    if "--per-file" in args[:end]:
+        args.remove("--per-file")
+    try:
+        options, command, files = parse(args, prog)
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else 0
+    except UsageError as error:
+        error_line(str(error))
+        return 2
+    return run(options, command, files)
+
+
+def run(options: argparse.Namespace, command: list[str], files: list[str]) -> int:
+    """Check ``files`` with ``command`` through the cache; return the combined exit status."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        error_line("the working directory no longer exists; running the command without the cache")
+        return run_uncached(command, files)
+    executable = key.resolve_executable(command[0], cwd, os.environ.get("PATH"))
+    if executable is None:
+        error_line(f"command not found: {command[0]}. Check its name and PATH")
+        return 127
+    if not os.access(executable, os.X_OK):
+        error_line(f"cannot run {command[0]}: permission denied. Make it executable")
+        return 126
+    if not files or settings.disabled():
+        # No file names (pass_filenames: false, always_run): what it reads is unknown, so no cache.
+        return run_uncached(command, files, executable)
+    try:
+        checker = PerFile(options, command, executable, cwd)
+    except CacheDirectoryError as error:
+        error_line(f"{error}; running the command without the cache")
+        return run_uncached(command, files, executable)
+    try:
+        return checker.run(files)
+    except KeyboardInterrupt:
+        return 130
+    except JobstampsError as error:
+        error_line(str(error))
+        return 2
+
+
+def error_line(message: str) -> None:
+    """Write one ``jobstamp:`` line to stderr, whatever the bytes in it."""
+    try:
+        os.write(2, f"jobstamp: {message}\n".encode("utf-8", "surrogateescape"))
+    except (OSError, UnicodeEncodeError):
+        pass
+
+
+def run_uncached(command: list[str], files: list[str], executable: str | None = None) -> int:
+    """Run ``command`` on ``files`` without the cache, in as few runs as the length limit allows.
+
+    The output goes straight through; the status is the largest, as pre-commit combines its
+    batches.
+    """
+    from jobstamps import runner
+
+    status = 0
+    for batch in batches(list(range(len(files))), files, 1, _room(command)) or [[]]:
+        code = runner.run_plain([*command, *(files[i] for i in batch)], executable)
+        status = code if abs(code) > abs(status) else status
+    return status
+
+
+# -- dividing a batch's output among its files --------------------------------------------------
+
+
+def split_lines(chunks: Sequence[tuple[int, int]], data: bytes) -> list[Line]:
+    """Cut recorded output into lines, each with its stream, in the order they were completed."""
+    lines: list[Line] = []
+    partial: dict[int, list[bytes]] = {}
+    offset = 0
+    for fd, size in chunks:
+        piece = data[offset : offset + size]
+        offset += size
+        start = 0
+        while (end := piece.find(b"\n", start)) >= 0:
+            head = partial.pop(fd, [])
+            lines.append((fd, b"".join([*head, piece[start : end + 1]])))
+            start = end + 1
+        if start < len(piece):
+            partial.setdefault(fd, []).append(piece[start:])
+    lines.extend((fd, b"".join(rest)) for fd, rest in partial.items())
+    return lines
+
+
+def path_forms(files: Sequence[str], cwd: str) -> dict[bytes, int]:
+    """Map every spelling a tool may print for each file to the file's index.
+
+    As passed, absolute, relative to ``cwd``, and with or without a leading ``./``.
+    """
+    forms: dict[bytes, int] = {}
+    for index, name in enumerate(files):
+        absolute = os.path.normpath(os.path.join(cwd, name))
+        spellings = [name, absolute]
+        relative = os.path.relpath(absolute, cwd)
+        if not relative.startswith(".."):
+            spellings += [relative, "./" + relative]
+        if name.startswith("./"):
+            spellings.append(name[2:])
+        for spelling in spellings:
+            forms.setdefault(os.fsencode(spelling), index)
+    return forms
+
+
+def _owner(line: bytes, forms: dict[bytes, int]) -> int | None:
+    """Return the file a ``path:...`` line is about (the longest path that matches)."""
+    found = None
+    colon = line.find(b":")
+    while colon > 0:
+        index = forms.get(line[:colon])
+        if index is not None:
+            found = index
+        colon = line.find(b":", colon + 1)
+    return found
+
+
+def _continues(line: bytes, following: bytes | None) -> bool:
+    """Whether a line after a file's last message still belongs to it.
+
+    Blank and indented lines (carets, code frames, notes), a ``path:N`` location in another
+    file (a header's note), or a source line followed by its caret line do; a line such as
+    ``Found 3 errors.`` does not.
+    """
+    if not line.strip() or line[:1] in {b" ", b"\t"}:
+        return True
+    if following is not None and b"^" in following and not following.strip(b" \t\r\n^~"):
+        return True
+    name, colon, rest = line.partition(b":")
+    return bool(colon) and bool(name) and not name[-1:].isspace() and rest[:1].isdigit()
+
+
+def attribute(
+    lines: Sequence[Line], forms: dict[bytes, int]
+) -> tuple[dict[int, list[Line]], list[Line]]:
+    """Divide a run's lines among its files; return ``({file: lines}, lines of no file)``.
+
+    A line that begins with a file's path and a colon (``path:line:col: message``) starts that
+    file's messages; the lines after it that do not begin with a file's path continue them.
+    After the last such line of a stream, only lines that look like continuations do
+    (:func:`_continues`): the rest of the stream (a summary, a traceback) belongs to no file,
+    as do lines before a stream's first file message.
+    """
+    owners = [_owner(data, forms) for _, data in lines]
+    last_head: dict[int, int] = {}
+    for position, ((fd, _), owner) in enumerate(zip(lines, owners, strict=True)):
+        if owner is not None:
+            last_head[fd] = position
+    owned: dict[int, list[Line]] = {}
+    unowned: list[Line] = []
+    current: dict[int, int | None] = {}
+    for position, (line, head) in enumerate(zip(lines, owners, strict=True)):
+        fd, data = line
+        owner = head
+        if owner is None:
+            owner = current.get(fd)
+            if owner is not None and position > last_head[fd]:
+                following = next((d for f, d in lines[position + 1 :] if f == fd), None)
+                if not _continues(data, following):
+                    owner = None
+        current[fd] = owner
+        if owner is None:
+            unowned.append(line)
+        else:
+            owned.setdefault(owner, []).append(line)
+    return owned, unowned
+
+
+def _payload(code: int, lines: Sequence[Line]) -> Payload:
+    chunks: list[tuple[int, int]] = []
+    for fd, data in lines:
+        if chunks and chunks[-1][0] == fd:
+            chunks[-1] = (fd, chunks[-1][1] + len(data))
+        else:
+            chunks.append((fd, len(data)))
+    return {"code": code, "chunks": chunks, "data": b"".join(data for _, data in lines)}
+
+
+# -- batches ------------------------------------------------------------------------------------
+
+
+def _room(command: Sequence[str]) -> int:
+    """Bytes left for file names on one command line (as xargs and pre-commit reckon it)."""
+    try:
+        limit = os.sysconf("SC_ARG_MAX")
+    except (AttributeError, ValueError, OSError):
+        limit = 1 << 15
+    environment = (
+        sum(len(k) + len(v) + 2 for k, v in os.environb.items()) if os.name == "posix" else 0
+    )
+    limit = max(min(limit - 2048 - environment, 1 << 17), 1 << 12)
+    return limit - sum(len(os.fsencode(arg)) + 1 for arg in command)
+
+
+def batches(indices: list[int], files: Sequence[str], jobs: int, room: int) -> list[list[int]]:
+    """Split ``indices`` into ``jobs`` batches or more (given enough), each fitting ``room``."""
+    if not indices:
+        return []
+    most = -(-len(indices) // jobs)
+    result: list[list[int]] = [[]]
+    used = 0
+    for index in indices:
+        size = len(os.fsencode(files[index])) + 1
+        if result[-1] and (len(result[-1]) >= most or used + size > room):
+            result.append([])
+            used = 0
+        result[-1].append(index)
+        used += size
+    return result
+
+
+# -- the whole run ------------------------------------------------------------------------------
+
+
+class PerFile:
+    """Looks every file up, runs the stale ones in batches, stores and prints each file's result."""
+
+    def __init__(
+        self, options: argparse.Namespace, command: list[str], executable: str, cwd: str
+    ) -> None:
+        self.options = options
+        self.command = command
+        self.executable = executable
+        self.cwd = cwd
+        self.method = HASH if options.use_hashes or settings.always_hash() else MTIME
+        self.explaining = bool(options.explain) or settings.debugging()
+        self.notes: list[str] = []
+        self.store = Store(options.stamp_directory, keep_in_memory=True)
+        self.store.exists()  # raises for an unusable cache directory before any work is done
+        self.engine = Engine(self.store, self.notes.append if self.explaining else None)
+        self.declared = key.abspaths(options.dependencies, cwd)
+        # pre-commit reads both streams through one pipe or terminal: the linter then gets a
+        # single pipe too, which keeps the exact order of its lines (two pipes cannot).
+        self.fields, self.merged = key.command_fields(
+            cwd, executable, self.method, command, self.declared, (), options.env
+        )
+        self.present = [path for path in self.declared if os.path.lexists(path)]
+        self.files: list[str] = []
+        self.results: list[Payload | None] = []
+        self.printed = 0
+        self.trailer: list[Line] = []
+        self.writer = Writer()
+        self.cache_problem = ""
+
+    def job(self, file: str) -> Job:
+        """Describe the job of checking one file; declared files that do not exist are left out.
+
+        The engine compares the list of dependencies with the stored one, so creating or
+        deleting a declared file re-runs.
+        """
+        return Job(
+            key.command_key(["pre-commit-per-file-1", *self.fields, f"file:{file}"]),
+            [os.path.normpath(os.path.join(self.cwd, file)), *self.present],
+            method=self.method,
+            about=file,
+        )
+
+    def run(self, files: list[str]) -> int:
+        """Check every file; write the results in the order of ``files``; return the status."""
+        self.files = list(dict.fromkeys(files))
+        self.results = [None] * len(self.files)
+        try:
+            return self._run()
+        except (JobstampsError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 - a bug must not fail the commit or build
+            self._say()
+            error_line(
+                f"internal error ({error!r}); checking the remaining files without the cache. "
+                + _REPORT
+            )
+            rest = self.files[self.printed :]
+            done = max((r["code"] for r in self.results[: self.printed] if r), key=abs, default=0)
+            code = run_uncached(self.command, rest, self.executable) if rest else 0
+            return code if abs(code) > abs(done) else done
+
+    def _run(self) -> int:
+        stale: list[int] = []
+        recordings: dict[int, Any] = {}
+        for index, file in enumerate(self.files):
+            job = self.job(file)
+            why = "a re-run was forced"
+            if not self.options.force:
+                why = self._replay(index, job)
+                if not why:
+                    continue
+            stale.append(index)
+            if self.explaining:
+                self.notes.append(f"running {file}: {why}")
+            recordings[index] = self.engine.begin(job)
+        self._flush()
+        runs = 0
+        if stale:
+            runs = self._run_stale(stale, recordings)
+        self.store.flush_stats()
+        if self.explaining:
+            replayed = len(self.files) - len(stale)
+            self.notes.insert(
+                0,
+                f"{_count(len(self.files), 'file')}: {replayed} replayed, {len(stale)} ran "
+                f"in {_count(runs, 'run')}",
+            )
+            self._say()
+        if self.cache_problem:
+            error_line(f"results were not stored: {self.cache_problem}")
+        for fd, data in self.trailer:
+            self.writer.write(fd, data)
+        return max((r["code"] for r in self.results if r), key=abs, default=0)
+
+    def _replay(self, index: int, job: Job) -> str:
+        """Take a stored result for file ``index`` if it is fresh; else return why not."""
+        verdict = self.engine.check(job)
+        if not verdict.fresh:
+            return verdict.why
+        assert verdict.entry is not None  # noqa: S101 - fresh verdicts carry their entry
+        payload = verdict.entry["payload"]
+        try:
+            _check_payload(payload)
+            self.engine.accept(job, verdict)
+        except (ReplayError, OSError) as error:
+            return f"the stored result cannot be replayed ({error})"
+        self.store.note(hit=True)
+        self.results[index] = payload
+        return ""
+
+    def _flush(self) -> None:
+        """Write the results that are due: every file's, in order, up to the first still running."""
+        while self.printed < len(self.files):
+            result = self.results[self.printed]
+            if result is None:
+                return
+            offset = 0
+            for fd, size in result["chunks"]:
+                self.writer.write(fd, result["data"][offset : offset + size])
+                offset += size
+            self.printed += 1
+
+    def _say(self) -> None:
+        for note in self.notes:
+            error_line(note)
+        self.notes.clear()
+
+    # -- running the stale files ---------------------------------------------------------------
+
+    def _run_stale(self, stale: list[int], recordings: dict[int, Any]) -> int:
+        """Run the stale files in batches until each has a result; return how many runs it took."""
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        jobs = self.options.jobs
+        room = _room(self.command)
+        runs = 0
+        with ThreadPoolExecutor(max_workers=min(jobs, len(stale))) as pool:
+            running: dict[Future[Outcome | OSError], list[int]] = {}
+
+            def start(batch: list[int]) -> None:
+                running[pool.submit(self._capture, batch)] = batch
+
+            try:
+                for batch in batches(stale, self.files, jobs, room):
+                    start(batch)
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        batch = running.pop(future)
+                        runs += 1
+                        for again in self._settle(batch, future.result(), recordings):
+                            start(again)
+                    self._flush()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        return runs
+
+    def _capture(self, batch: list[int]) -> Outcome | OSError:
+        from jobstamps import runner
+
+        argv = [*self.command, *(self.files[i] for i in batch)]
+        try:
+            return runner.run(
+                argv,
+                self.executable,
+                self.cwd,
+                b"",
+                self.merged,
+                None,
+                relay=False,
+                handle_signals=False,
+            )
+        except OSError as error:
+            return error
+
+    def _settle(
+        self, batch: list[int], outcome: Outcome | OSError, recordings: dict[int, Any]
+    ) -> list[list[int]]:
+        """Give the files of a finished run their results; return the batches to run again."""
+        names = (
+            f"{_count(len(batch), 'file')} ({self.files[batch[0]]}{', ...' if batch[1:] else ''})"
+        )
+        if isinstance(outcome, OSError):
+            from jobstamps import runner
+
+            code = runner.report_start_failure(self.command[0], outcome)
+            for index in batch:
+                self.results[index] = {"code": code, "chunks": [], "data": b""}
+            return []
+        lines = split_lines(outcome.chunks, outcome.data)
+        code = outcome.exit_code
+        if outcome.why_not_stored:  # a crash: nothing it printed can be trusted
+            if len(batch) > 1:
+                self.notes.append(
+                    f"a run over {names} ended early ({outcome.why_not_stored}): "
+                    "running them again in two halves"
+                )
+                return _halves(batch)
+            self.results[batch[0]] = _payload(code, lines)
+            self.notes.append(f"not stored: {outcome.why_not_stored} ({self.files[batch[0]]})")
+            return []
+        owned, unowned = attribute(lines, path_forms([self.files[i] for i in batch], self.cwd))
+        silent = [index for position, index in enumerate(batch) if position not in owned]
+        if code != 0 and silent:
+            if len(batch) == 1:  # alone: its whole output and status are its result
+                self._keep(batch[0], _payload(code, lines), recordings)
+                return []
+            for position, index in enumerate(batch):
+                if position in owned:
+                    self._keep(index, _payload(code, owned[position]), recordings)
+            self.notes.append(
+                f"a run over {names} failed (exit status {code}) without naming "
+                f"{_count(len(silent), 'file')}: running those again in smaller batches"
+            )
+            return _halves(silent) if len(silent) == len(batch) else [silent]
+        for position, index in enumerate(batch):
+            self._keep(
+                index,
+                _payload(code if position in owned else 0, owned.get(position, [])),
+                recordings,
+            )
+        self.trailer.extend(unowned)
+        return []
+
+    def _keep(self, index: int, payload: Payload, recordings: dict[int, Any]) -> None:
+        """Make ``payload`` file ``index``'s result, and store it unless told not to."""
+        self.results[index] = payload
+        file = self.files[index]
+        if payload["code"] and self.options.no_store_failures:
+            self.notes.append(
+                f"not stored: it failed (exit status {payload['code']}) and "
+                f"--no-store-failures is set ({file})"
+            )
+            return
+        problem = self.engine.commit(recordings[index], payload)
+        if problem:
+            self.notes.append(f"not stored: {problem} ({file})")
+            if problem.startswith("the cache could not be written"):
+                self.cache_problem = problem
+
+
+def _halves(batch: list[int]) -> list[list[int]]:
+    half = len(batch) // 2
+    return [batch[:half], batch[half:]]
+
+
+def _check_payload(payload: Payload) -> None:
+    """Raise :class:`ReplayError` unless ``payload`` is a whole stored result."""
+    try:
+        whole = sum(size for _, size in payload["chunks"]) == len(payload["data"])
+        whole = whole and isinstance(payload["code"], int)
+    except (KeyError, TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise ReplayError("the stored output is malformed")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
