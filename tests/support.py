@@ -364,3 +364,17 @@ def checker_runs(log: Path) -> list[list[str]]:
     if not log.exists():
         return []
     return [line.split("\t") if line else [] for line in log.read_text().splitlines()]
+
+
+def readme_c_example(root: Path) -> tuple[Path, Path]:
+    """Lay out the C project of the README's per-file examples: ``src/app.c``, whose
+    out-of-bounds read cppcheck reports, ``src/util.c`` and ``include/app.h``. Returns the
+    paths of the two sources."""
+    (root / "src").mkdir(parents=True)
+    (root / "include").mkdir()
+    (root / "include" / "app.h").write_text("#define SIZE 2\n")
+    app, util = root / "src" / "app.c", root / "src" / "util.c"
+    app.write_text('#include "app.h"\n\nint last(void)\n{\n    int values[SIZE] = {0, 1};\n')
+    app.write_text(app.read_text() + "    return values[2];\n}\n")
+    util.write_text('#include "app.h"\n\nint twice(int x)\n{\n    return 2 * x;\n}\n')
+    return app, util

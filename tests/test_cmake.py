@@ -22,6 +22,7 @@ from support import (
     flake8_example,
     installed_env,
     installed_output,
+    readme_c_example,
     readme_code_blocks,
     run_folded,
 )
@@ -414,7 +415,7 @@ def test_calling_it_before_find_package_says_what_to_do(installed: Path, tmp_pat
 
 @pytest.mark.parametrize("generator", GENERATORS)
 def test_the_readme_example_works(installed: Path, tmp_path: Path, generator: str) -> None:
-    (cmakelists,) = readme_code_blocks(README, "CMake", "cmake")
+    cmakelists, _ = readme_code_blocks(README, "CMake", "cmake")
     source = tmp_path / "example"
     app, env = flake8_example(source, installed)
     (source / "CMakeLists.txt").write_text(cmakelists)
@@ -626,3 +627,33 @@ def test_per_file_cppcheck_checks_only_what_changed(perfile: PerFileProject) -> 
     assert fixed.returncode == 0, fixed.stdout
     assert perfile.runs()[runs:] == [["src/f05.c"]]
     assert messages(fixed) == []
+
+
+@pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_the_readme_per_file_example_works(installed: Path, tmp_path: Path, generator: str) -> None:
+    _, cmakelists = readme_code_blocks(README, "CMake", "cmake")
+    source = tmp_path / "example"
+    app, util = readme_c_example(source)
+    (source / "CMakeLists.txt").write_text(cmakelists)
+    env = installed_env(installed)
+    build = tmp_path / "build"
+    assert configure(source, build, generator, env).returncode == 0
+
+    finding = "src/app.c:6:18: warning: Array 'values[2]' accessed at index 2"
+    outputs = []
+    for _ in range(2):
+        result = run_folded(["cmake", "--build", str(build)], env)
+        assert result.returncode != 0
+        assert finding in result.stdout
+        outputs.append([line for line in result.stdout.splitlines() if "values" in line])
+    assert outputs[0] == outputs[1]
+
+    util.write_text(util.read_text() + "/* edited */\n")
+    explained = run_folded(["cmake", "--build", str(build)], {**env, "JOBSTAMPS_DEBUG": "1"})
+    assert "2 files: 1 replayed, 1 ran in 1 run" in explained.stdout
+
+    app.write_text(app.read_text().replace("values[2]", "values[1]"))
+    result = run_folded(["cmake", "--build", str(build)], env)
+    assert result.returncode == 0, result.stdout
+    assert finding not in result.stdout

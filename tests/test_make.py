@@ -17,6 +17,7 @@ from support import (
     flake8_example,
     installed_env,
     installed_output,
+    readme_c_example,
     readme_code_blocks,
     run_folded,
 )
@@ -167,7 +168,7 @@ def test_a_failing_command_fails_make_both_times(project: MakeProject) -> None:
 
 
 def test_the_readme_example_works(tmp_path: Path, installed: Path) -> None:
-    (makefile,) = readme_code_blocks(README, "GNU Make", "make")
+    makefile = next(b for b in readme_code_blocks(README, "GNU Make", "make") if "_run," in b)
     app, env = flake8_example(tmp_path, installed)
     (tmp_path / "Makefile").write_text(makefile)
 
@@ -338,3 +339,31 @@ def test_jobstamp_each_with_cppcheck_checks_only_what_changed(
     fourth = perfile.make("-j2", "cppcheck")
     assert fourth.returncode != 0, fourth.stdout
     assert sorted(set(perfile.checked("cppcheck", since=runs + 1))) == perfile.sources
+
+
+@pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
+def test_the_readme_per_file_example_works(tmp_path: Path, installed: Path) -> None:
+    blocks = readme_code_blocks(README, "GNU Make", "make")
+    first = next(b for b in blocks if "_run," in b).splitlines()
+    # The per-file example goes on from the first one's include line.
+    include = first[: next(i for i, line in enumerate(first) if line.startswith("include")) + 1]
+    per_file = next(b for b in blocks if "jobstamp_each" in b)
+    (tmp_path / "Makefile").write_text("\n".join([*include, "", per_file]))
+    app, util = readme_c_example(tmp_path)
+    env = installed_env(installed)
+
+    def make(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_folded(["make", "cppcheck", *args], env, cwd=tmp_path)
+
+    finding = "src/app.c:6:18: warning: Array 'values[2]' accessed at index 2"
+    for _ in range(2):
+        result = make()
+        assert result.returncode != 0
+        assert finding in result.stdout
+    util.write_text(util.read_text() + "/* edited */\n")
+    explained = make("JOBSTAMP_FLAGS=--explain")
+    assert explained.returncode != 0
+    assert "jobstamp: 2 files: 1 replayed, 1 ran in 1 run" in explained.stdout
+    app.write_text(app.read_text().replace("values[2]", "values[1]"))
+    result = make()
+    assert result.returncode == 0, result.stdout
