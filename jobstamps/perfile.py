@@ -296,14 +296,31 @@ def attribute(
     return owned, unowned
 
 
-def _payload(code: int, lines: Sequence[Line]) -> Payload:
+def _share(named: int, size: int, whole: bool) -> list[Any] | None:
+    """Mark the failures of a run in which ``named`` of ``size`` files printed messages.
+
+    With several files named, the run's status cannot be pinned on one of them (some may
+    have printed only warnings). A run that named every one of its files marks its failures
+    with its own token and size: files replayed together with every other file of that run
+    would fail again, as that run did.
+    """
+    if named < 2:  # noqa: PLR2004 - one file named: the failure is its own
+        return None
+    return [os.urandom(8).hex() if whole else "", size]
+
+
+def _payload(code: int, lines: Sequence[Line], shared: list[Any] | None = None) -> Payload:
+    """Make a stored result; ``shared`` marks a failure whose status other files shared."""
     chunks: list[tuple[int, int]] = []
     for fd, data in lines:
         if chunks and chunks[-1][0] == fd:
             chunks[-1] = (fd, chunks[-1][1] + len(data))
         else:
             chunks.append((fd, len(data)))
-    return {"code": code, "chunks": chunks, "data": b"".join(data for _, data in lines)}
+    payload = {"code": code, "chunks": chunks, "data": b"".join(data for _, data in lines)}
+    if shared and code:
+        payload["shared"] = shared
+    return payload
 
 
 # -- batches ------------------------------------------------------------------------------------
@@ -368,9 +385,12 @@ class PerFile:
         self.files: list[str] = []
         self.results: list[Payload | None] = []
         self.printed = 0
-        self.trailer: list[Line] = []
+        # Lines of no file, by run; runs that printed the same ("All checks passed!") once.
+        self.trailer: dict[tuple[Line, ...], None] = {}
         self.writer = Writer()
         self.cache_problem = ""
+        # Stored failures whose status came from a run over several files (see _settle).
+        self.shared: dict[int, Payload] = {}
 
     def job(self, file: str) -> Job:
         """Describe the job of checking one file; declared files that do not exist are left out.
@@ -414,28 +434,59 @@ class PerFile:
                 why = self._replay(index, job)
                 if not why:
                     continue
-            stale.append(index)
-            if self.explaining:
-                self.notes.append(f"running {file}: {why}")
-            recordings[index] = self.engine.begin(job)
+            self._begin(index, job, why, stale, recordings)
         self._flush()
-        runs = 0
-        if stale:
-            runs = self._run_stale(stale, recordings)
+        runs = self._run_stale(stale, recordings) if stale else 0
+        self._confirm_shared()
+        if self.shared and not any(result and result["code"] for result in self.results):
+            # Nothing else fails: whether these do must be seen again, each without the
+            # files it failed with (its messages may be warnings that fail no run).
+            again: list[int] = []
+            for index in self.shared:
+                why = "its stored failure came from a run that other files failed too"
+                self._begin(index, self.job(self.files[index]), why, again, recordings)
+            runs += self._run_stale(again, recordings)
+            stale += again
+        else:
+            for index, payload in self.shared.items():
+                self.results[index] = payload
+        self._flush()
         self.store.flush_stats()
         if self.explaining:
-            replayed = len(self.files) - len(stale)
             self.notes.insert(
                 0,
-                f"{_count(len(self.files), 'file')}: {replayed} replayed, {len(stale)} ran "
-                f"in {_count(runs, 'run')}",
+                f"{_count(len(self.files), 'file')}: {len(self.files) - len(stale)} replayed, "
+                f"{len(stale)} ran in {_count(runs, 'run')}",
             )
             self._say()
         if self.cache_problem:
             error_line(f"results were not stored: {self.cache_problem}")
-        for fd, data in self.trailer:
+        for fd, data in (line for lines in self.trailer for line in lines):
             self.writer.write(fd, data)
         return max((r["code"] for r in self.results if r), key=abs, default=0)
+
+    def _confirm_shared(self) -> None:
+        """Take the shared failures of a run whose every file is replayed here: it stands."""
+        groups: dict[str, list[int]] = {}
+        for index, payload in self.shared.items():
+            token, size = payload["shared"]
+            if token:
+                groups.setdefault(token, []).append(index)
+                if len(groups[token]) == size:
+                    for member in groups[token]:
+                        self.results[member] = self.shared[member]
+        for index in list(self.shared):
+            if self.results[index] is not None:
+                del self.shared[index]
+
+    def _begin(
+        self, index: int, job: Job, why: str, stale: list[int], recordings: dict[int, Any]
+    ) -> None:
+        """Mark file ``index`` to run, fingerprinting its dependencies first."""
+        stale.append(index)
+        if self.explaining:
+            self.notes.append(f"running {self.files[index]}: {why}")
+        recordings[index] = self.engine.begin(job)
 
     def _replay(self, index: int, job: Job) -> str:
         """Take a stored result for file ``index`` if it is fresh; else return why not."""
@@ -450,7 +501,10 @@ class PerFile:
         except (ReplayError, OSError) as error:
             return f"the stored result cannot be replayed ({error})"
         self.store.note(hit=True)
-        self.results[index] = payload
+        if payload.get("shared") and payload["code"]:
+            self.shared[index] = payload  # printed once it is known to be needed
+        else:
+            self.results[index] = payload
         return ""
 
     def _flush(self) -> None:
@@ -523,50 +577,56 @@ class PerFile:
         self, batch: list[int], outcome: Outcome | OSError, recordings: dict[int, Any]
     ) -> list[list[int]]:
         """Give the files of a finished run their results; return the batches to run again."""
-        names = (
-            f"{_count(len(batch), 'file')} ({self.files[batch[0]]}{', ...' if batch[1:] else ''})"
-        )
         if isinstance(outcome, OSError):
-            from jobstamps import runner
-
-            code = runner.report_start_failure(self.command[0], outcome)
-            for index in batch:
-                self.results[index] = {"code": code, "chunks": [], "data": b""}
+            self._not_started(batch, outcome)
             return []
         lines = split_lines(outcome.chunks, outcome.data)
         code = outcome.exit_code
         if outcome.why_not_stored:  # a crash: nothing it printed can be trusted
-            if len(batch) > 1:
-                self.notes.append(
-                    f"a run over {names} ended early ({outcome.why_not_stored}): "
-                    "running them again in two halves"
-                )
-                return _halves(batch)
-            self.results[batch[0]] = _payload(code, lines)
-            self.notes.append(f"not stored: {outcome.why_not_stored} ({self.files[batch[0]]})")
-            return []
+            if len(batch) == 1:
+                self.results[batch[0]] = _payload(code, lines)
+                self.notes.append(f"not stored: {outcome.why_not_stored} ({self.files[batch[0]]})")
+                return []
+            self.notes.append(
+                f"a run over {self._names(batch)} ended early ({outcome.why_not_stored}): "
+                "running them again in two halves"
+            )
+            return _halves(batch)
         owned, unowned = attribute(lines, path_forms([self.files[i] for i in batch], self.cwd))
         silent = [index for position, index in enumerate(batch) if position not in owned]
-        if code != 0 and silent:
-            if len(batch) == 1:  # alone: its whole output and status are its result
-                self._keep(batch[0], _payload(code, lines), recordings)
-                return []
+        shared = _share(len(owned), len(batch), not silent)
+        if code == 0 or not silent:
             for position, index in enumerate(batch):
-                if position in owned:
-                    self._keep(index, _payload(code, owned[position]), recordings)
-            self.notes.append(
-                f"a run over {names} failed (exit status {code}) without naming "
-                f"{_count(len(silent), 'file')}: running those again in smaller batches"
-            )
-            return _halves(silent) if len(silent) == len(batch) else [silent]
+                lines_of = owned.get(position, [])
+                self._keep(index, _payload(code if lines_of else 0, lines_of, shared), recordings)
+            self.trailer[tuple(unowned)] = None
+            return []
+        if len(batch) == 1:  # alone: its whole output and status are its result
+            self._keep(batch[0], _payload(code, lines), recordings)
+            return []
         for position, index in enumerate(batch):
-            self._keep(
-                index,
-                _payload(code if position in owned else 0, owned.get(position, [])),
-                recordings,
-            )
-        self.trailer.extend(unowned)
-        return []
+            if position in owned:
+                self._keep(index, _payload(code, owned[position], shared), recordings)
+        self.notes.append(
+            f"a run over {self._names(batch)} failed (exit status {code}) without naming "
+            f"{_count(len(silent), 'file')}: running those again in smaller batches"
+        )
+        if len(silent) == len(batch):
+            return _halves(batch)  # its lines will come again from the smaller runs
+        self.trailer[tuple(unowned)] = None
+        return [silent]
+
+    def _not_started(self, batch: list[int], error: OSError) -> None:
+        """Say once that the command could not start; give its files the shell's status."""
+        from jobstamps import runner
+
+        code = runner.report_start_failure(self.command[0], error)
+        for index in batch:
+            self.results[index] = {"code": code, "chunks": [], "data": b""}
+
+    def _names(self, batch: list[int]) -> str:
+        more = ", ..." if len(batch) > 1 else ""
+        return f"{_count(len(batch), 'file')} ({self.files[batch[0]]}{more})"
 
     def _keep(self, index: int, payload: Payload, recordings: dict[int, Any]) -> None:
         """Make ``payload`` file ``index``'s result, and store it unless told not to."""

@@ -262,6 +262,31 @@ def test_usage_errors_exit_2_with_one_line(
     assert err.count("\n") == 1
 
 
+def test_ready_made_hook_without_final_separator_gets_a_hint_that_fits_it(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--hook", "jobstamp-flake8", "--use-hashes", "--", "flake8", "--explain", "a.py"]
+    assert precommit.main(argv) == 2
+    err = capfd.readouterr().err
+    assert "the args of hook jobstamp-flake8 must end with '--'" in err
+    assert "args: [--jobstamps--, --explain, --]" in err
+    assert "COMMAND" not in err
+    assert err.count("\n") == 1
+
+
+def test_jobstamps_options_after_the_mark_reach_jobstamps_not_the_linter(
+    lint: list[str], tmp_path: Path
+) -> None:
+    Path("a.py").write_text("bad\n")
+    argv = ["--hook", "jobstamp-lint", "--", *lint, "--jobstamps--", "--explain", "--jobs", "1"]
+    result = hook(*argv, "--", "a.py")
+    assert result.returncode == 1
+    assert b"jobstamp: 1 file: 0 replayed, 1 ran in 1 run\n" in result.stdout
+    assert linted(tmp_path) == ["a.py"]  # the stand-in took no option for a file
+    assert hook(*argv, "--", "a.py").stdout.startswith(b"a.py:1: bad\n")
+    assert linted(tmp_path) == []
+
+
 def test_missing_command_exits_127(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     assert precommit.main(["--", str(tmp_path / "no-such-linter"), "--", "a.py"]) == 127
     assert capfd.readouterr().err.startswith("jobstamp: command not found: ")
@@ -381,12 +406,14 @@ def report(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def counting_wrapper(directory: Path, name: str, target: str) -> Path:
-    """Write an executable ``name`` that notes the file it is given, then runs ``target``."""
+    """Write an executable ``name`` that notes the files it is given, then runs ``target``."""
     directory.mkdir(exist_ok=True)
     wrapper = directory / name
     counter = directory.parent / "invocations"
     wrapper.write_text(
-        f'#!/bin/sh\nfor last; do :; done\necho "$last" >> {counter}\nexec {target} "$@"\n'
+        "#!/bin/sh\n"
+        'line=""; for arg; do case "$arg" in -*) ;; *) line="$line $arg";; esac; done\n'
+        f'echo "$line" >> {counter}\nexec {target} "$@"\n'
     )
     wrapper.chmod(0o755)
     return wrapper
@@ -546,3 +573,100 @@ def test_readme_system_hook_uses_the_current_environment(
     second = run_pre_commit(project, pre_commit_home, path=path)
     assert (second.returncode, report(second)) == (first.returncode, report(first))
     assert invocations(project) == []
+
+
+def fresh_project(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A throwaway git repository holding ``files``."""
+    root = tmp_path / "fresh"
+    root.mkdir()
+    git(root, "init", "--quiet")
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("hook_id", "files", "message"),
+    [
+        ("jobstamp-ruff", {"good.py": "x = 1\n", "bad.py": "import os\n"}, "bad.py:1:8: F401"),
+        ("jobstamp-pycodestyle", {"good.py": "x = 1\n", "bad.py": "x=1\n"}, "bad.py:1:2: E225"),
+        (
+            "jobstamp-yamllint",
+            {"good.yaml": "---\na: 1\n", "bad.yaml": "---\na: 1\na: 2\n"},
+            "bad.yaml:3:1: [error] duplication of key",
+        ),
+        (
+            "jobstamp-codespell",
+            {"good.txt": "the cat\n", "bad.txt": "teh cat\n"},
+            "bad.txt:1: teh ==> the",
+        ),
+        (
+            "jobstamp-shellcheck",
+            {"good.sh": '#!/bin/sh\necho "$1"\n', "bad.sh": "#!/bin/sh\necho $1\n"},
+            "bad.sh:2:6: note: Double quote",
+        ),
+    ],
+)
+def test_ready_made_hook_runs_the_real_linter_then_replays(
+    tmp_path: Path,
+    hook_repo: tuple[str, str],
+    pre_commit_home: Path,
+    isolated_cache: Path,
+    hook_id: str,
+    files: dict[str, str],
+    message: str,
+) -> None:
+    project = fresh_project(tmp_path, files)
+    pre_commit_config(project, hook_repo, f"- id: {hook_id}")
+    first = run_pre_commit(project, pre_commit_home)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert message in first.stdout, first.stdout
+    assert "good." not in first.stdout
+    misses = Store(str(isolated_cache)).stats()["misses"]
+    assert misses >= 2
+    second = run_pre_commit(project, pre_commit_home)
+    assert (second.returncode, report(second)) == (first.returncode, report(first))
+    stats = Store(str(isolated_cache)).stats()
+    assert (stats["hits"], stats["misses"]) == (misses, misses)
+
+
+@pytest.mark.slow
+def test_ready_made_hook_takes_jobstamps_options_after_the_mark(
+    project: Path, hook_repo: tuple[str, str], pre_commit_home: Path
+) -> None:
+    pre_commit_config(
+        project,
+        hook_repo,
+        """
+        - id: jobstamp-flake8
+          args: [--max-line-length=100, --jobstamps--, --explain, --]
+        """,
+    )
+    first = run_pre_commit(project, pre_commit_home)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "bad.py:1:1: F401 'os' imported but unused" in first.stdout
+    assert "jobstamp: 2 files: 0 replayed, 2 ran in " in first.stdout
+    second = run_pre_commit(project, pre_commit_home)
+    assert "jobstamp: 2 files: 2 replayed, 0 ran in 0 runs" in second.stdout
+
+
+@pytest.mark.slow
+def test_unusable_cache_does_not_fail_the_commit_beyond_the_linter(
+    project: Path,
+    hook_repo: tuple[str, str],
+    pre_commit_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "blocker").write_text("")
+    monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", str(tmp_path / "blocker" / "cache"))
+    pre_commit_config(project, hook_repo, "- id: jobstamp-flake8")
+    result = run_pre_commit(project, pre_commit_home)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "bad.py:1:1: F401 'os' imported but unused" in result.stdout
+    said = [line for line in result.stdout.splitlines() if line.startswith("jobstamp:")]
+    assert len(said) == 1
+    assert "running the command without the cache" in said[0]
+    (project / "bad.py").write_text("x = 2\n")
+    assert run_pre_commit(project, pre_commit_home).returncode == 0

@@ -1,0 +1,504 @@
+"""Per-file mode: batches, each file's result divided out of them, bisection, replay in order."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobstamps import perfile
+
+BIN = Path(sys.executable).parent
+
+# A stand-in linter that takes many files, as real ones do. It logs each run (the files it was
+# given), then judges each file by markers in its contents: "named" prints a message with
+# continuation lines, "warn" prints a warning that fails nothing, "silent" fails without a
+# word, "segv" crashes, two files holding "pair" fail together (silently) though each passes
+# alone. With --summary it ends with a summary.
+FAKE = r"""
+import os, signal, sys
+summary = "--summary" in sys.argv
+files = [arg for arg in sys.argv[1:] if arg != "--summary"]
+with open(os.environ["FAKE_RUNS"], "ab") as log:
+    log.write(b"\0".join(os.fsencode(name) for name in files) + b"\n")
+out = sys.stdout.buffer
+status, problems = 0, 0
+texts = {name: open(name, "rb").read() for name in files}
+for name in files:
+    text = texts[name]
+    if b"segv" in text:
+        out.flush()
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if b"named" in text:
+        out.write(os.fsencode(name) + b":1:1: E1 named problem\n    named\n    ^\n")
+        status, problems = 1, problems + 1
+    if b"warn" in text:
+        out.write(os.fsencode(name) + b":1:1: W1 warning only\n")
+    if b"silent" in text:
+        status, problems = 1, problems + 1
+if sum(b"pair" in text for text in texts.values()) > 1:
+    status = 1
+if summary and problems:
+    out.write(b"Found %d errors.\n" % problems)
+out.flush()
+sys.exit(status)
+"""
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Return the stand-in linter's command; work in a fresh directory."""
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE)
+    monkeypatch.setenv("FAKE_RUNS", str(tmp_path / "runs"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return [sys.executable, str(script)]
+
+
+def runs(tmp_path: Path) -> list[list[bytes]]:
+    """Return, and forget, the runs of the stand-in linter: the files each was given."""
+    log = tmp_path / "runs"
+    if not log.exists():
+        return []
+    lines = log.read_bytes().splitlines()
+    log.unlink()
+    return [line.split(b"\0") for line in lines]
+
+
+def ran_files(tmp_path: Path) -> list[bytes]:
+    return sorted(name for run in runs(tmp_path) for name in run)
+
+
+def per_file(*argv: str | bytes, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``jobstamp --per-file ARGV...`` with both streams into one pipe, as pre-commit does."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobstamps", "--per-file", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def write(files: dict[str, str]) -> list[str]:
+    for name, text in files.items():
+        Path(name).write_text(text)
+    return list(files)
+
+
+def named(name: str) -> bytes:
+    return f"{name}:1:1: E1 named problem\n    named\n    ^\n".encode()
+
+
+# -- batches and bisection ------------------------------------------------------------------------
+
+
+def test_stale_files_run_in_one_batch_per_job_and_replay_without_a_run(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({f"f{i}.py": "named\n" if i in {2, 7} else "fine\n" for i in range(10)})
+    first = per_file("--jobs", "2", "--", *fake, "--", *names)
+    assert first.returncode == 1
+    assert first.stdout == named("f2.py") + named("f7.py")
+    # Two batches of five; each failed and named one file: the four silent files of each
+    # batch cannot be trusted from that run and run again, together.
+    assert [len(run) for run in runs(tmp_path)] == [5, 5, 4, 4]
+    second = per_file("--jobs", "2", "--", *fake, "--", *names)
+    assert (second.returncode, second.stdout) == (1, first.stdout)
+    assert runs(tmp_path) == []
+
+
+def test_one_edited_file_runs_alone_and_with_nothing_else(fake: list[str], tmp_path: Path) -> None:
+    names = write({f"f{i}.py": "fine\n" for i in range(6)})
+    assert per_file("--", *fake, "--", *names).returncode == 0
+    runs(tmp_path)
+    Path("f3.py").write_text("named\n")
+    edited = per_file("--", *fake, "--", *names)
+    assert (edited.returncode, edited.stdout) == (1, named("f3.py"))
+    assert runs(tmp_path) == [[b"f3.py"]]
+
+
+def test_a_configuration_change_reruns_every_file_in_batches(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({f"f{i}.py": "fine\n" for i in range(40)})
+    argv = ["--jobs", "2", "--dependencies", "lint.cfg", "--", *fake, "--", *names]
+    assert per_file(*argv).returncode == 0
+    assert [len(run) for run in runs(tmp_path)] == [20, 20]
+    assert per_file(*argv).returncode == 0
+    assert runs(tmp_path) == []
+    Path("lint.cfg").write_text("[lint]\n")
+    assert per_file(*argv).returncode == 0
+    assert [len(run) for run in runs(tmp_path)] == [20, 20]
+
+
+def test_a_failure_that_names_no_file_is_bisected_to_the_failing_file(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({f"f{i}.py": "silent\n" if i == 5 else "fine\n" for i in range(8)})
+    result = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert [len(run) for run in runs(tmp_path)] == [8, 4, 4, 2, 2, 1, 1]
+    # Each file's own result was stored: replayed one at a time, none runs.
+    for name in names:
+        alone = per_file("--", *fake, "--", name)
+        assert alone.returncode == (1 if name == "f5.py" else 0), name
+    assert runs(tmp_path) == []
+
+
+def test_a_linter_that_prints_only_a_summary_is_bisected(fake: list[str], tmp_path: Path) -> None:
+    names = write({"a.py": "fine\n", "b.py": "silent\n", "c.py": "fine\n", "d.py": "fine\n"})
+    first = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
+    assert first.returncode == 1
+    # The summary of each run that could not be divided is not stored; b.py's run alone is
+    # all b.py's, summary included.
+    assert first.stdout == b"Found 1 errors.\n"
+    again = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
+    assert (again.returncode, again.stdout) == (1, b"Found 1 errors.\n")
+    assert runs(tmp_path) == [
+        [b"a.py", b"b.py", b"c.py", b"d.py"],
+        [b"a.py", b"b.py"],
+        [b"c.py", b"d.py"],
+        [b"a.py"],
+        [b"b.py"],
+    ]
+
+
+def test_a_summary_line_after_named_messages_is_printed_once_and_not_stored(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "named\n", "b.py": "fine\n", "c.py": "named\n"})
+    first = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
+    assert first.returncode == 1
+    assert first.stdout == named("a.py") + named("c.py") + b"Found 2 errors.\n"
+    assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py"], [b"b.py"]]
+    # a.py and c.py failed together, with b.py which did not fail: checked again together
+    # (once) before their failure is replayed on its own.
+    second = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
+    assert (second.returncode, second.stdout) == (1, first.stdout)
+    assert runs(tmp_path) == [[b"a.py", b"c.py"]]
+    third = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
+    assert (third.returncode, third.stdout) == (1, named("a.py") + named("c.py"))
+    assert runs(tmp_path) == []
+
+
+def test_continuation_lines_stay_with_their_file_in_replay_order(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "named\n", "b.py": "named\n", "c.py": "named\n"})
+    assert per_file("--jobs", "1", "--", *fake, "--", *names).stdout == b"".join(
+        named(name) for name in names
+    )
+    replayed = per_file("--", *fake, "--", "c.py", "b.py", "a.py")
+    expected = named("c.py") + named("b.py") + named("a.py")
+    assert (replayed.returncode, replayed.stdout) == (1, expected)
+    assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py"]]
+
+
+def test_failures_shared_with_files_not_replayed_are_checked_again_once(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "named\n", "b.py": "named\n", "c.py": "named\n"})
+    per_file("--jobs", "1", "--", *fake, "--", *names)
+    runs(tmp_path)
+    for _ in range(2):
+        replayed = per_file("--jobs", "1", "--", *fake, "--", "c.py", "a.py")
+        assert (replayed.returncode, replayed.stdout) == (1, named("c.py") + named("a.py"))
+    assert runs(tmp_path) == [[b"c.py", b"a.py"]]
+
+
+def test_a_file_with_warnings_only_passes_once_the_file_it_failed_with_is_fixed(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.yaml": "warn\n", "b.yaml": "named\n"})
+    first = per_file("--jobs", "1", "--", *fake, "--", *names)
+    warning = b"a.yaml:1:1: W1 warning only\n"
+    assert (first.returncode, first.stdout) == (1, warning + named("b.yaml"))
+    Path("b.yaml").write_text("fine\n")
+    fixed = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (fixed.returncode, fixed.stdout) == (0, warning)
+    assert runs(tmp_path) == [[b"a.yaml", b"b.yaml"], [b"b.yaml"], [b"a.yaml"]]
+    again = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (again.returncode, again.stdout) == (0, warning)
+    assert runs(tmp_path) == []
+
+
+def test_a_crash_stores_nothing_of_its_run_and_the_crashing_file_runs_each_time(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "fine\n", "b.py": "named\n", "c.py": "segv\n", "d.py": "fine\n"})
+    first = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert first.returncode == 128 + 11
+    assert first.stdout == named("b.py")
+    assert ran_files(tmp_path).count(b"c.py") == 3  # all four, then c and d, then c alone
+    second = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (second.returncode, second.stdout) == (128 + 11, named("b.py"))
+    assert runs(tmp_path) == [[b"c.py"]]
+
+
+def test_a_file_failing_only_with_another_is_stored_from_its_run_alone(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "pair\n", "b.py": "pair\n", "c.py": "fine\n"})
+    result = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert result.returncode == 0  # each passes alone: that is what is stored
+    assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py"], [b"a.py"], [b"b.py", b"c.py"]]
+    assert per_file("--", *fake, "--", *names).returncode == 0
+    assert runs(tmp_path) == []
+
+
+def test_deleted_renamed_and_added_files(fake: list[str], tmp_path: Path) -> None:
+    write({"a.py": "named\n", "b.py": "fine\n", "c.py": "named\n"})
+    assert per_file("--use-hashes", "--", *fake, "--", "a.py", "b.py", "c.py").returncode == 1
+    runs(tmp_path)
+    Path("a.py").unlink()
+    Path("c.py").rename("moved.py")
+    Path("new.py").write_text("fine\n")
+    after = per_file("--use-hashes", "--", *fake, "--", "b.py", "moved.py", "new.py")
+    assert (after.returncode, after.stdout) == (1, named("moved.py"))
+    assert ran_files(tmp_path) == [b"moved.py", b"new.py"]
+    Path("moved.py").rename("c.py")
+    assert per_file("--use-hashes", "--", *fake, "--", "c.py").stdout == named("c.py")
+    assert runs(tmp_path) == [], "moved back unchanged: its old result is still good"
+
+
+def test_file_names_with_spaces_dashes_and_undecodable_bytes(
+    fake: list[str], tmp_path: Path
+) -> None:
+    odd = os.fsdecode(b"caf\xe9 -x.py")
+    names = write({"with space.py": "named\n", "-dash.py": "named\n", odd: "named\n"})
+    expected = b"".join(named(name) for name in ["with space.py", "-dash.py"])
+    expected += os.fsencode(odd) + b":1:1: E1 named problem\n    named\n    ^\n"
+    first = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (first.returncode, first.stdout) == (1, expected)
+    assert runs(tmp_path) == [[os.fsencode(name) for name in names]]
+    second = per_file("--explain", "--", *fake, "--", *names)
+    assert second.stdout.startswith(expected)
+    assert runs(tmp_path) == []
+
+
+def test_paths_printed_absolute_or_with_dot_slash_are_attributed(
+    fake: list[str], tmp_path: Path
+) -> None:
+    write({"a.py": "named\n", "b.py": "fine\n"})
+    script = tmp_path / "absolute.py"
+    script.write_text(
+        "import os, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    if 'named' in open(name).read():\n"
+        "        print(os.path.abspath(name) + ':3: bad')\n"
+        "        sys.exit(1)\n"
+    )
+    first = per_file("--jobs", "1", "--", sys.executable, str(script), "--", "a.py", "./b.py")
+    absolute = f"{Path.cwd() / 'a.py'}:3: bad\n".encode()
+    assert (first.returncode, first.stdout) == (1, absolute)
+    second = per_file("--jobs", "1", "--", sys.executable, str(script), "--", "a.py", "./b.py")
+    assert (second.returncode, second.stdout) == (1, absolute)
+
+
+# -- real linters ----------------------------------------------------------------------------------
+
+
+def counting(tmp_path: Path, tool: str) -> str:
+    """Write a wrapper around a real linter that logs the Python files of each run, in one write."""
+    wrapper = tmp_path / f"counting-{tool}"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'line=""; for arg; do case "$arg" in *.py) line="$line $arg";; esac; done\n'
+        'echo "$line" >> "$FAKE_RUNS"\n'
+        f'exec {BIN / tool} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def real_runs(tmp_path: Path) -> list[list[bytes]]:
+    return [run[0].split() for run in runs(tmp_path)]
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "config"),
+    [
+        ("flake8", [], ".flake8"),
+        ("ruff", ["check", "--no-cache", "--output-format=concise"], "ruff.toml"),
+    ],
+)
+def test_real_linter_replays_exact_messages_and_reruns_only_what_changed(
+    fake: list[str], tmp_path: Path, tool: str, args: list[str], config: str
+) -> None:
+    if not (BIN / tool).exists():
+        pytest.skip(f"{tool} is not installed beside the Python running the tests")
+    names = write({f"m{i}.py": "import os\n" if i % 3 == 0 else "x = 1\n" for i in range(9)})
+    linter = [counting(tmp_path, tool), *args]
+    argv = ["--use-hashes", "--jobs", "2", "--dependencies", config, "--", *linter, "--", *names]
+    unwrapped = subprocess.run(
+        [BIN / tool, *args, *names], capture_output=True, check=False
+    )  # the whole run at once, for comparison
+    first = per_file(*argv)
+    assert first.returncode == unwrapped.returncode == 1
+    messages = [line for line in unwrapped.stdout.splitlines(True) if b".py:" in line]
+    assert [line for line in first.stdout.splitlines(True) if b".py:" in line] == messages
+    real_runs(tmp_path)
+
+    second = per_file(*argv)
+    assert second.returncode == 1
+    assert second.stdout == b"".join(messages)  # no summary: it belongs to no file
+    assert real_runs(tmp_path) == []
+
+    Path("m1.py").write_text("import sys\n")
+    third = per_file(*argv)
+    assert third.returncode == 1
+    assert b"m1.py:1:1: F401" in third.stdout or b"m1.py:1:8: F401" in third.stdout
+    assert real_runs(tmp_path) == [[b"m1.py"]]
+
+    ignore = 'lint.ignore = ["F401"]\n' if tool == "ruff" else "[flake8]\nextend-ignore = F401\n"
+    Path(config).write_text(ignore)
+    fourth = per_file(*argv)
+    assert fourth.returncode == 0
+    assert fourth.stdout == (b"All checks passed!\n" if tool == "ruff" else b"")  # once
+    assert sorted(real_runs(tmp_path)) == [
+        [os.fsencode(name) for name in names[:5]],
+        [os.fsencode(name) for name in names[5:]],
+    ]
+
+
+# -- explanations, faults --------------------------------------------------------------------------
+
+
+def test_explain_counts_files_runs_and_says_why_each_stale_file_ran(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "fine\n", "b.py": "fine\n", "c.py": "fine\n"})
+    per_file("--", *fake, "--", *names)
+    Path("b.py").write_text("named\n")
+    explained = per_file("--explain", "--", *fake, "--", *names).stdout.decode()
+    assert "jobstamp: 3 files: 2 replayed, 1 ran in 1 run\n" in explained
+    assert f"jobstamp: running b.py: dependency {Path.cwd() / 'b.py'} changed" in explained
+    assert explained.count("jobstamp: running") == 1
+
+
+def test_explain_with_an_undecodable_file_name_keeps_the_linter_output(
+    fake: list[str], tmp_path: Path
+) -> None:
+    odd = os.fsdecode(b"\xff\xfe.py")
+    write({odd: "named\n"})
+    result = per_file("--explain", "--", *fake, "--", odd)
+    assert result.returncode == 1
+    assert b"\xff\xfe.py:1:1: E1 named problem\n" in result.stdout
+    assert b"jobstamp: running \xff\xfe.py: " in result.stdout
+    assert b"Traceback" not in result.stdout
+
+
+def test_deleted_working_directory_runs_uncached_without_a_traceback(
+    fake: list[str], tmp_path: Path
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f"import os, sys, subprocess; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
+    script += "sys.exit(subprocess.call(sys.argv[1:]))"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            sys.executable,
+            "-m",
+            "jobstamps",
+            "--per-file",
+            "--",
+            sys.executable,
+            "-c",
+            "print('linted')",
+            "--",
+            "a.py",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    assert b"Traceback" not in result.stdout
+    assert b"jobstamp: the working directory no longer exists" in result.stdout
+    assert b"linted\n" in result.stdout
+
+
+def test_unusable_default_cache_lints_batched_without_the_cache(
+    fake: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "blocker").write_text("")
+    monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", str(tmp_path / "blocker" / "cache"))
+    names = write({"a.py": "named\n", "b.py": "fine\n"})
+    result = per_file("--", *fake, "--", *names)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines(True)
+    assert [line for line in lines if line.startswith(b"jobstamp: ")] == [lines[0]]
+    assert b"running the command without the cache" in lines[0]
+    assert b"".join(lines[1:]) == named("a.py")
+    assert runs(tmp_path) == [[b"a.py", b"b.py"]]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--", "lint", "a.py"], b"the command must end with '--'"),
+        (["a.py"], b"no command given"),
+        (["--", "--", "a.py"], b"no command between the two '--'"),
+        (["--jobs", "0", "--", "lint", "--", "a.py"], b"--jobs must be at least 1"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(argv: list[str], message: bytes) -> None:
+    result = per_file(*argv)
+    assert result.returncode == 2
+    assert result.stdout.startswith(b"jobstamp: ")
+    assert message in result.stdout
+    assert result.stdout.count(b"\n") == 1
+
+
+def test_help_names_the_form() -> None:
+    result = per_file("--help")
+    assert result.returncode == 0
+    assert b"jobstamp --per-file [OPTION...] -- COMMAND [ARG...] -- FILE..." in result.stdout
+
+
+# -- the rule, on recorded output ------------------------------------------------------------------
+
+
+def test_attribution_takes_summaries_and_preambles_from_no_file() -> None:
+    forms = perfile.path_forms(["a.c", "b.c"], "/src")
+    lines = [
+        (2, b"2 warnings generated.\n"),
+        (1, b"/src/a.c:3:5: warning: unused [x]\n"),
+        (1, b"int y = z;\n"),
+        (1, b"    ^\n"),
+        (1, b"inc/h.h:1:1: note: declared here\n"),
+        (1, b"./b.c:1:1: error: bad\n"),
+        (1, b"\n"),
+        (1, b"Found 2 errors.\n"),
+        (1, b"  indented after the summary\n"),
+    ]
+    owned, unowned = perfile.attribute(lines, forms)
+    assert owned == {0: lines[1:5], 1: lines[5:7]}
+    assert unowned == [lines[0], *lines[7:]]
+
+
+def test_attribution_prefers_the_longest_matching_path() -> None:
+    forms = perfile.path_forms(["x", "x:1.py"], "/w")
+    owned, _ = perfile.attribute([(1, b"x:1.py:3:4: m\n"), (1, b"x:3:4: n\n")], forms)
+    assert owned == {1: [(1, b"x:1.py:3:4: m\n")], 0: [(1, b"x:3:4: n\n")]}
+
+
+def test_lines_are_cut_per_stream_across_chunks() -> None:
+    data = b"a.py:1: one" + b"err\n" + b" two\nrest"
+    lines = perfile.split_lines([(1, 11), (2, 4), (1, 10)], data)
+    assert lines == [(2, b"err\n"), (1, b"a.py:1: one two\n"), (1, b"rest")]
+
+
+def test_batches_respect_jobs_and_the_length_limit() -> None:
+    files = [f"file{i:02}.py" for i in range(10)]  # 11 bytes each with the separator
+    assert [len(b) for b in perfile.batches(list(range(10)), files, 3, 10_000)] == [4, 4, 2]
+    assert [len(b) for b in perfile.batches(list(range(10)), files, 1, 34)] == [3, 3, 3, 1]
+    assert perfile.batches([], files, 2, 100) == []
