@@ -207,7 +207,7 @@ cppcheck:
 \t  --quiet --error-exitcode=1 --template=gcc -I include)
 
 odd:
-\t$(call jobstamp_each,-dash.c it's.c,,$(CHECK))
+\t$(call jobstamp_each,-dash.c it's.c,-dep.cfg,$(CHECK))
 """
 
 
@@ -314,10 +314,10 @@ def test_jobstamp_each_replays_a_failure_until_fixed_and_checks_only_edited_file
     assert len(perfile.runs("check")) - (runs + 1) <= (os.cpu_count() or 1)
 
 
-def test_jobstamp_each_quotes_names_and_guards_leading_dashes(
+def test_jobstamp_each_quotes_names_and_passes_leading_dashes_as_dot_slash(
     perfile: PerFileMakeProject,
 ) -> None:
-    for name in ("-dash.c", "it's.c"):
+    for name in ("-dash.c", "it's.c", "-dep.cfg"):
         (perfile.root / name).write_text("int x;\n")
     for _ in range(2):
         result = perfile.make("odd")
@@ -327,6 +327,9 @@ def test_jobstamp_each_quotes_names_and_guards_leading_dashes(
             "it's.c:1:1: note: plain checked",
         ]
     assert perfile.checked("odd") == ["./-dash.c", "it's.c"]  # once each, by the first make
+    perfile.edit("-dep.cfg")  # a dependency, passed as ./-dep.cfg
+    assert perfile.make("odd").returncode == 0
+    assert perfile.checked("odd") == ["./-dash.c", "./-dash.c", "it's.c", "it's.c"]
 
 
 @pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
