@@ -223,8 +223,8 @@ def path_forms(files: Sequence[str], cwd: str) -> dict[bytes, int]:
     for index, name in enumerate(files):
         absolute = os.path.normpath(os.path.join(cwd, name))
         spellings = [name, absolute]
-        relative = os.path.relpath(absolute, cwd)
-        if not relative.startswith(".."):
+        if absolute.startswith(cwd + os.sep):
+            relative = absolute[len(cwd) + 1 :]
             spellings += [relative, "./" + relative]
         if name.startswith("./"):
             spellings.append(name[2:])
