@@ -107,13 +107,15 @@ class Scene:
             "HOME": os.path.join(workdir, "home"),
         }
         os.makedirs(self.env["HOME"])
-        for tool in ("python", "jobstamp", "flake8", "pre-commit"):
-            if not os.path.isfile(os.path.join(bindir, tool)):
-                raise BenchError(f"{bindir} has no {tool}. Install jobstamps, flake8, pre-commit")
+        self.tool("python")
+        self.tool("jobstamp")
 
     def tool(self, name: str) -> str:
-        """The path of a command of the environment under test."""
-        return os.path.join(self.bindir, name)
+        """The path of a command of the environment under test; fail if it has none."""
+        path = os.path.join(self.bindir, name)
+        if not os.path.isfile(path):
+            raise BenchError(f"{self.bindir} has no {name}. Install jobstamps, flake8, pre-commit")
+        return path
 
     def timed(self, command: list[str], cwd: str) -> tuple[float, int, str]:
         """Run ``command``; return the seconds it took, its status and its output."""
@@ -325,7 +327,7 @@ def bench_django(scene: Scene, download_dir: str, rounds: int) -> dict[str, Any]
         return [scene.tool("pre-commit"), "run", "--all-files", "--color", "never", "-c", config]
 
     contest = Contest(scene, repo, pre_commit("unwrapped.yaml"), pre_commit("wrapped.yaml"), edit)
-    say(f"Django: timing pre-commit over {files} Python files, {rounds} rounds")
+    say(f"Django: timing pre-commit over {files} *.py files and the like, {rounds} rounds")
     result = contest.rounds(rounds, "Django")
     versions = run_quiet([scene.tool("python"), "-m", "pip", "list", "--format", "json"], scene.env)
     installed = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(versions)}
@@ -519,7 +521,7 @@ def table(results: dict[str, Any]) -> str:
             "",
             (
                 f"flake8 {django['flake8']} over {django['sdist']} ({django['python_files']} "
-                f"Python files) through pre-commit {django['pre_commit']}: medians of "
+                f"*.py files) through pre-commit {django['pre_commit']}: medians of "
                 f"{django['rounds']} rounds"
             ),
             *contest_lines(django, django["goals"]),
@@ -561,6 +563,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["django"] = bench_django(scene, args.download_dir, args.rounds)
         if not args.skip_cmake:
             results["cmake"] = bench_cmake(scene, args.cmake_rounds)
+        results["load_average_end"] = benchlib.load_average()
     finally:
         if args.keep:
             say(f"kept {workdir}")

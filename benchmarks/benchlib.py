@@ -86,22 +86,28 @@ def rounded(value: Any) -> Any:
 
 def machine() -> dict[str, Any]:
     """The system, processor count and load average, to quote with the figures."""
-    try:
-        load = list(os.getloadavg())
-    except (AttributeError, OSError):
-        load = []
     return {
         "system": platform.system(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count() or 0,
-        "load_average": load,
+        "load_average": load_average(),
     }
 
 
+def load_average() -> list[float]:
+    """The system's load averages over 1, 5 and 15 minutes (empty where unknown)."""
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return []
+
+
 def describe_machine(results: dict[str, Any]) -> str:
-    """One line naming the machine as :func:`machine` described it."""
-    load = results.get("load_average") or []
+    """One line naming the machine as :func:`machine` described it (and the load at the end,
+    when ``results`` has ``load_average_end``)."""
     text = f"{results['system']} {results['machine']}, {results['cpu_count']} CPUs"
-    if load:
-        text += ", load average " + " ".join(f"{value:.2f}" for value in load) + " at the start"
+    for name, when in (("load_average", "start"), ("load_average_end", "end")):
+        load = results.get(name) or []
+        if load:
+            text += f", load average {' '.join(f'{value:.2f}' for value in load)} at the {when}"
     return text

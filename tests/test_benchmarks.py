@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -158,4 +159,42 @@ def test_bench_cli_times_hits_of_the_installed_command(
     imported = {m["module"] for m in results["imports"]["jobstamp hit"]["modules"]}
     assert "jobstamps.cli" in imported
     assert not imported & {"re", "enum", "argparse", "subprocess", "tempfile", "pathlib"}
+    assert list(tmp.iterdir()) == []  # its temporary directory is gone
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
+def test_bench_perfile_times_cppcheck_through_cmake(
+    installed: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("bench-perfile-tmp")
+    bench = str(BENCHMARKS / "bench_perfile.py")
+    command = [sys.executable, bench, "--skip-django", "--cmake-rounds", "2", "--json"]
+    result = subprocess.run(
+        [*command, "--venv", str(installed.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    cmake = json.loads(result.stdout)["cmake"]
+    assert cmake["rounds"] == 2
+    assert set(cmake["median_s"]) == {
+        "unwrapped",
+        "empty cache",
+        "nothing changed",
+        "one file edited",
+    }
+    assert all(value > 0 for value in cmake["median_s"].values()), cmake["median_s"]
+    # Each wrapped build replayed the unwrapped one's finding and failure, and checked only
+    # what it had to.
+    assert (cmake["exit_status"], cmake["messages"]) != (0, 0)
+    assert cmake["replayed_and_run"] == {
+        "empty cache": {"replayed": 0, "run": cmake["files"]},
+        "nothing changed": {"replayed": cmake["files"], "run": 0},
+        "one file edited": {"replayed": cmake["files"] - 1, "run": 1},
+    }
     assert list(tmp.iterdir()) == []  # its temporary directory is gone
