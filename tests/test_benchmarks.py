@@ -114,15 +114,11 @@ def test_bench_api_table_shows_ratios_and_goals(quick_run: QuickRun) -> None:
     assert "1,000 dependency files" in text
 
 
-@pytest.mark.slow
-def test_bench_cli_times_hits_of_the_installed_command(
-    installed: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    tmp = tmp_path_factory.mktemp("bench-cli-tmp")
-    jobstamp = installed / "jobstamp"
-    bench = str(BENCHMARKS / "bench_cli.py")
+def run_script(name: str, tmp: Path, *args: str) -> dict[str, Any]:
+    """Run ``benchmarks/NAME ARGS --json`` with its temporary files in ``tmp``; return the
+    results it printed."""
     result = subprocess.run(
-        [sys.executable, bench, "--quick", "--json", "--jobstamp", str(jobstamp)],
+        [sys.executable, str(BENCHMARKS / name), *args, "--json"],
         capture_output=True,
         text=True,
         check=False,
@@ -131,7 +127,17 @@ def test_bench_cli_times_hits_of_the_installed_command(
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    results = json.loads(result.stdout)
+    results: dict[str, Any] = json.loads(result.stdout)
+    return results
+
+
+@pytest.mark.slow
+def test_bench_cli_times_hits_of_the_installed_command(
+    installed: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("bench-cli-tmp")
+    jobstamp = installed / "jobstamp"
+    results = run_script("bench_cli.py", tmp, "--quick", "--jobstamp", str(jobstamp))
     timing = results["timing"]
     contenders = {"true", "python -c pass", "jobstamp hit", "python -m jobstamps hit"}
     assert set(timing["median_ms"]) == {*contenders, "jobstamp miss"}
@@ -168,19 +174,8 @@ def test_bench_perfile_times_cppcheck_through_cmake(
     installed: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     tmp = tmp_path_factory.mktemp("bench-perfile-tmp")
-    bench = str(BENCHMARKS / "bench_perfile.py")
-    command = [sys.executable, bench, "--skip-django", "--cmake-rounds", "2", "--json"]
-    result = subprocess.run(
-        [*command, "--venv", str(installed.parent)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp,
-        env={**os.environ, "TMPDIR": str(tmp)},
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    cmake = json.loads(result.stdout)["cmake"]
+    options = ["--skip-django", "--cmake-rounds", "2", "--venv", str(installed.parent)]
+    cmake = run_script("bench_perfile.py", tmp, *options)["cmake"]
     assert cmake["rounds"] == 2
     assert set(cmake["median_s"]) == {
         "unwrapped",
