@@ -391,6 +391,8 @@ class PerFile:
         self.cache_problem = ""
         # Stored failures whose status came from a run over several files (see _settle).
         self.shared: dict[int, Payload] = {}
+        # Failed runs that named some files and not others: (named, not named) file indices.
+        self.families: list[tuple[list[int], list[int]]] = []
 
     def job(self, file: str) -> Job:
         """Describe the job of checking one file; declared files that do not exist are left out.
@@ -437,6 +439,7 @@ class PerFile:
             self._begin(index, job, why, stale, recordings)
         self._flush()
         runs = self._run_stale(stale, recordings) if stale else 0
+        self._seal_families(recordings)
         self._confirm_shared()
         if self.shared and not any(result and result["code"] for result in self.results):
             # Nothing else fails: whether these do must be seen again, each without the
@@ -464,6 +467,21 @@ class PerFile:
         for fd, data in (line for lines in self.trailer for line in lines):
             self.writer.write(fd, data)
         return max((r["code"] for r in self.results if r), key=abs, default=0)
+
+    def _seal_families(self, recordings: dict[int, Any]) -> None:
+        """Mark the failures of a run as its own once the files it did not name all passed.
+
+        The run failed, and not for the files it did not name: it would fail again over the
+        files it named, so those may be replayed together without a run (see _share).
+        """
+        for named, silent in self.families:
+            if all((self.results[i] or {"code": 1})["code"] == 0 for i in silent):
+                token = os.urandom(8).hex()
+                for index in named:
+                    payload = {**(self.results[index] or {}), "shared": [token, len(named)]}
+                    self.results[index] = payload
+                    if not self.options.no_store_failures:
+                        self.engine.commit(recordings[index], payload)
 
     def _confirm_shared(self) -> None:
         """Take the shared failures of a run whose every file is replayed here: it stands."""
@@ -583,15 +601,7 @@ class PerFile:
         lines = split_lines(outcome.chunks, outcome.data)
         code = outcome.exit_code
         if outcome.why_not_stored:  # a crash: nothing it printed can be trusted
-            if len(batch) == 1:
-                self.results[batch[0]] = _payload(code, lines)
-                self.notes.append(f"not stored: {outcome.why_not_stored} ({self.files[batch[0]]})")
-                return []
-            self.notes.append(
-                f"a run over {self._names(batch)} ended early ({outcome.why_not_stored}): "
-                "running them again in two halves"
-            )
-            return _halves(batch)
+            return self._crashed(batch, code, lines, outcome.why_not_stored)
         owned, unowned = attribute(lines, path_forms([self.files[i] for i in batch], self.cwd))
         silent = [index for position, index in enumerate(batch) if position not in owned]
         shared = _share(len(owned), len(batch), not silent)
@@ -607,6 +617,8 @@ class PerFile:
         for position, index in enumerate(batch):
             if position in owned:
                 self._keep(index, _payload(code, owned[position], shared), recordings)
+        if shared is not None:
+            self.families.append(([batch[p] for p in owned], silent))
         self.notes.append(
             f"a run over {self._names(batch)} failed (exit status {code}) without naming "
             f"{_count(len(silent), 'file')}: running those again in smaller batches"
@@ -615,6 +627,17 @@ class PerFile:
             return _halves(batch)  # its lines will come again from the smaller runs
         self.trailer[tuple(unowned)] = None
         return [silent]
+
+    def _crashed(self, batch: list[int], code: int, lines: list[Line], why: str) -> list[list[int]]:
+        """Split a run killed by a signal in halves; a file that crashes alone keeps nothing."""
+        if len(batch) == 1:
+            self.results[batch[0]] = _payload(code, lines)
+            self.notes.append(f"not stored: {why} ({self.files[batch[0]]})")
+            return []
+        self.notes.append(
+            f"a run over {self._names(batch)} ended early ({why}): running them again in halves"
+        )
+        return _halves(batch)
 
     def _not_started(self, batch: list[int], error: OSError) -> None:
         """Say once that the command could not start; give its files the shell's status."""

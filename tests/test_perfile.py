@@ -177,15 +177,27 @@ def test_a_summary_line_after_named_messages_is_printed_once_and_not_stored(
     first = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
     assert first.returncode == 1
     assert first.stdout == named("a.py") + named("c.py") + b"Found 2 errors.\n"
+    # b.py printed nothing in a run that failed: it ran again, alone, and passed.
     assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py"], [b"b.py"]]
-    # a.py and c.py failed together, with b.py which did not fail: checked again together
-    # (once) before their failure is replayed on its own.
     second = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
-    assert (second.returncode, second.stdout) == (1, first.stdout)
-    assert runs(tmp_path) == [[b"a.py", b"c.py"]]
-    third = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
-    assert (third.returncode, third.stdout) == (1, named("a.py") + named("c.py"))
+    assert (second.returncode, second.stdout) == (1, named("a.py") + named("c.py"))
     assert runs(tmp_path) == []
+
+
+def test_failures_shared_with_a_file_that_then_failed_alone_are_checked_again(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "named\n", "b.py": "silent\n", "c.py": "warn\n", "d.py": "named\n"})
+    first = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert first.returncode == 1
+    assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py", b"d.py"], [b"b.py"]]
+    Path("b.py").write_text("fine\n")
+    Path("a.py").write_text("fine\n")
+    Path("d.py").write_text("fine\n")
+    # c.py failed with a run that b.py (failing silently) was in: it is checked again.
+    second = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (second.returncode, second.stdout) == (0, b"c.py:1:1: W1 warning only\n")
+    assert sorted(ran_files(tmp_path)) == [b"a.py", b"b.py", b"c.py", b"d.py"]
 
 
 def test_continuation_lines_stay_with_their_file_in_replay_order(
@@ -473,6 +485,26 @@ def test_usage_errors_exit_2_with_one_line(argv: list[str], message: bytes) -> N
     assert result.stdout.startswith(b"jobstamp: ")
     assert message in result.stdout
     assert result.stdout.count(b"\n") == 1
+
+
+def test_per_file_may_come_after_other_options(fake: list[str], tmp_path: Path) -> None:
+    names = write({"a.py": "named\n", "b.py": "fine\n"})
+    options = ["--use-hashes", "--per-file", "--jobs", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "jobstamps", *options, "--", *fake, "--", *names],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (1, named("a.py"))
+    assert runs(tmp_path) == [[b"a.py", b"b.py"], [b"b.py"]]
+
+
+def test_command_help_lists_the_per_file_mode() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "jobstamps", "--help"], capture_output=True, check=True
+    )
+    assert b"--per-file" in result.stdout
 
 
 def test_help_names_the_form() -> None:

@@ -287,6 +287,37 @@ def test_jobstamps_options_after_the_mark_reach_jobstamps_not_the_linter(
     assert linted(tmp_path) == []
 
 
+def hooks_manifest() -> list[dict[str, object]]:
+    yaml = pytest.importorskip("yaml")
+    hooks: list[dict[str, object]] = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    return hooks
+
+
+def test_generic_hooks_ask_to_be_named_after_the_linter() -> None:
+    generic = [hook for hook in hooks_manifest() if hook["id"] in {"jobstamp", "jobstamp-system"}]
+    assert len(generic) == 2
+    assert all("set name to your linter" in str(hook["name"]) for hook in generic)
+
+
+def test_ready_made_hooks_name_themselves_and_end_their_args_with_the_separator() -> None:
+    ready = [hook for hook in hooks_manifest() if "args" in hook]
+    assert {hook["id"] for hook in ready} >= {
+        "jobstamp-flake8",
+        "jobstamp-ruff",
+        "jobstamp-pycodestyle",
+        "jobstamp-yamllint",
+        "jobstamp-codespell",
+        "jobstamp-shellcheck",
+    }
+    for hook in ready:
+        entry = str(hook["entry"]).split()
+        assert entry[:5] == ["python", "-m", "jobstamps.precommit", "--hook", hook["id"]]
+        assert "--use-hashes" in entry
+        assert "--" in entry
+        assert hook["args"] == ["--"]
+        assert hook["require_serial"] is True
+
+
 def test_missing_command_exits_127(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     assert precommit.main(["--", str(tmp_path / "no-such-linter"), "--", "a.py"]) == 127
     assert capfd.readouterr().err.startswith("jobstamp: command not found: ")
