@@ -571,6 +571,21 @@ def test_per_file_editing_one_file_checks_only_it(perfile: PerFileProject) -> No
     assert messages(result) == notes(perfile.sources)
 
 
+def test_per_file_an_added_file_is_checked_alone_and_a_removed_one_is_dropped(
+    perfile: PerFileProject,
+) -> None:
+    assert perfile.build_target("check").returncode == 0
+    before = len(perfile.runs())
+    (perfile.source / "src" / "f20.c").write_text(C_SOURCE.format(number=20))
+    (perfile.source / "src" / "f05.c").unlink()  # the glob (CONFIGURE_DEPENDS) sees both
+    result = perfile.build_target("check")
+    assert result.returncode == 0, result.stdout
+    assert perfile.runs()[before:] == [["src/f20.c"]]
+    names = [name for name in perfile.sources if name != "src/f05.c"] + ["src/f20.c"]
+    # (CMake, configuring again, also prints indented paths: the glob's changes.)
+    assert [line for line in messages(result) if line.startswith("src/")] == notes(names)
+
+
 def test_per_file_a_changed_dependency_checks_all_in_batches(perfile: PerFileProject) -> None:
     assert perfile.build_target("check").returncode == 0
     before = len(perfile.runs())
