@@ -586,6 +586,19 @@ def test_per_file_an_added_file_is_checked_alone_and_a_removed_one_is_dropped(
     assert [line for line in messages(result) if line.startswith("src/")] == notes(names)
 
 
+def test_per_file_with_use_hashes_a_touched_file_is_not_checked(perfile: PerFileProject) -> None:
+    assert perfile.build_target("check_hashed").returncode == 0
+    before = len(perfile.runs())
+    source = perfile.source / "src" / "f09.c"
+    later = source.stat().st_mtime + 100
+    os.utime(source, (later, later))
+    assert perfile.build_target("check_hashed").returncode == 0
+    assert len(perfile.runs()) == before
+    perfile.edit("src/f09.c")
+    assert perfile.build_target("check_hashed").returncode == 0
+    assert perfile.runs()[before:] == [["src/f09.c"]]
+
+
 def test_per_file_a_changed_dependency_checks_all_in_batches(perfile: PerFileProject) -> None:
     assert perfile.build_target("check").returncode == 0
     before = len(perfile.runs())
