@@ -193,8 +193,12 @@ class Engine:
         recording: _Recording,
         payload: dict[str, Any],
         blobs: Sequence[tuple[str, int]] = (),
+        trim: bool = True,
     ) -> str:
-        """Store the result of a finished run; return ``""``, or why it was not stored."""
+        """Store the result of a finished run; return ``""``, or why it was not stored.
+
+        ``trim=False`` leaves the size limit to the caller, who stores many results at once.
+        """
         job = recording.job
         for path, before in zip(job.dependencies, recording.deps, strict=True):
             if before is None:
@@ -231,7 +235,7 @@ class Engine:
                 "payload": payload,
             }
             self.store.write(job.key, entry)
-            if self.store.max_size:
+            if trim and self.store.max_size:
                 self.store.trim()
         except OSError as error:
             return f"the cache could not be written ({error.strerror or error})"

@@ -15,7 +15,7 @@ import os
 
 from jobstamps import key, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
-from jobstamps.errors import CacheDirectoryError, JobstampsError, UsageError
+from jobstamps.errors import CacheDirectoryError, UsageError
 from jobstamps.replay import Writer
 from jobstamps.store import Store
 
@@ -157,16 +157,17 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
         return run_uncached(command, files, executable)
     try:
         checker = PerFile(options, command, executable, cwd)
-    except CacheDirectoryError as error:
+    except OSError as error:  # CacheDirectoryError, or a path the system cannot follow
+        if not isinstance(error, CacheDirectoryError):
+            error = CacheDirectoryError(
+                f"cache directory {error.filename} cannot be used ({error.strerror or error})"
+            )
         error_line(f"{error}; running the command without the cache")
         return run_uncached(command, files, executable)
     try:
         return checker.run(files)
     except KeyboardInterrupt:
         return 130
-    except JobstampsError as error:
-        error_line(str(error))
-        return 2
 
 
 def error_line(message: str) -> None:
@@ -233,6 +234,15 @@ def path_forms(files: Sequence[str], cwd: str) -> dict[bytes, int]:
     return forms
 
 
+def _plain(line: bytes) -> bytes:
+    """Return ``line`` without terminal colour and style sequences (``ESC [ ... m``)."""
+    if b"\x1b" not in line:
+        return line
+    import re
+
+    return re.sub(rb"\x1b\[[0-9;:?]*[ -/]*[@-~]", b"", line)
+
+
 def _owner(line: bytes, forms: dict[bytes, int]) -> int | None:
     """Return the file a ``path:...`` line is about (the longest path that matches)."""
     found = None
@@ -271,7 +281,14 @@ def attribute(
     (:func:`_continues`): the rest of the stream (a summary, a traceback) belongs to no file,
     as do lines before a stream's first file message.
     """
-    owners = [_owner(data, forms) for _, data in lines]
+    plain = [_plain(data) for _, data in lines]
+    owners = [_owner(text, forms) for text in plain]
+    following: list[bytes | None] = [None] * len(lines)
+    ahead: dict[int, bytes] = {}
+    for position in range(len(lines) - 1, -1, -1):
+        fd = lines[position][0]
+        following[position] = ahead.get(fd)
+        ahead[fd] = plain[position]
     last_head: dict[int, int] = {}
     for position, ((fd, _), owner) in enumerate(zip(lines, owners, strict=True)):
         if owner is not None:
@@ -280,14 +297,13 @@ def attribute(
     unowned: list[Line] = []
     current: dict[int, int | None] = {}
     for position, (line, head) in enumerate(zip(lines, owners, strict=True)):
-        fd, data = line
+        fd = line[0]
         owner = head
         if owner is None:
             owner = current.get(fd)
-            if owner is not None and position > last_head[fd]:
-                following = next((d for f, d in lines[position + 1 :] if f == fd), None)
-                if not _continues(data, following):
-                    owner = None
+            trailing = owner is not None and position > last_head[fd]
+            if trailing and not _continues(plain[position], following[position]):
+                owner = None
         current[fd] = owner
         if owner is None:
             unowned.append(line)
@@ -413,14 +429,15 @@ class PerFile:
         self.results = [None] * len(self.files)
         try:
             return self._run()
-        except (JobstampsError, KeyboardInterrupt):
-            raise
-        except Exception as error:  # noqa: BLE001 - a bug must not fail the commit or build
+        except Exception as error:  # noqa: BLE001 - jobstamps must not fail the commit or build
             self._say()
-            error_line(
-                f"internal error ({error!r}); checking the remaining files without the cache. "
-                + _REPORT
-            )
+            if isinstance(error, CacheDirectoryError):  # made unusable while in use
+                error_line(f"{error}; checking the remaining files without the cache")
+            else:
+                error_line(
+                    f"internal error ({error!r}); checking the remaining files without the "
+                    f"cache. {_REPORT}"
+                )
             rest = self.files[self.printed :]
             done = max((r["code"] for r in self.results[: self.printed] if r), key=abs, default=0)
             code = run_uncached(self.command, rest, self.executable) if rest else 0
@@ -441,20 +458,11 @@ class PerFile:
         runs = self._run_stale(stale, recordings) if stale else 0
         self._seal_families(recordings)
         self._confirm_shared()
-        if self.shared and not any(result and result["code"] for result in self.results):
-            # Nothing else fails: whether these do must be seen again, each without the
-            # files it failed with (its messages may be warnings that fail no run).
-            again: list[int] = []
-            for index in self.shared:
-                why = "its stored failure came from a run that other files failed too"
-                self._begin(index, self.job(self.files[index]), why, again, recordings)
-            runs += self._run_stale(again, recordings)
-            stale += again
-        else:
-            for index, payload in self.shared.items():
-                self.results[index] = payload
+        runs += self._recheck_shared(stale, recordings)
         self._flush()
         self.store.flush_stats()
+        if stale:
+            self._trim()
         if self.explaining:
             self.notes.insert(
                 0,
@@ -467,6 +475,21 @@ class PerFile:
         for fd, data in (line for lines in self.trailer for line in lines):
             self.writer.write(fd, data)
         return max((r["code"] for r in self.results if r), key=abs, default=0)
+
+    def _recheck_shared(self, stale: list[int], recordings: dict[int, Any]) -> int:
+        """Settle the shared failures still held; return how many runs that took."""
+        if not self.shared or any(result and result["code"] for result in self.results):
+            for index, payload in self.shared.items():
+                self.results[index] = payload
+            return 0
+        # Nothing else fails: whether these do must be seen again, each without the files it
+        # failed with (its messages may be warnings that fail no run).
+        again: list[int] = []
+        for index in self.shared:
+            why = "its stored failure came from a run that other files failed too"
+            self._begin(index, self.job(self.files[index]), why, again, recordings)
+        stale += again
+        return self._run_stale(again, recordings)
 
     def _seal_families(self, recordings: dict[int, Any]) -> None:
         """Mark the failures of a run as its own once the files it did not name all passed.
@@ -481,7 +504,7 @@ class PerFile:
                     payload = {**(self.results[index] or {}), "shared": [token, len(named)]}
                     self.results[index] = payload
                     if not self.options.no_store_failures:
-                        self.engine.commit(recordings[index], payload)
+                        self.engine.commit(recordings[index], payload, trim=False)
 
     def _confirm_shared(self) -> None:
         """Take the shared failures of a run whose every file is replayed here: it stands."""
@@ -496,6 +519,14 @@ class PerFile:
         for index in list(self.shared):
             if self.results[index] is not None:
                 del self.shared[index]
+
+    def _trim(self) -> None:
+        """Keep the cache within its size limit, once for all the results stored."""
+        try:
+            if self.store.max_size:
+                self.store.trim()
+        except OSError as error:
+            self.notes.append(f"the cache could not be trimmed ({error.strerror or error})")
 
     def _begin(
         self, index: int, job: Job, why: str, stale: list[int], recordings: dict[int, Any]
@@ -661,7 +692,7 @@ class PerFile:
                 f"--no-store-failures is set ({file})"
             )
             return
-        problem = self.engine.commit(recordings[index], payload)
+        problem = self.engine.commit(recordings[index], payload, trim=False)
         if problem:
             self.notes.append(f"not stored: {problem} ({file})")
             if problem.startswith("the cache could not be written"):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from jobstamps import perfile
+from jobstamps.store import Store
 
 BIN = Path(sys.executable).parent
 
@@ -380,6 +381,18 @@ def test_real_linter_replays_exact_messages_and_reruns_only_what_changed(
     ]
 
 
+def test_the_size_limit_holds_after_a_run_that_stored_many_results(
+    fake: list[str], tmp_path: Path, isolated_cache: Path
+) -> None:
+    limit = subprocess.run([sys.executable, "-m", "jobstamps", "--max-size", "4K"], check=False)
+    assert limit.returncode == 0
+    names = write({f"f{i:02}.py": "named\n" * 20 for i in range(40)})
+    assert per_file("--", *fake, "--", *names).returncode == 1
+    stats = Store(str(isolated_cache)).stats()
+    assert 0 < stats["entries"] < 40
+    assert stats["bytes"] <= 4096
+
+
 # -- explanations, faults --------------------------------------------------------------------------
 
 
@@ -455,11 +468,14 @@ def test_a_cache_that_cannot_be_written_is_reported_in_one_line(
         subprocess.run(["umount", str(cache)], check=True)
 
 
+@pytest.mark.parametrize("fault", ["file-in-the-way", "symlink-loop", "name-too-long"])
 def test_unusable_default_cache_lints_batched_without_the_cache(
-    fake: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
     (tmp_path / "blocker").write_text("")
-    monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", str(tmp_path / "blocker" / "cache"))
+    (tmp_path / "loop").symlink_to("loop")
+    parent = {"file-in-the-way": "blocker", "symlink-loop": "loop", "name-too-long": "x" * 300}
+    monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", str(tmp_path / parent[fault] / "cache"))
     names = write({"a.py": "named\n", "b.py": "fine\n"})
     result = per_file("--", *fake, "--", *names)
     assert result.returncode == 1
@@ -468,6 +484,32 @@ def test_unusable_default_cache_lints_batched_without_the_cache(
     assert b"running the command without the cache" in lines[0]
     assert b"".join(lines[1:]) == named("a.py")
     assert runs(tmp_path) == [[b"a.py", b"b.py"]]
+
+
+def test_a_cache_made_unsafe_while_linting_stores_nothing_and_says_so_once(
+    fake: list[str], tmp_path: Path, isolated_cache: Path
+) -> None:
+    script = tmp_path / "opens-the-cache.py"
+    script.write_text(
+        "import os, sys\n"
+        "os.chmod(os.environ['JOBSTAMPS_CACHE_DIR'], 0o777)\n"
+        "print(sys.argv[-1] + ':1: checked')\n"
+        "sys.exit(1)\n"
+    )
+    write({"a.py": "fine\n", "b.py": "fine\n"})
+    assert per_file("--", *fake, "--", "a.py").returncode == 0  # the cache now exists
+    try:
+        result = per_file("--", sys.executable, str(script), "--", "b.py")
+        assert result.returncode == 1
+        said = [line for line in result.stdout.splitlines(True) if line.startswith(b"jobstamp:")]
+        assert len(said) == 1
+        assert b"results were not stored" in said[0]
+        assert b"writable by other users" in said[0]
+        assert b"b.py:1: checked\n" in result.stdout
+    finally:
+        isolated_cache.chmod(0o700)
+    assert per_file("--", *fake, "--", "b.py").returncode == 0
+    assert runs(tmp_path)[-1] == [b"b.py"]  # nothing was stored for b.py: it ran again
 
 
 @pytest.mark.parametrize(
@@ -532,6 +574,40 @@ def test_attribution_takes_summaries_and_preambles_from_no_file() -> None:
     owned, unowned = perfile.attribute(lines, forms)
     assert owned == {0: lines[1:5], 1: lines[5:7]}
     assert unowned == [lines[0], *lines[7:]]
+
+
+def test_attribution_sees_through_terminal_colours() -> None:
+    forms = perfile.path_forms(["a.py", "b.py"], "/w")
+    lines = [
+        (1, b"\x1b[1ma.py\x1b[0m\x1b[36m:\x1b[0m1\x1b[36m:\x1b[0m8: F401 unused\n"),
+        (1, b"\x1b[1;31mb.py\x1b[m:2:1: E1 bad\n"),
+        (1, b"\x1b[1mFound 2 errors.\x1b[0m\n"),
+    ]
+    owned, unowned = perfile.attribute(lines, forms)
+    assert owned == {0: lines[:1], 1: lines[1:2]}
+    assert unowned == lines[2:]
+
+
+def test_coloured_messages_are_divided_without_running_files_again(
+    fake: list[str], tmp_path: Path
+) -> None:
+    script = tmp_path / "colour.py"
+    script.write_text(
+        "import os, sys\n"
+        "with open(os.environ['FAKE_RUNS'], 'a') as log:\n"
+        "    log.write(chr(0).join(sys.argv[1:]) + chr(10))\n"
+        "bad = [n for n in sys.argv[1:] if 'named' in open(n).read()]\n"
+        "for n in bad:\n"
+        "    print(f'\\x1b[1m{n}\\x1b[0m\\x1b[36m:\\x1b[0m1: bad')\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    names = write({"a.py": "named\n", "b.py": "named\n"})
+    first = per_file("--jobs", "1", "--", sys.executable, str(script), "--", *names)
+    expected = b"".join(f"\x1b[1m{n}\x1b[0m\x1b[36m:\x1b[0m1: bad\n".encode() for n in names)
+    assert (first.returncode, first.stdout) == (1, expected)
+    second = per_file("--jobs", "1", "--", sys.executable, str(script), "--", *names)
+    assert (second.returncode, second.stdout) == (1, expected)
+    assert runs(tmp_path) == [[b"a.py", b"b.py"]]  # one run, divided: nothing ran again
 
 
 def test_attribution_prefers_the_longest_matching_path() -> None:
