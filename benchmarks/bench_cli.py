@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -49,22 +48,11 @@ import tempfile
 import time
 from typing import Any
 
+import benchlib
+from benchlib import RACY_WINDOW_S, BenchError, clean_env, quantile, rounded
+
 HIT_GOAL = 1.3  # hit time / `python -c pass` time, at most
 DEPENDENCIES = 10
-# jobstamps.fingerprint.RACY_WINDOW_NS: a file changed within this time of being recorded is
-# hashed on every check until a hit finds it settled; a checkout's files are older than that.
-RACY_WINDOW_S = 2.0
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DROPPED_ENV = (
-    "PYTHONDONTWRITEBYTECODE",  # an installed package has .pyc files compiled by pip anyway
-    "PYTHONPATH",  # would import another jobstamps than the installed one
-    "PYTHONHOME",
-    "PYTHONPROFILEIMPORTTIME",
-    "PYTHONVERBOSE",
-    "JOBSTAMPS_DEBUG",
-    "JOBSTAMPS_DISABLED",
-    "JOBSTAMPS_ALWAYS_USE_HASHES",
-)
 
 BARE = "python -c pass"
 TRUE = "true"
@@ -72,10 +60,6 @@ HIT = "jobstamp hit"
 MODULE_HIT = "python -m jobstamps hit"
 MISS = "jobstamp miss"
 HITS = (HIT, MODULE_HIT)
-
-
-class BenchError(Exception):
-    """The benchmark cannot run or its measurements would be wrong (e.g. a hit was a miss)."""
 
 
 # -- the command under test ------------------------------------------------------------------
@@ -130,25 +114,10 @@ def find_jobstamp(name: str) -> str:
 
 def install(workdir: str, env: dict[str, str]) -> str:
     """Install this checkout into a new virtual environment; return its ``bin/jobstamp``."""
-    if not os.path.isfile(os.path.join(REPO, "pyproject.toml")):
-        raise BenchError(f"{REPO} is not a jobstamps checkout. Pass --jobstamp PATH instead")
-    venv = os.path.join(workdir, "venv")
-    print(f"bench_cli: installing {REPO} into a temporary virtual environment", file=sys.stderr)
-    bindir = os.path.join(venv, "Scripts" if sys.platform == "win32" else "bin")
-    for step in (
-        [sys.executable, "-m", "venv", venv],
-        [
-            os.path.join(bindir, "python"),
-            *("-m", "pip", "install", "--quiet", "--disable-pip-version-check", REPO),
-        ],
-    ):
-        done = subprocess.run(step, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-            raise BenchError(
-                f"{shlex.join(step[:4])} failed:\n{tail}\n"
-                "Check the network (the build needs PyPI), or pass --jobstamp PATH"
-            )
+    try:
+        bindir = benchlib.install(os.path.join(workdir, "venv"), env, who="bench_cli")
+    except BenchError as error:
+        raise BenchError(f"{error}, or pass --jobstamp PATH") from None
     return os.path.join(bindir, "jobstamp")
 
 
@@ -346,8 +315,8 @@ def measure(scene: Scene, rounds: int, with_miss: bool) -> dict[str, Any]:
         "dependencies": DEPENDENCIES,
         "rounds": rounds,
         "median_ms": medians,
-        "p10_ms": {name: _quantile(values, 0.1) for name, values in samples.items()},
-        "p90_ms": {name: _quantile(values, 0.9) for name, values in samples.items()},
+        "p10_ms": {name: quantile(values, 0.1) for name, values in samples.items()},
+        "p90_ms": {name: quantile(values, 0.9) for name, values in samples.items()},
         "ratios": ratios,
         "paired_ratios": paired_ratios,
         "goal": HIT_GOAL,
@@ -361,11 +330,6 @@ def measure(scene: Scene, rounds: int, with_miss: bool) -> dict[str, Any]:
             "command_runs": scene.runs(scene.miss_counter) - misses_before,
         }
     return result
-
-
-def _quantile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 # -- where a hit's time goes -----------------------------------------------------------------
@@ -443,8 +407,8 @@ def table(results: dict[str, Any]) -> str:
     launcher, timing = results["launcher"], results["timing"]
     lines = [
         f"jobstamps {results['jobstamps']}, Python {results['python']} "
-        f"({results['implementation']}), {results['system']} {results['machine']}, "
-        f"{results['cpu_count']} CPUs" + (", quick run" if results["quick"] else ""),
+        f"({results['implementation']}), {benchlib.describe_machine(results)}"
+        + (", quick run" if results["quick"] else ""),
         f"jobstamp     {launcher['path']}",
         f"  launcher   {launcher['kind']}"
         + (", imports re" if launcher["imports_re"] else ", does not import re"),
@@ -496,22 +460,6 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def rounded(value: Any) -> Any:
-    """Round every float in a JSON-like tree to three decimals."""
-    if isinstance(value, float):
-        return round(value, 3)
-    if isinstance(value, dict):
-        return {key: rounded(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [rounded(item) for item in value]
-    return value
-
-
-def clean_env() -> dict[str, str]:
-    """This process's environment without the settings that would skew or redirect a run."""
-    return {name: value for name, value in os.environ.items() if name not in DROPPED_ENV}
-
-
 def run(quick: bool, jobstamp: str | None, with_miss: bool, imports: bool) -> dict[str, Any]:
     """Install (unless given a command), measure, and return every figure."""
     workdir = tempfile.mkdtemp(prefix="jobstamps-bench-")
@@ -530,9 +478,7 @@ def run(quick: bool, jobstamp: str | None, with_miss: bool, imports: bool) -> di
         "jobstamps": version,
         "python": python,
         "implementation": implementation,
-        "system": platform.system(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count() or 0,
+        **benchlib.machine(),
         "quick": quick,
         "launcher": launcher,
         "timing": timing,

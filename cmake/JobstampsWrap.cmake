@@ -15,6 +15,13 @@ that documents where the command comes from.
                           [STAMP_DIRECTORY <dir>] [WORKING_DIRECTORY <dir>]
                           [ALL] [COMMENT <text>])
 
+  or, to check each of many files on its own::
+
+    jobstamps_add_command(<name> PER_FILE SOURCES <file>... COMMAND <cmd> [<arg>...]
+                          [DEPENDS <file>...] [USE_HASHES] [JOBS <n>]
+                          [STAMP_DIRECTORY <dir>] [WORKING_DIRECTORY <dir>]
+                          [ALL] [COMMENT <text>])
+
   When the command line, its working directory and every ``DEPENDS`` file are as
   on a stored run, and every ``OUTPUTS`` file is as that run left it, ``jobstamp``
   replays the stored output and exit status instead of running the command: a no-op
@@ -32,8 +39,22 @@ that documents where the command comes from.
   ``OUTPUTS <file>...``
     Files the command writes (``--output-files``); a missing or changed one
     runs the command again. They are declared ``BYPRODUCTS`` of the target.
+  ``PER_FILE``
+    Run ``jobstamp --per-file``: each file of ``SOURCES`` has a result of its own,
+    keyed on the command line, that file and the ``DEPENDS`` files. A build checks
+    only the files whose result is not stored, in a few large batches run at once
+    (``<cmd> [<arg>...] <file>...``), and replays the others in the order given;
+    it fails when any file fails. ``OUTPUTS`` cannot be used with it.
+  ``SOURCES <file>...``
+    The files to check, with ``PER_FILE``. Paths under the working directory are
+    passed relative to it (as a checker prints them, and the same in every build
+    directory), others as absolute paths. They are build dependencies of the target.
+  ``JOBS <n>``
+    With ``PER_FILE``, run at most ``<n>`` batches at once (``--jobs``); by default
+    as many as there are processors.
   ``USE_HASHES``
-    Compare ``DEPENDS`` by content: touching a file does not run the command.
+    Compare ``DEPENDS`` (and ``SOURCES``) by content: touching a file does not run
+    the command.
   ``STAMP_DIRECTORY <dir>``
     Where results are stored. By default ``jobstamp`` uses
     ``$JOBSTAMPS_CACHE_DIR`` or the per-user cache, which outlives the build
@@ -46,22 +67,31 @@ that documents where the command comes from.
   ``COMMENT <text>``
     Shown by the build tool when the target runs.
 
-  Relative paths in ``DEPENDS``, ``OUTPUTS``, ``STAMP_DIRECTORY`` and
+  Relative paths in ``SOURCES``, ``DEPENDS``, ``OUTPUTS``, ``STAMP_DIRECTORY`` and
   ``WORKING_DIRECTORY`` are taken relative to ``CMAKE_CURRENT_SOURCE_DIR``.
-  Generator expressions are passed on unchanged; in ``DEPENDS`` and ``OUTPUTS``
-  they should evaluate to absolute paths (``$<TARGET_FILE:...>`` does), since
-  ``jobstamp`` resolves relative ones against the working directory.
+  Generator expressions are passed on unchanged; in ``SOURCES``, ``DEPENDS`` and
+  ``OUTPUTS`` they should evaluate to absolute paths (``$<TARGET_FILE:...>`` does),
+  since ``jobstamp`` resolves relative ones against the working directory.
 #]=======================================================================]
 
 include_guard(GLOBAL)
 
 # Make each path absolute against the current source directory; leave generator
-# expressions for the build system to evaluate.
-function(_jobstamps_absolute_paths out_var)
+# expressions for the build system to evaluate. With a <relative_to> directory, paths under
+# it are made relative to it instead (for PER_FILE SOURCES: a checker prints them as given,
+# and the key then holds no build directory), and a name starting with "-" gets "./", or the
+# checker would take it for an option.
+function(_jobstamps_paths out_var relative_to)
   set(result)
   foreach(path IN LISTS ARGN)
     if(NOT path MATCHES [[\$<]])
       get_filename_component(path "${path}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+      if(NOT relative_to STREQUAL "" AND NOT relative_to MATCHES [[\$<]])
+        file(RELATIVE_PATH relative "${relative_to}" "${path}")
+        if(NOT relative STREQUAL "" AND NOT relative MATCHES [[^\.\.(/|$)]])
+          string(REGEX REPLACE "^-" "./-" path "${relative}")
+        endif()
+      endif()
     endif()
     string(REPLACE ";" [[\;]] path "${path}")
     list(APPEND result "${path}")
@@ -70,9 +100,9 @@ function(_jobstamps_absolute_paths out_var)
 endfunction()
 
 function(jobstamps_add_command)
-  set(flags USE_HASHES ALL)
-  set(one_value STAMP_DIRECTORY WORKING_DIRECTORY COMMENT)
-  set(multi_value COMMAND DEPENDS OUTPUTS)
+  set(flags USE_HASHES ALL PER_FILE)
+  set(one_value STAMP_DIRECTORY WORKING_DIRECTORY COMMENT JOBS)
+  set(multi_value COMMAND DEPENDS OUTPUTS SOURCES)
   set(usage "Call it as jobstamps_add_command(<name> COMMAND <cmd> [<arg>...] ...).")
 
   if(ARGC EQUAL 0 OR "${ARGV0}" IN_LIST flags OR "${ARGV0}" IN_LIST one_value
@@ -100,6 +130,27 @@ function(jobstamps_add_command)
   if("${ARG_COMMAND}" STREQUAL "")
     message(FATAL_ERROR "${where}: COMMAND is missing or empty. ${usage}")
   endif()
+  if(ARG_PER_FILE)
+    if("${ARG_SOURCES}" STREQUAL "")
+      message(FATAL_ERROR "${where}: PER_FILE needs SOURCES <file>..., the files to check "
+                          "one by one. Name them, or leave PER_FILE out.")
+    endif()
+    if(DEFINED ARG_OUTPUTS OR "OUTPUTS" IN_LIST ARG_KEYWORDS_MISSING_VALUES)
+      message(FATAL_ERROR "${where}: OUTPUTS cannot be used with PER_FILE: a file's result "
+                          "is its messages and status. Leave OUTPUTS out, or PER_FILE.")
+    endif()
+    if(DEFINED ARG_JOBS AND NOT ARG_JOBS MATCHES "^[1-9][0-9]*$")
+      message(FATAL_ERROR "${where}: JOBS must be a whole number above 0, not \"${ARG_JOBS}\". "
+                          "Give the number of batches to run at once, or leave JOBS out.")
+    endif()
+  else()
+    foreach(keyword IN ITEMS SOURCES JOBS)
+      if(DEFINED ARG_${keyword} OR keyword IN_LIST ARG_KEYWORDS_MISSING_VALUES)
+        message(FATAL_ERROR "${where}: ${keyword} is for checking files one by one. Add "
+                            "PER_FILE, or leave ${keyword} out.")
+      endif()
+    endforeach()
+  endif()
   if(TARGET "${name}")
     message(FATAL_ERROR "${where}: a target named \"${name}\" already exists. "
                         "Choose another name.")
@@ -124,14 +175,26 @@ function(jobstamps_add_command)
     endif()
   endif()
 
-  _jobstamps_absolute_paths(depends ${ARG_DEPENDS})
-  _jobstamps_absolute_paths(outputs ${ARG_OUTPUTS})
+  _jobstamps_paths(depends "" ${ARG_DEPENDS})
+  _jobstamps_paths(outputs "" ${ARG_OUTPUTS})
   set(working_directory "${CMAKE_CURRENT_SOURCE_DIR}")
   if(DEFINED ARG_WORKING_DIRECTORY)
-    _jobstamps_absolute_paths(working_directory "${ARG_WORKING_DIRECTORY}")
+    _jobstamps_paths(working_directory "" "${ARG_WORKING_DIRECTORY}")
   endif()
 
   set(options)
+  set(files)
+  set(sources)
+  if(ARG_PER_FILE)
+    list(APPEND options --per-file)
+    # The files follow a second "--"; escaped as COMMAND is, for the same reason.
+    _jobstamps_paths(files "${working_directory}" ${ARG_SOURCES})
+    string(REPLACE [[\;]] [[\\;]] files "--;${files}")
+    _jobstamps_paths(sources "" ${ARG_SOURCES})
+  endif()
+  if(DEFINED ARG_JOBS)
+    list(APPEND options --jobs ${ARG_JOBS})
+  endif()
   if(depends)
     list(APPEND options --dependencies ${depends})
   endif()
@@ -142,7 +205,7 @@ function(jobstamps_add_command)
     list(APPEND options --use-hashes)
   endif()
   if(DEFINED ARG_STAMP_DIRECTORY)
-    _jobstamps_absolute_paths(stamp_directory "${ARG_STAMP_DIRECTORY}")
+    _jobstamps_paths(stamp_directory "" "${ARG_STAMP_DIRECTORY}")
     list(APPEND options --stamp-directory "${stamp_directory}")
   endif()
 
@@ -165,8 +228,8 @@ function(jobstamps_add_command)
 
   add_custom_target(
     "${name}" ${extra}
-    COMMAND Jobstamps::jobstamp ${options} -- ${command}
-    DEPENDS ${depends}
+    COMMAND Jobstamps::jobstamp ${options} -- ${command} ${files}
+    DEPENDS ${depends} ${sources}
     BYPRODUCTS ${byproducts}
     WORKING_DIRECTORY "${working_directory}"
     COMMAND_EXPAND_LISTS VERBATIM)

@@ -437,7 +437,7 @@ class PerFile:
         """
         return Job(
             key.command_key(["pre-commit-per-file-1", *self.fields, f"file:{file}"]),
-            [os.path.normpath(os.path.join(self.cwd, file)), *self.present],
+            [*key.abspaths([file], self.cwd), *self.present],
             method=self.method,
             about=file,
         )

@@ -33,3 +33,16 @@ JOBSTAMP_FLAGS ?=
 _jobstamps_quote = $(foreach f,$(1),'$(if $(filter -%,$(f)),./)$(subst ','\'',$(f))')
 
 jobstamp_run = $(strip $(JOBSTAMP) $(JOBSTAMP_FLAGS))$(if $(strip $(1)), --dependencies $(call _jobstamps_quote,$(1)))$(if $(strip $(2)), --output-files $(call _jobstamps_quote,$(2))) -- $(3)
+
+# Function:
+#   $(call jobstamp_each,FILES,DEPS,COMMAND)
+#     expands to a recipe line that checks each file of FILES on its own through
+#     `jobstamp --per-file`: COMMAND FILE... runs only over the files whose result is not
+#     stored (in a few large batches at once), the others replay their stored messages, in
+#     the order of FILES, and the line fails when any file fails. The files DEPS (the
+#     checker's configuration, headers) are --dependencies of every file's result: a change
+#     to one checks every file again. DEPS may be empty. Names are quoted for the shell as in
+#     jobstamp_run; a name in FILES or DEPS that starts with - is passed as ./-name.
+_jobstamps_quote_path = $(foreach f,$(1),'$(if $(filter -%,$(f)),./)$(subst ','\'',$(f))')
+
+jobstamp_each = $(strip $(JOBSTAMP) $(JOBSTAMP_FLAGS)) --per-file$(if $(strip $(2)), --dependencies $(call _jobstamps_quote_path,$(2))) -- $(3) -- $(call _jobstamps_quote_path,$(1))

@@ -318,3 +318,63 @@ def counting_python(counter: str | os.PathLike[str], code: str, *args: str) -> l
     """Return a command that counts its run in ``counter`` (see :func:`runs`), then runs the
     Python ``code`` with ``args``."""
     return [*counting(counter, f'exec "{sys.executable}" -c "$@"'), code, *args]
+
+
+# -- Per-file front ends: a small C project and the stand-in checker's log ----------------------
+
+C_SOURCE = """\
+#include "common.h"
+
+int f{number:02d}(int x)
+{{
+    int values[4] = {{0, 1, 2, 3}};
+    return values[x % 4] + COMMON_OFFSET;
+}}
+"""
+
+#: Appended to a source, this is what cppcheck reports as arrayIndexOutOfBounds.
+C_OUT_OF_BOUNDS = """
+int broken(void)
+{
+    int values[2] = {0, 1};
+    return values[2];
+}
+"""
+
+
+def c_project(root: Path, count: int = 20) -> list[str]:
+    """Write ``count`` C sources ``src/fNN.c`` and ``include/common.h`` under ``root``.
+
+    Also writes ``check.cfg``, the configuration of the stand-in checker
+    ``tests/cmake/perfile_project/check.py``. Returns the sources' paths relative to ``root``,
+    in order.
+    """
+    (root / "src").mkdir(parents=True, exist_ok=True)
+    (root / "include").mkdir(exist_ok=True)
+    (root / "include" / "common.h").write_text("#define COMMON_OFFSET 1\n")
+    (root / "check.cfg").write_text("strict\n")
+    names = [f"src/f{number:02d}.c" for number in range(count)]
+    for number, name in enumerate(names):
+        (root / name).write_text(C_SOURCE.format(number=number))
+    return names
+
+
+def checker_runs(log: Path) -> list[list[str]]:
+    """The runs the stand-in checker logged in ``log``: for each, the files it was given."""
+    if not log.exists():
+        return []
+    return [line.split("\t") if line else [] for line in log.read_text().splitlines()]
+
+
+def readme_c_example(root: Path) -> tuple[Path, Path]:
+    """Lay out the C project of the README's per-file examples: ``src/app.c``, whose
+    out-of-bounds read cppcheck reports, ``src/util.c`` and ``include/app.h``. Returns the
+    paths of the two sources."""
+    (root / "src").mkdir(parents=True)
+    (root / "include").mkdir()
+    (root / "include" / "app.h").write_text("#define SIZE 2\n")
+    app, util = root / "src" / "app.c", root / "src" / "util.c"
+    app.write_text('#include "app.h"\n\nint last(void)\n{\n    int values[SIZE] = {0, 1};\n')
+    app.write_text(app.read_text() + "    return values[2];\n}\n")
+    util.write_text('#include "app.h"\n\nint twice(int x)\n{\n    return 2 * x;\n}\n')
+    return app, util

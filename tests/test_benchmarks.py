@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -146,15 +147,11 @@ def test_bench_api_table_shows_ratios_and_goals(quick_run: QuickRun) -> None:
     assert "1,000 dependency files" in text
 
 
-@pytest.mark.slow
-def test_bench_cli_times_hits_of_the_installed_command(
-    installed: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    tmp = tmp_path_factory.mktemp("bench-cli-tmp")
-    jobstamp = installed / "jobstamp"
-    bench = str(BENCHMARKS / "bench_cli.py")
+def run_script(name: str, tmp: Path, *args: str) -> dict[str, Any]:
+    """Run ``benchmarks/NAME ARGS --json`` with its temporary files in ``tmp``; return the
+    results it printed."""
     result = subprocess.run(
-        [sys.executable, bench, "--quick", "--json", "--jobstamp", str(jobstamp)],
+        [sys.executable, str(BENCHMARKS / name), *args, "--json"],
         capture_output=True,
         text=True,
         check=False,
@@ -163,7 +160,17 @@ def test_bench_cli_times_hits_of_the_installed_command(
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    results = json.loads(result.stdout)
+    results: dict[str, Any] = json.loads(result.stdout)
+    return results
+
+
+@pytest.mark.slow
+def test_bench_cli_times_hits_of_the_installed_command(
+    installed: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("bench-cli-tmp")
+    jobstamp = installed / "jobstamp"
+    results = run_script("bench_cli.py", tmp, "--quick", "--jobstamp", str(jobstamp))
     timing = results["timing"]
     contenders = {"true", "python -c pass", "jobstamp hit", "python -m jobstamps hit"}
     assert set(timing["median_ms"]) == {*contenders, "jobstamp miss"}
@@ -191,4 +198,31 @@ def test_bench_cli_times_hits_of_the_installed_command(
     imported = {m["module"] for m in results["imports"]["jobstamp hit"]["modules"]}
     assert "jobstamps.cli" in imported
     assert not imported & {"re", "enum", "argparse", "subprocess", "tempfile", "pathlib"}
+    assert list(tmp.iterdir()) == []  # its temporary directory is gone
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
+def test_bench_perfile_times_cppcheck_through_cmake(
+    installed: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("bench-perfile-tmp")
+    options = ["--skip-django", "--cmake-rounds", "2", "--venv", str(installed.parent)]
+    cmake = run_script("bench_perfile.py", tmp, *options)["cmake"]
+    assert cmake["rounds"] == 2
+    assert set(cmake["median_s"]) == {
+        "unwrapped",
+        "empty cache",
+        "nothing changed",
+        "one file edited",
+    }
+    assert all(value > 0 for value in cmake["median_s"].values()), cmake["median_s"]
+    # Each wrapped build replayed the unwrapped one's finding and failure, and checked only
+    # what it had to.
+    assert (cmake["exit_status"], cmake["messages"]) != (0, 0)
+    assert cmake["replayed_and_run"] == {
+        "empty cache": {"replayed": 0, "run": cmake["files"]},
+        "nothing changed": {"replayed": cmake["files"], "run": 0},
+        "one file edited": {"replayed": cmake["files"] - 1, "run": 1},
+    }
     assert list(tmp.iterdir()) == []  # its temporary directory is gone

@@ -16,9 +16,14 @@ import pytest
 
 from jobstamps._version import __version__
 from support import (
+    C_OUT_OF_BOUNDS,
+    C_SOURCE,
+    c_project,
+    checker_runs,
     flake8_example,
     installed_env,
     installed_output,
+    readme_c_example,
     readme_code_blocks,
     run_folded,
 )
@@ -357,7 +362,31 @@ def test_a_package_without_its_executable_fails_at_configure_time(
         ("lint;COMMAND", "jobstamps_add_command(lint): COMMAND is missing or empty."),
         (
             "lint;SOURCES;a.c;COMMAND;echo",
-            'jobstamps_add_command(lint): unexpected argument(s) "SOURCES a.c".',
+            "jobstamps_add_command(lint): SOURCES is for checking files one by one. Add PER_FILE",
+        ),
+        (
+            "lint;JOBS;2;COMMAND;echo",
+            "jobstamps_add_command(lint): JOBS is for checking files one by one.",
+        ),
+        (
+            "lint;ONE_FILE;COMMAND;echo",
+            'jobstamps_add_command(lint): unexpected argument(s) "ONE_FILE".',
+        ),
+        (
+            "lint;PER_FILE;COMMAND;echo",
+            "jobstamps_add_command(lint): PER_FILE needs SOURCES <file>..., the files to check",
+        ),
+        (
+            "lint;PER_FILE;SOURCES;COMMAND;echo",
+            "jobstamps_add_command(lint): PER_FILE needs SOURCES <file>..., the files to check",
+        ),
+        (
+            "lint;PER_FILE;SOURCES;a.c;OUTPUTS;out.txt;COMMAND;echo",
+            "jobstamps_add_command(lint): OUTPUTS cannot be used with PER_FILE",
+        ),
+        (
+            "lint;PER_FILE;SOURCES;a.c;JOBS;0;COMMAND;echo",
+            'jobstamps_add_command(lint): JOBS must be a whole number above 0, not "0".',
         ),
         (
             "lint;COMMAND;echo;STAMP_DIRECTORY",
@@ -387,7 +416,7 @@ def test_calling_it_before_find_package_says_what_to_do(installed: Path, tmp_pat
 
 @pytest.mark.parametrize("generator", GENERATORS)
 def test_the_readme_example_works(installed: Path, tmp_path: Path, generator: str) -> None:
-    (cmakelists,) = readme_code_blocks(README, "CMake", "cmake")
+    cmakelists, _ = readme_code_blocks(README, "CMake", "cmake")
     source = tmp_path / "example"
     app, env = flake8_example(source, installed)
     (source / "CMakeLists.txt").write_text(cmakelists)
@@ -405,3 +434,259 @@ def test_the_readme_example_works(installed: Path, tmp_path: Path, generator: st
     result = run_folded(["cmake", "--build", str(build)], env)
     assert result.returncode == 0, result.stdout
     assert unused_import not in result.stdout
+
+
+# Per-file targets: tests/cmake/perfile_project over a generated C project, with the stand-in
+# checker (check.py) and with real cppcheck.
+
+CHECKER = PROJECTS / "perfile_project" / "check.py"
+
+
+@dataclass
+class PerFileProject:
+    """A copy of tests/cmake/perfile_project with 20 C sources, configured with one generator."""
+
+    source: Path
+    build: Path
+    generator: str
+    bindir: Path
+    sources: list[str]
+    log: Path
+
+    def configure(self, build: Path) -> subprocess.CompletedProcess[str]:
+        """Configure the project into ``build``, with the checker run by the installed Python."""
+        python = f"-DCHECK_PYTHON={self.bindir / 'python'}"
+        return configure(self.source, build, self.generator, installed_env(self.bindir), python)
+
+    def build_target(
+        self, target: str, build: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Build ``target``; the checker logs its runs in ``self.log``."""
+        command = ["cmake", "--build", str(build or self.build), "--target", target]
+        return run_folded(command, installed_env(self.bindir, CHECK_LOG=str(self.log)))
+
+    def runs(self) -> list[list[str]]:
+        """The checker's runs so far, each the list of files it was given."""
+        return checker_runs(self.log)
+
+    def edit(self, name: str, text: str = "/* edited */\n") -> None:
+        """Append ``text`` to the file ``name`` (relative to the source directory)."""
+        path = self.source / name
+        path.write_text(path.read_text() + text)
+
+    def fails_then_replays(self, target: str, message: str) -> tuple[list[str], int]:
+        """Build ``target`` twice: it checks every file and fails with the line ``message``
+        (and what continues it), then checks none and fails with the same messages. Returns
+        those messages and the number of checker runs."""
+        first = self.build_target(target)
+        assert first.returncode != 0, first.stdout
+        lines = messages(first)
+        assert message in lines, first.stdout
+        assert sorted({name for run in self.runs() for name in run}) == self.sources
+        runs = len(self.runs())
+
+        second = self.build_target(target)
+        assert second.returncode != 0, second.stdout
+        assert len(self.runs()) == runs
+        assert messages(second) == lines
+        return lines, runs
+
+
+@pytest.fixture(params=GENERATORS)
+def perfile(request: pytest.FixtureRequest, installed: Path, tmp_path: Path) -> PerFileProject:
+    """The per-file project, copied, filled with sources and configured for one test."""
+    source = tmp_path / "source"
+    shutil.copytree(PROJECTS / "perfile_project", source)
+    sources = c_project(source)
+    odd = source / "odd"
+    odd.mkdir()
+    (odd / "-dash name.c").write_text("int odd(void) { return 0; }\n")
+    generator: str = request.param
+    configured = PerFileProject(
+        source, tmp_path / "build", generator, installed, sources, tmp_path / "check.log"
+    )
+    result = configured.configure(configured.build)
+    assert result.returncode == 0, result.stdout
+    return configured
+
+
+def messages(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The checker's messages in a build's output: ``path:line:col: ...`` lines (all paths in
+    these projects start with ``src/``, ``./`` or ``/``) and the indented lines that continue
+    them."""
+    return [line for line in result.stdout.splitlines() if line.startswith(("src/", ".", "/", " "))]
+
+
+def notes(names: list[str], word: str = "strict") -> list[str]:
+    """The note check.py prints for each of ``names``, in order."""
+    return [f"{name}:1:1: note: {word} checked" for name in names]
+
+
+def test_per_file_first_build_checks_all_in_batches_and_a_no_op_build_none(
+    perfile: PerFileProject,
+) -> None:
+    first = perfile.build_target("check")
+    assert first.returncode == 0, first.stdout
+    runs = perfile.runs()
+    assert 1 <= len(runs) <= 2, runs  # JOBS 2: a batch or two, not a run per file
+    assert sorted(name for run in runs for name in run) == perfile.sources
+    assert messages(first) == notes(perfile.sources)
+
+    second = perfile.build_target("check")
+    assert second.returncode == 0, second.stdout
+    assert perfile.runs() == runs
+    assert messages(second) == notes(perfile.sources)
+
+
+def test_per_file_failure_replays_until_the_file_is_fixed(
+    perfile: PerFileProject,
+) -> None:
+    perfile.edit("src/f07.c", "/* FAIL_HERE */\n")
+    error = "src/f07.c:8:1: error: marker found"
+    lines, runs = perfile.fails_then_replays("check", error)
+    assert lines[lines.index(error) - 1 : lines.index(error) + 2] == [
+        *notes(["src/f07.c"]),
+        error,
+        "    /* FAIL_HERE */",
+    ]
+
+    # The clean files that shared the failing run (and printed notes in it) do not keep its
+    # failure once the failing file is fixed: they may be checked again, but the build passes.
+    (perfile.source / "src" / "f07.c").write_text(C_SOURCE.format(number=7))
+    fixed = perfile.build_target("check")
+    assert fixed.returncode == 0, fixed.stdout
+    assert "src/f07.c" in [name for run in perfile.runs()[runs:] for name in run]
+    assert messages(fixed) == notes(perfile.sources)
+    runs = len(perfile.runs())
+    assert perfile.build_target("check").returncode == 0
+    assert len(perfile.runs()) == runs
+
+
+def test_per_file_editing_one_file_checks_only_it(perfile: PerFileProject) -> None:
+    assert perfile.build_target("check").returncode == 0
+    before = len(perfile.runs())
+    perfile.edit("src/f03.c")
+    result = perfile.build_target("check")
+    assert result.returncode == 0, result.stdout
+    assert perfile.runs()[before:] == [["src/f03.c"]]
+    assert messages(result) == notes(perfile.sources)
+
+
+def test_per_file_an_added_file_is_checked_alone_and_a_removed_one_is_dropped(
+    perfile: PerFileProject,
+) -> None:
+    assert perfile.build_target("check").returncode == 0
+    before = len(perfile.runs())
+    (perfile.source / "src" / "f20.c").write_text(C_SOURCE.format(number=20))
+    (perfile.source / "src" / "f05.c").unlink()  # the glob (CONFIGURE_DEPENDS) sees both
+    result = perfile.build_target("check")
+    assert result.returncode == 0, result.stdout
+    assert perfile.runs()[before:] == [["src/f20.c"]]
+    names = [name for name in perfile.sources if name != "src/f05.c"] + ["src/f20.c"]
+    # (CMake, configuring again, also prints indented paths: the glob's changes.)
+    assert [line for line in messages(result) if line.startswith("src/")] == notes(names)
+
+
+def test_per_file_with_use_hashes_a_touched_file_is_not_checked(perfile: PerFileProject) -> None:
+    assert perfile.build_target("check_hashed").returncode == 0
+    before = len(perfile.runs())
+    source = perfile.source / "src" / "f09.c"
+    later = source.stat().st_mtime + 100
+    os.utime(source, (later, later))
+    assert perfile.build_target("check_hashed").returncode == 0
+    assert len(perfile.runs()) == before
+    perfile.edit("src/f09.c")
+    assert perfile.build_target("check_hashed").returncode == 0
+    assert perfile.runs()[before:] == [["src/f09.c"]]
+
+
+def test_per_file_a_changed_dependency_checks_all_in_batches(perfile: PerFileProject) -> None:
+    assert perfile.build_target("check").returncode == 0
+    before = len(perfile.runs())
+    (perfile.source / "check.cfg").write_text("lenient\n")
+    result = perfile.build_target("check")
+    assert result.returncode == 0, result.stdout
+    runs = perfile.runs()[before:]
+    assert 1 <= len(runs) <= 2, runs
+    assert sorted(name for run in runs for name in run) == perfile.sources
+    assert messages(result) == notes(perfile.sources, "lenient")
+
+
+def test_per_file_a_fresh_build_directory_checks_nothing(
+    perfile: PerFileProject, tmp_path: Path
+) -> None:
+    assert perfile.build_target("check").returncode == 0
+    before = perfile.runs()
+    fresh = tmp_path / "fresh-build"
+    assert perfile.configure(fresh).returncode == 0
+    result = perfile.build_target("check", build=fresh)
+    assert result.returncode == 0, result.stdout
+    assert perfile.runs() == before
+    assert messages(result) == notes(perfile.sources)
+
+
+def test_per_file_sources_are_passed_relative_to_the_working_directory(
+    perfile: PerFileProject,
+) -> None:
+    # SOURCES src/f00.c "odd/-dash name.c" with WORKING_DIRECTORY odd: the first is outside
+    # it, so absolute; the second relative, with ./ so that it cannot pass for an option.
+    outside = str(perfile.source / "src" / "f00.c")
+    for _ in range(2):
+        result = perfile.build_target("check_odd")
+        assert result.returncode == 0, result.stdout
+        assert messages(result) == notes([outside, "./-dash name.c"], "plain")
+    assert sorted(name for run in perfile.runs() for name in run) == ["./-dash name.c", outside]
+
+
+@pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
+def test_per_file_cppcheck_checks_only_what_changed(perfile: PerFileProject) -> None:
+    perfile.edit("src/f05.c", C_OUT_OF_BOUNDS)
+    error = (
+        "src/f05.c:12:18: warning: Array 'values[2]' accessed at index 2, which is out of bounds."
+        " [arrayIndexOutOfBounds]"
+    )
+    lines, runs = perfile.fails_then_replays("cppcheck", error)
+    assert lines[lines.index(error) + 1].strip() == "return values[2];"  # a continuation line
+
+    perfile.edit("include/common.h")  # declared in DEPENDS: every file is checked again
+    again = perfile.build_target("cppcheck")
+    assert again.returncode != 0, again.stdout
+    assert sorted({name for run in perfile.runs()[runs:] for name in run}) == perfile.sources
+    assert messages(again) == lines
+    runs = len(perfile.runs())
+
+    (perfile.source / "src" / "f05.c").write_text(C_SOURCE.format(number=5))
+    fixed = perfile.build_target("cppcheck")
+    assert fixed.returncode == 0, fixed.stdout
+    assert perfile.runs()[runs:] == [["src/f05.c"]]
+    assert messages(fixed) == []
+
+
+@pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_the_readme_per_file_example_works(installed: Path, tmp_path: Path, generator: str) -> None:
+    _, cmakelists = readme_code_blocks(README, "CMake", "cmake")
+    source = tmp_path / "example"
+    app, util = readme_c_example(source)
+    (source / "CMakeLists.txt").write_text(cmakelists)
+    env = installed_env(installed)
+    build = tmp_path / "build"
+    assert configure(source, build, generator, env).returncode == 0
+
+    finding = "src/app.c:6:18: warning: Array 'values[2]' accessed at index 2"
+    outputs = []
+    for _ in range(2):
+        result = run_folded(["cmake", "--build", str(build)], env)
+        assert result.returncode != 0
+        assert finding in result.stdout
+        outputs.append([line for line in result.stdout.splitlines() if "values" in line])
+    assert outputs[0] == outputs[1]
+
+    util.write_text(util.read_text() + "/* edited */\n")
+    explained = run_folded(["cmake", "--build", str(build)], {**env, "JOBSTAMPS_DEBUG": "1"})
+    assert "2 files: 1 replayed, 1 ran in 1 run" in explained.stdout
+
+    app.write_text(app.read_text().replace("values[2]", "values[1]"))
+    result = run_folded(["cmake", "--build", str(build)], env)
+    assert result.returncode == 0, result.stdout
+    assert finding not in result.stdout

@@ -1,0 +1,113 @@
+"""What the command-line benchmarks share: a fresh install of this checkout, clean
+environments, quantiles, and a description of the machine they ran on.
+
+The scripts beside this file import it as ``benchlib`` (Python puts a script's directory
+first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# jobstamps.fingerprint.RACY_WINDOW_NS: a file changed within this time of being recorded is
+# hashed on every check until a hit finds it settled; a checkout's files are older than that.
+RACY_WINDOW_S = 2.0
+DROPPED_ENV = (
+    "PYTHONDONTWRITEBYTECODE",  # an installed package has .pyc files compiled by pip anyway
+    "PYTHONPATH",  # would import another jobstamps than the installed one
+    "PYTHONHOME",
+    "PYTHONPROFILEIMPORTTIME",
+    "PYTHONVERBOSE",
+    "JOBSTAMPS_DEBUG",
+    "JOBSTAMPS_DISABLED",
+    "JOBSTAMPS_ALWAYS_USE_HASHES",
+    "JOBSTAMPS_CACHE_DIR",
+)
+
+
+class BenchError(Exception):
+    """The benchmark cannot run or its measurements would be wrong (e.g. a hit was a miss)."""
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without the settings that would skew or redirect a run."""
+    return {name: value for name, value in os.environ.items() if name not in DROPPED_ENV}
+
+
+def bin_dir(venv: str) -> str:
+    """The directory of a virtual environment's scripts."""
+    return os.path.join(venv, "Scripts" if sys.platform == "win32" else "bin")
+
+
+def install(venv: str, env: dict[str, str], *requirements: str, who: str) -> str:
+    """Create the virtual environment ``venv`` with this checkout and ``requirements``
+    installed (``pip install`` compiles the ``.pyc`` files, as a user's install does);
+    return its scripts directory. ``who`` names the benchmark in messages."""
+    if not os.path.isfile(os.path.join(REPO, "pyproject.toml")):
+        raise BenchError(f"{REPO} is not a jobstamps checkout")
+    print(f"{who}: installing {REPO} into a temporary virtual environment", file=sys.stderr)
+    bindir = bin_dir(venv)
+    pip = [os.path.join(bindir, "python"), "-m", "pip", "install", "--quiet"]
+    for step in (
+        [sys.executable, "-m", "venv", venv],
+        [*pip, "--disable-pip-version-check", REPO, *requirements],
+    ):
+        done = subprocess.run(step, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+            raise BenchError(
+                f"{shlex.join(step[:4])} failed:\n{tail}\nCheck the network (the build needs PyPI)"
+            )
+    return bindir
+
+
+def quantile(values: list[float], fraction: float) -> float:
+    """The value at ``fraction`` (0 to 1) of the sorted ``values``, by the nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def rounded(value: Any) -> Any:
+    """Round every float in a JSON-like tree to three decimals."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rounded(item) for item in value]
+    return value
+
+
+def machine() -> dict[str, Any]:
+    """The system, processor count and load average, to quote with the figures."""
+    return {
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count() or 0,
+        "load_average": load_average(),
+    }
+
+
+def load_average() -> list[float]:
+    """The system's load averages over 1, 5 and 15 minutes (empty where unknown)."""
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return []
+
+
+def describe_machine(results: dict[str, Any]) -> str:
+    """One line naming the machine as :func:`machine` described it (and the load at the end,
+    when ``results`` has ``load_average_end``)."""
+    text = f"{results['system']} {results['machine']}, {results['cpu_count']} CPUs"
+    for name, when in (("load_average", "start"), ("load_average_end", "end")):
+        load = results.get(name) or []
+        if load:
+            text += f", load average {' '.join(f'{value:.2f}' for value in load)} at the {when}"
+    return text
