@@ -11,6 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,20 +22,20 @@ from test_make import MakeProject
 from test_precommit import git, hook_repo, pre_commit_config, run_pre_commit  # noqa: F401
 
 from jobstamps.storage.records import Record, decode, encode
-from servers import Place, RedisServer, free_port
+from servers import Nginx, Place, RedisServer, free_port
 from support import (
     JOBSTAMP,
     changed_env,
     counting,
     counting_python,
     installed_env,
+    readme_code_blocks,
     run_folded,
     runs,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
 SECRET = "shared secret"  # noqa: S105 - a test's
 WARNING = "jobstamp: remote cache "
@@ -580,3 +582,57 @@ def test_a_make_target_on_machine_b_replays_what_machine_a_stored(
         outputs.append((cmake_runs(project.counts, "hashes"), made.stdout))
     assert [count for count, _ in outputs] == [1, 0]
     assert "hashes: checked  in project" in outputs[1][1]
+
+
+# -- README.rst's recipes -----------------------------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.rst"
+
+
+class ReadmeNginx(Nginx):
+    """nginx serving README.rst's server block, moved to a free port and temporary paths."""
+
+    def config(self) -> str:
+        (block,) = readme_code_blocks(README, "Sharing results", "nginx")
+        block = textwrap.dedent(block)
+        block = block.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
+        block = block.replace("/var/cache/jobstamps", str(self.root))
+        block = block.replace("/etc/nginx/jobstamps.htpasswd", str(self.directory / "htpasswd"))
+        base = super().config()
+        return base[: base.index("    server {")] + textwrap.indent(block, "    ") + "}\n"
+
+
+def test_the_readme_nginx_server_block_is_a_team_cache(
+    machines: tuple[Machine, Machine], tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    with ReadmeNginx(tmp_path / "nginx").running() as server:
+        host = f"127.0.0.1:{server.port}/jobstamps"
+        writer = f"http://{server.USER}:{server.PASSWORD}@{host}"
+        stored = a.jobstamp(*check_input(counter), url=writer)
+        assert remote_lines(stored.stderr) == []
+        assert list((server.root / "jobstamps").rglob("*"))
+        # Without the password: reads work, writes are refused (one warning, a miss).
+        replayed = b.jobstamp(*check_input(counter), url=f"http://{host}")
+        assert runs(counter) == 1
+        assert replayed.stdout == stored.stdout
+        (b.checkout / "other.txt").write_text("new\n")
+        refused = b.jobstamp(*check_input(counter, "other.txt"), url=f"http://{host}")
+        assert runs(counter) == 2
+        assert refused.returncode == 3
+        assert len(remote_lines(refused.stderr)) == 1
+
+
+def test_the_readme_ci_recipes_are_valid_yaml() -> None:
+    yaml = pytest.importorskip("yaml")
+    blocks = readme_code_blocks(README, "Sharing results", "yaml")
+    assert len(blocks) == 2
+    jobs = yaml.safe_load(textwrap.dedent(blocks[0]))
+    lint = jobs["jobs"]["lint"]
+    assert lint["services"]["redis"]["image"].startswith("redis")
+    assert lint["env"]["JOBSTAMPS_REMOTE"].startswith("redis://localhost:6379")
+    restore = yaml.safe_load(textwrap.dedent(blocks[1]))
+    assert restore["env"]["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
+    (cache_step,) = [step for step in restore["steps"] if "cache" in step.get("uses", "")]
+    assert cache_step["with"]["path"] == restore["env"]["JOBSTAMPS_CACHE_DIR"]
