@@ -249,6 +249,7 @@ class _Sharing:
         self.fields = fields
         self.merged = merged
         self.stdin_data = stdin_data
+        self.opened = False
         self.layered: Layered | None = None
         self.shared: Shared | None = None
 
@@ -266,46 +267,70 @@ class _Sharing:
             if self.layered is not None:
                 self.layered.close()
 
-    def fill(self, job: Job) -> bool:
-        """Look the job up remotely; store a hit locally (replayed next by the engine)."""
-        from jobstamps import fingerprint, portable
-        from jobstamps.storage.layered import Shared, open_layered
+    def _open(self) -> Layered | None:
+        """Open the remote (once), on the first local miss or stored run."""
+        if not self.opened:
+            from jobstamps.storage.layered import open_layered
 
-        options = self.options
+            self.opened = True
+            options = self.options
+            self.layered = open_layered(
+                self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
+            )
+        return self.layered
+
+    def _describe(self, job: Job, base: str, deps: list[Any]) -> Shared | None:
+        """Describe ``job`` to the remote, from the dependency fingerprints ``deps``."""
+        from jobstamps import fingerprint, portable
+        from jobstamps.storage.layered import Shared
+
         if job.outputs and not job.restore_outputs:
             self.engine.say("not shared: output files are shared only with --restore-outputs")
-            return False
-        self.layered = open_layered(
-            self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
-        )
-        if self.layered is None:
-            return False
-        deps = [fingerprint.record(path, job.method) for path in job.dependencies]
+            return None
         digests = portable.dependency_digests(job.dependencies, deps)
         if digests is None:
-            self.engine.say("not shared: a dependency is missing or unreadable")
-            return False
+            self.engine.say("not shared: a dependency is missing, unreadable or changing")
+            return None
         stdin = fingerprint.digest_bytes(self.stdin_data) if self.stdin_data is not None else "-"
-        remote_key = portable.command_key(
-            self.engine.store,
-            self.layered.base,
-            self.cwd,
-            self.executable,
-            self.command,
-            job.dependencies,
-            digests,
-            job.outputs,
-            options.env,
-            stdin,
-            self.merged,
-        )
-        self.shared = Shared(job, remote_key, deps, extra={"fields": self.fields})
-        return job.key in self.layered.fill([self.shared])
+        try:
+            remote_key = portable.command_key(
+                self.engine.store,
+                base,
+                self.cwd,
+                self.executable,
+                self.command,
+                job.dependencies,
+                digests,
+                job.outputs,
+                self.options.env,
+                stdin,
+                self.merged,
+            )
+        except OSError as error:
+            self.engine.say(f"not shared: the program cannot be read ({error.strerror or error})")
+            return None
+        return Shared(job, remote_key, deps, extra={"fields": self.fields})
+
+    def fill(self, job: Job) -> bool:
+        """Look the job up remotely; store a hit locally (replayed next by the engine)."""
+        from jobstamps import fingerprint
+
+        layered = self._open()
+        if layered is None:
+            return False
+        deps = [fingerprint.record(path, job.method) for path in job.dependencies]
+        self.shared = self._describe(job, layered.base, deps)
+        return self.shared is not None and job.key in layered.fill([self.shared])
 
     def stored(self, job: Job, deps: list[Any], payload: dict[str, Any]) -> None:
-        """Upload a result just stored, if it was looked up remotely first."""
-        if self.layered is not None and self.shared is not None and self.shared.job is job:
-            self.layered.upload(self.shared, deps, payload)
+        """Upload a result just stored, keyed by the dependencies it was stored with."""
+        layered = self._open()
+        if layered is None or layered.remote.settings.read_only:
+            return
+        if self.shared is None or self.shared.job is not job or self.shared.deps != deps:
+            self.shared = self._describe(job, layered.base, deps)  # --force, or changed since
+        if self.shared is not None:
+            layered.upload(self.shared, deps, payload)
 
 
 def _delivered(code: int, problem: str) -> int:

@@ -547,7 +547,8 @@ class PerFile:
         """Look every stale file up in the remote cache at once; return those still stale.
 
         A result found is stored locally for the file, with the fingerprints its remote key was
-        computed from, and replayed from there like any local result.
+        computed from, and replayed from there like any local result. With ``--force`` nothing
+        is looked up; the results stored are uploaded all the same.
         """
         from jobstamps import portable
         from jobstamps.storage.layered import Shared, open_layered
@@ -564,21 +565,27 @@ class PerFile:
             digests = portable.dependency_digests(job.dependencies, recording.deps)
             if digests is None:
                 continue
-            remote_key = portable.command_key(
-                self.store,
-                self.layered.base,
-                self.cwd,
-                self.executable,
-                [*self.command, self.files[index]],
-                job.dependencies,
-                digests,
-                (),
-                options.env,
-                "-",
-                self.merged,
-                per_file=True,
-            )
+            try:
+                remote_key = portable.command_key(
+                    self.store,
+                    self.layered.base,
+                    self.cwd,
+                    self.executable,
+                    [*self.command, self.files[index]],
+                    job.dependencies,
+                    digests,
+                    (),
+                    options.env,
+                    "-",
+                    self.merged,
+                    per_file=True,
+                )
+            except OSError as error:
+                self.notes.append(f"not shared: the program cannot be read ({error.strerror})")
+                return stale
             self.remote_jobs[index] = Shared(job, remote_key, list(recording.deps))
+        if options.force:  # run them all; share what they store
+            return stale
         filled = self.layered.fill(list(self.remote_jobs.values()))
         left = []
         for index in stale:

@@ -142,9 +142,11 @@ def _script_digest(path: str) -> str:
 def dependency_digests(
     paths: Sequence[str], recorded: Sequence[fingerprint.Fingerprint | None]
 ) -> list[str] | None:
-    """Return the content digest of each dependency, from its fingerprint where it has one.
+    """Return the content digest of each dependency when ``recorded`` was taken.
 
-    ``None`` when a dependency is missing or unreadable: such a result is not shared.
+    The digest in a fingerprint is used as it is; a file fingerprinted by its stat alone is
+    read now, and must not have changed since. ``None`` when a dependency is missing,
+    unreadable or changed: such a result is not shared.
     """
     digests = []
     for path, fp in zip(paths, recorded, strict=True):
@@ -156,6 +158,8 @@ def dependency_digests(
         try:
             digests.append(fingerprint.digest_file(path))
         except OSError:
+            return None
+        if fingerprint.changed_since(path, fp) is not None:
             return None
     return digests
 

@@ -223,6 +223,27 @@ def test_the_flag_names_the_remote_without_the_variable(
     assert runs(counter) == 1
 
 
+def test_force_runs_the_job_and_still_shares_its_result(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    a.jobstamp("--force", *check_input(counter), url=place.url)
+    assert place.uploads() >= 1
+    b.jobstamp("--force", *check_input(counter), url=place.url)
+    assert runs(counter) == 2  # forced: not taken from the remote
+    (b.cache / "v1").rename(b.cache / "old")
+    b.jobstamp(*check_input(counter), url=place.url)
+    assert runs(counter) == 2
+    a.jobstamp("--force", *per_file("good.py", "bad.py"), url=place.url)
+    (b.cache / "v1").rename(b.cache / "older")
+    taken = b.jobstamp("--explain", *per_file("good.py", "bad.py"), url=place.url)
+    assert b"replayed bad.py from the remote cache" in taken.stderr
+    forced = b.jobstamp("--force", "--explain", *per_file("good.py", "bad.py"), url=place.url)
+    assert b"2 files: 0 replayed" in forced.stderr
+    assert b"from the remote cache" not in forced.stderr
+
+
 def test_show_stats_counts_remote_hits_misses_and_bytes(
     machines: tuple[Machine, Machine], place: Place, tmp_path: Path
 ) -> None:
