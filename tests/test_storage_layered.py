@@ -25,7 +25,9 @@ from jobstamps.storage.records import Record, decode, encode
 from servers import Nginx, Place, RedisServer, free_port
 from support import (
     JOBSTAMP,
+    c_project,
     changed_env,
+    checker_runs,
     counting,
     counting_python,
     installed_env,
@@ -362,6 +364,35 @@ def test_records_that_do_not_verify_are_rejected_and_the_job_runs(
     assert b.stats()["remote errors"] == "1"
 
 
+def test_a_record_naming_other_output_files_writes_nothing_and_the_job_runs(
+    machines: tuple[Machine, Machine], http_place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    command = [
+        "--restore-outputs",
+        "--output-files",
+        "made.txt",
+        "--",
+        *counting(counter, "echo made > made.txt"),
+    ]
+    a.jobstamp(*command, url=http_place.url)
+    (entry,) = entry_files(http_place)
+    record = decode(entry.read_bytes(), entry.parent.name + entry.name)
+    ((_, mode, digest, size),) = record.outputs
+    for path in ("elsewhere.txt", "tools/lint"):
+        record.outputs = [(path, mode, digest, size)]
+        entry.write_bytes(encode(record))
+        result = b.jobstamp(*command, url=http_place.url)
+        assert len(remote_lines(result.stderr)) == 1
+        assert (b.checkout / "made.txt").read_text() == "made\n"
+        (b.checkout / "made.txt").unlink()
+        shutil.rmtree(b.cache)
+    assert runs(counter) == 3
+    assert not (b.checkout / "elsewhere.txt").exists()
+    assert (b.checkout / "tools" / "lint").read_text() == LINTER
+
+
 def test_the_server_stopped_during_a_run_is_one_warning_and_the_right_status(
     machines: tuple[Machine, Machine], tmp_path: Path
 ) -> None:
@@ -583,6 +614,36 @@ def test_a_cmake_target_on_machine_b_replays_what_machine_a_stored(
     assert cmake_runs(tmp_path / "a" / "counts", "replay") == 1
     assert cmake_runs(tmp_path / "b" / "counts", "replay") == 0
     assert REPLAY_OUT in outputs[1]
+
+
+@pytest.mark.slow
+def test_a_cmake_per_file_target_on_machine_b_replays_what_machine_a_stored(
+    with_client: Path, place: Place, tmp_path: Path
+) -> None:
+    installed = with_client
+    logs = []
+    for name in ("a", "b"):
+        source = tmp_path / name / "source"
+        shutil.copytree(PROJECTS / "perfile_project", source)
+        (source / ".git").mkdir()
+        c_project(source)
+        build = source / "build"
+        python = f"-DCHECK_PYTHON={installed / 'python'}"
+        configured = configure(source, build, "Ninja", installed_env(installed), python)
+        assert configured.returncode == 0, configured.stdout
+        log = tmp_path / name / "check.log"
+        env = installed_env(
+            installed,
+            CHECK_LOG=str(log),
+            JOBSTAMPS_CACHE_DIR=str(tmp_path / name / "cache"),
+            JOBSTAMPS_REMOTE=place.url,
+        )
+        built = run_folded(["cmake", "--build", str(build), "--target", "check_hashed"], env)
+        assert built.returncode == 0, built.stdout
+        assert "src/f00.c:1:1: note: plain checked" in built.stdout
+        logs.append(checker_runs(log))
+    assert sum(len(run) for run in logs[0]) == 20
+    assert logs[1] == []
 
 
 @pytest.mark.slow
