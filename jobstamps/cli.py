@@ -293,11 +293,11 @@ class _Sharing:
             return None
         stdin = fingerprint.digest_bytes(self.stdin_data) if self.stdin_data is not None else "-"
         try:
+            program = portable.program_fields(self.executable, self.cwd, base, self.engine.store)
             remote_key = portable.command_key(
-                self.engine.store,
+                program,
                 base,
                 self.cwd,
-                self.executable,
                 self.command,
                 job.dependencies,
                 digests,

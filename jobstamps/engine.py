@@ -282,9 +282,10 @@ class Engine:
         """Store a result made elsewhere for ``job``, as :meth:`commit` stores a run's.
 
         ``deps`` are the dependency fingerprints taken before the result was looked up: the
-        result is stored only if no dependency changed since. Return ``""``, or why not.
+        result is stored only if no dependency changed since. Return ``""``, or why not. The
+        cache is not trimmed: the caller does that once for all it adopts.
         """
-        return self.commit(_Recording(job, deps), payload, blobs)
+        return self.commit(_Recording(job, deps), payload, blobs, trim=False)
 
     # -- the whole protocol -----------------------------------------------------------------
 

@@ -559,30 +559,31 @@ class PerFile:
         )
         if self.layered is None:
             return stale
+        base = self.layered.base
+        try:
+            program = portable.program_fields(self.executable, self.cwd, base, self.store)
+        except OSError as error:
+            self.notes.append(f"not shared: the program cannot be read ({error.strerror})")
+            return stale
         for index in stale:
             recording = recordings[index]
             job = recording.job
             digests = portable.dependency_digests(job.dependencies, recording.deps)
             if digests is None:
                 continue
-            try:
-                remote_key = portable.command_key(
-                    self.store,
-                    self.layered.base,
-                    self.cwd,
-                    self.executable,
-                    [*self.command, self.files[index]],
-                    job.dependencies,
-                    digests,
-                    (),
-                    options.env,
-                    "-",
-                    self.merged,
-                    per_file=True,
-                )
-            except OSError as error:
-                self.notes.append(f"not shared: the program cannot be read ({error.strerror})")
-                return stale
+            remote_key = portable.command_key(
+                program,
+                base,
+                self.cwd,
+                [*self.command, self.files[index]],
+                job.dependencies,
+                digests,
+                (),
+                options.env,
+                "-",
+                self.merged,
+                per_file=True,
+            )
             self.remote_jobs[index] = Shared(job, remote_key, list(recording.deps))
         if options.force:  # run them all; share what they store
             return stale

@@ -39,6 +39,7 @@ __all__ = [
     "content_digest",
     "dependency_digests",
     "inside",
+    "program_fields",
     "python_key",
     "relative",
 ]
@@ -164,8 +165,12 @@ def dependency_digests(
     return digests
 
 
-def _executable_fields(executable: str, cwd: str, base: str, store: Store) -> list[str]:
-    """Identify an executable by name, content and Python environment, not by where it is."""
+def program_fields(executable: str, cwd: str, base: str, store: Store) -> list[str]:
+    """Identify an executable by name, content and Python environment, not by where it is.
+
+    Work it out once per invocation and pass it to :func:`command_key` for every job.
+    Raises :class:`OSError` when the executable cannot be read.
+    """
     path_variable = os.environ.get("PATH")
     name = relative(executable, base) if inside(executable, base) else os.path.basename(executable)
     interpreter = key.python_interpreter(executable, cwd, path_variable)
@@ -179,10 +184,9 @@ def _executable_fields(executable: str, cwd: str, base: str, store: Store) -> li
 
 
 def command_key(
-    store: Store,
+    program: Sequence[str],
     base: str,
     cwd: str,
-    executable: str,
     argv: Sequence[str],
     dependencies: Sequence[str],
     digests: Sequence[str],
@@ -196,9 +200,8 @@ def command_key(
 
     ``per_file`` marks the result of one file of a batch (:mod:`jobstamps.perfile`): its own
     lines of the batch's output, not the whole output of the command run on it alone.
-    Raises :class:`OSError` when the executable cannot be read.
+    ``program`` comes from :func:`program_fields`.
     """
-    program = _executable_fields(executable, cwd, base, store)
     fields = [
         "jobstamps-remote-per-file-1" if per_file else "jobstamps-remote-1",
         relative(cwd, base),

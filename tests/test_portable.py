@@ -51,11 +51,11 @@ def key_of(
         "merged": False,
     }
     parts.update(changes)
+    executable: str = parts["executable"]  # type: ignore[assignment]
     return portable.command_key(
-        store,
+        portable.program_fields(executable, where, base, store),
         base,
         where,
-        parts["executable"],  # type: ignore[arg-type]
         argv,
         deps,
         digests,

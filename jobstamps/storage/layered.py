@@ -100,7 +100,18 @@ class Layered:
             record = records.get(item.key)
             if record is not None and self._fill_one(item, record):
                 filled.add(item.job.key)
+        if filled:
+            self._trim()
         return filled
+
+    def _trim(self) -> None:
+        """Keep the local cache within its size limit, once for every result filled."""
+        store = self.engine.store
+        try:
+            if store.max_size:
+                store.trim()
+        except OSError as error:
+            self.engine.say(f"the cache could not be trimmed ({error.strerror or error})")
 
     def _fill_one(self, item: Shared, record: Record) -> bool:
         job = item.job
