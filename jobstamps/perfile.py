@@ -584,7 +584,7 @@ class PerFile:
                 self.merged,
                 per_file=True,
             )
-            self.remote_jobs[index] = Shared(job, remote_key, list(recording.deps))
+            self.remote_jobs[index] = Shared(job, remote_key, list(recording.deps), inline=True)
         if options.force:  # run them all; share what they store
             return stale
         filled = self.layered.fill(list(self.remote_jobs.values()))

@@ -466,6 +466,28 @@ def test_per_file_results_are_looked_up_together_and_shared(
     assert stats["remote hits"] == "1"
 
 
+def test_a_per_file_result_larger_than_a_record_holds_is_shared(
+    machines: tuple[Machine, Machine], place: Place
+) -> None:
+    big = (
+        'for file; do printf "%s:1:1: E2 " "$file"; head -c 400000 /dev/zero | tr "\\0" x; '
+        "echo; done; exit 1"
+    )
+    outputs = []
+    for machine in machines:
+        script = machine.checkout / "tools" / "big"
+        script.write_text(f"#!/bin/sh\n{big}\n")
+        script.chmod(0o755)
+        result = machine.jobstamp(
+            "--explain", "--per-file", "--", "tools/big", "--", "good.py", url=place.url
+        )
+        assert result.returncode == 1
+        outputs.append(result)
+    assert len(outputs[0].stdout) > 400000
+    assert outputs[1].stdout == outputs[0].stdout
+    assert b"replayed good.py from the remote cache" in outputs[1].stderr
+
+
 def test_a_local_per_file_hit_loads_no_remote_code(
     machines: tuple[Machine, Machine], tmp_path: Path
 ) -> None:

@@ -66,12 +66,14 @@ class Shared:
         deps: list[Fingerprint | None],
         kind: str = COMMAND,
         extra: dict[str, Any] | None = None,
+        inline: bool = False,
     ) -> None:
         self.job = job
         self.key = key
         self.deps = deps
         self.kind = kind
         self.extra = extra or {}
+        self.inline = inline  # the front end replays output held in the entry, never a blob
 
 
 class Layered:
@@ -120,7 +122,7 @@ class Layered:
             return False
         blobs: list[tuple[str, int]] = []
         try:
-            payload = self._payload(record, blobs)
+            payload = self._payload(record, blobs, item.inline)
             if payload is None or not self._restore_outputs(job, record, blobs):
                 self._release(blobs)
                 return False
@@ -136,19 +138,23 @@ class Layered:
         self.engine.say(f"filled {job.about} from the remote cache {self.remote.settings.name}")
         return True
 
-    def _payload(self, record: Record, blobs: list[tuple[str, int]]) -> dict[str, Any] | None:
-        """Turn a record's result into a local payload; ``None`` when its blob cannot be had."""
+    def _payload(
+        self, record: Record, blobs: list[tuple[str, int]], inline: bool
+    ) -> dict[str, Any] | None:
+        """Turn a record's result into a local payload; ``None`` when its blob cannot be had.
+
+        A payload in a blob becomes a local blob, or bytes in the entry if ``inline``.
+        """
+        data: bytes | None = record.data
+        if record.blob is not None and (inline or record.kind == PICKLE):
+            data = self.remote.get_blob(*record.blob)
+            if data is None:
+                return None
         if record.kind == PICKLE:
-            data = record.data
-            if record.blob is not None:
-                fetched = self.remote.get_blob(*record.blob)
-                if fetched is None:
-                    return None
-                data = fetched
             return {"pickle": data}
         payload: dict[str, Any] = {"code": record.exit_code, "chunks": list(record.chunks)}
-        if record.blob is None:
-            payload["data"] = record.data
+        if record.blob is None or inline:
+            payload["data"] = data
             return payload
         local = self._download(*record.blob)
         if local is None:
