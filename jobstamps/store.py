@@ -573,13 +573,15 @@ class Store:
         self._memory = {} if self._memory is not None else None
         self._used.clear()
         if not os.path.lexists(self._data):
+            # Without its tag either, the directory is not one jobstamps made: "cleared" would
+            # mislead (it is likely the parent or a folder of the cache).
+            if os.path.isdir(self.root) and not os.path.isfile(
+                os.path.join(self.root, "CACHEDIR.TAG")
+            ):
+                raise CacheDirectoryError(self._not_ours)
             return
         if os.path.islink(self._data) or not os.path.isdir(self._data) or not self._ours():
-            raise CacheDirectoryError(
-                self._data,
-                "it holds files jobstamps did not make; nothing was removed",
-                "Choose the cache directory itself",
-            )
+            raise CacheDirectoryError(self._not_ours)
         import shutil
 
         left = []
@@ -600,6 +602,13 @@ class Store:
                 f"not everything could be removed ({left[0]})",
                 "Check the permissions of the cache directory",
             )
+
+    @property
+    def _not_ours(self) -> str:
+        return (
+            f"{self.root} is not a jobstamps cache, so nothing was removed. "
+            "Name the cache directory itself"
+        )
 
     @property
     def max_size(self) -> int:

@@ -387,7 +387,7 @@ def test_clear_refuses_a_directory_that_is_not_a_jobstamps_cache(tmp_path: Path)
         (message,) = lines(done.stderr)
         assert message == (
             f"jobstamp: {directory} is not a jobstamps cache, so nothing was removed. "
-            "Name the cache directory with --stamp-directory"
+            "Name the cache directory itself"
         )
     assert (project / "v1" / "notes.txt").read_text() == "mine"
     assert (project / "README").read_text() == "mine"

@@ -785,3 +785,17 @@ def test_clear_never_removes_through_a_link_in_place_of_v1(tmp_path: Path) -> No
     with pytest.raises(CacheDirectoryError, match="nothing was removed"):
         Store(str(root)).clear()
     assert (elsewhere / "e" / "keep.txt").read_text() == "mine"
+
+
+def test_clear_refuses_a_directory_with_neither_its_layout_nor_its_tag(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir(mode=0o700)
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(CacheDirectoryError, match="is not a jobstamps cache"):
+        Store(str(folder)).clear()
+    assert os.listdir(folder) == ["notes.txt"]
+    Store(str(tmp_path / "missing")).clear()  # nothing there: nothing to refuse
+    tagged = tmp_path / "tagged"
+    Store(str(tagged)).create()
+    shutil.rmtree(tagged / "v1")
+    Store(str(tagged)).clear()  # made by jobstamps, its results already gone
