@@ -210,3 +210,23 @@ def test_a_result_that_cannot_be_replayed_is_explained_once(
         f"jobstamp: running {shell_words(command)}: {why}"
     ]
     assert runs(tmp_path / "counter") == 2
+
+
+def test_a_pointer_planted_as_a_link_is_not_followed(tmp_path: Path, isolated_cache: Path) -> None:
+    pointers = isolated_cache / "v1" / "p"
+    greet = ["sh", "-c", "echo $GREETING"]
+    jobstamp("--env", "GREETING", "--", *greet, env={"GREETING": "hello"})
+    (ours,) = pointers.glob("*/*")
+    jobstamp("--", "sh", "-c", "echo other")
+    (other,) = set(pointers.glob("*/*")) - {ours}
+    outside = tmp_path / "outside"
+    outside.write_bytes(other.read_bytes())  # a valid key, of another command's entry
+    ours.unlink()
+    ours.symlink_to(outside)
+    done = jobstamp("--explain", "--env", "GREETING", "--", *greet, env={"GREETING": "bye"})
+    assert done.stdout == b"bye\n"
+    said = done.stderr.decode().splitlines()[0]
+    assert said.endswith("this command line has not been stored from this directory before")
+    assert "arguments" not in said
+    assert not ours.is_symlink()
+    assert outside.read_bytes() == other.read_bytes()
