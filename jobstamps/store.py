@@ -484,8 +484,9 @@ class Store:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | NOFOLLOW)
             except FileNotFoundError:
-                if not os.path.lexists(os.path.join(self._data, _MARKER)):
-                    return  # not a cache jobstamps made: write nothing into it
+                # Lookups come before anything is stored (a cold cache, results not stored):
+                # they count all the same. create() refuses a directory jobstamps did not make.
+                self.create()
                 fd = open_private(path, os.O_WRONLY | os.O_APPEND)
             except OSError:
                 fd = open_private(path, os.O_WRONLY | os.O_APPEND)  # replaces a link

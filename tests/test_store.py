@@ -329,9 +329,21 @@ def test_stats_count_entries_blobs_bytes_hits_and_misses(store: Store) -> None:
 
 
 def test_note_never_fails(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "missing"))
-    store.note(hit=True)  # no directory: not counted, no error
-    assert not (tmp_path / "missing").exists()
+    (tmp_path / "file").write_text("")
+    Store(str(tmp_path / "file" / "cache")).note(hit=True)  # cannot be made: not counted
+    project = tmp_path / "project"
+    (project / "v1").mkdir(parents=True)
+    project.chmod(0o700)
+    (project / "v1" / "notes.txt").write_text("mine")
+    Store(str(project)).note(hit=False)  # not a cache jobstamps made: nothing written
+    assert os.listdir(project) == ["v1"]
+    assert os.listdir(project / "v1") == ["notes.txt"]
+
+
+def test_a_lookup_before_the_cache_exists_is_counted(tmp_path: Path) -> None:
+    Store(str(tmp_path / "cold")).note(hit=False)
+    stats = Store(str(tmp_path / "cold")).stats()
+    assert (stats["hits"], stats["misses"], stats["entries"]) == (0, 1, 0)
 
 
 def test_stale_temporary_files_are_dropped_and_fresh_ones_kept(store: Store) -> None:
