@@ -9,6 +9,7 @@ restored from the cache). Anything else, including any doubt, means "run".
 from __future__ import annotations
 
 import os
+import stat
 import time
 
 from jobstamps import fingerprint
@@ -123,7 +124,24 @@ class Engine:
             if not self.store.has_blob(digest, size):
                 return Verdict(stamp, "stored data that the entry needs is missing")
         verdict = Verdict(None, "", entry)
-        return self._check_outputs(job, verdict) or self._check_deps(job, verdict) or verdict
+        found = self._check_outputs(job, verdict) or self._check_deps(job, verdict)
+        if found is None:
+            return verdict
+        if self._explain is not None and found.trigger in job.dependencies:
+            found.why = self._name_tree_changes(job, entry, found)
+        return found
+
+    def _name_tree_changes(self, job: Job, entry: dict[str, Any], verdict: Verdict) -> str:
+        """Name the files below a changed directory dependency, from its stored listing.
+
+        Only explanations read listings; without one (or an older one) the reason stands.
+        """
+        path = verdict.trigger
+        listed = _decode_listing(self.store.read_listing(job.key), entry["created"])
+        if path not in listed:
+            return verdict.why
+        changes = fingerprint.tree_changes(path, job.method, listed[path])
+        return f"dependency {path} changed: {changes}" if changes else verdict.why
 
     @staticmethod
     def _check_outputs(job: Job, verdict: Verdict) -> Verdict | None:
@@ -247,9 +265,11 @@ class Engine:
                     if fingerprint.changed_since(path, recorded):
                         return f"output {path} changed while it was being stored"
                 outputs.append([path, recorded, blob, os.stat(path).st_mode])
+            created = time.time_ns()
+            self._write_listing(recording, created)
             entry = {
                 "about": job.about,
-                "created": time.time_ns(),
+                "created": created,
                 "method": job.method,
                 "deps": [
                     [path, fp] for path, fp in zip(job.dependencies, recording.deps, strict=True)
@@ -264,6 +284,22 @@ class Engine:
         except OSError as error:
             return f"the cache could not be written ({error.strerror or error})"
         return ""
+
+    def _write_listing(self, recording: _Recording, created: int) -> None:
+        """List the directory dependencies beside the entry, to name what changes in them.
+
+        The tree is as recorded before the run: :meth:`commit` found no change since.
+        """
+        job = recording.job
+        trees = {}
+        for path, before in zip(job.dependencies, recording.deps, strict=True):
+            if before is not None and stat.S_ISDIR(before[5]):
+                try:
+                    trees[path] = fingerprint.listing(path, job.method)
+                except OSError:
+                    continue
+        if trees:
+            self.store.write_listing(job.key, _encode_listing(created, trees))
 
     # -- the whole protocol -----------------------------------------------------------------
 
@@ -345,3 +381,33 @@ class Engine:
 
 
 _MISS = object()
+_LISTING = "jobstamps-listing-1"
+
+
+def _encode_listing(created: int, trees: dict[str, list[tuple[str, str]]]) -> bytes:
+    """Write listings as NUL-ended fields (no name holds a NUL), stamped with their entry."""
+    fields = [_LISTING, str(created)]
+    for path, entries in trees.items():
+        fields += [path, str(len(entries))]
+        for name, signature in entries:
+            fields += [name, signature]
+    return "".join(f"{field}\0" for field in fields).encode("utf-8", "surrogateescape")
+
+
+def _decode_listing(data: bytes | None, created: int) -> dict[str, list[tuple[str, str]]]:
+    """Read listings written with the entry made at ``created``; ``{}`` for any other file."""
+    fields = (data or b"").decode("utf-8", "surrogateescape").split("\0")
+    if fields[:2] != [_LISTING, str(created)] or fields[-1]:
+        return {}
+    trees, index = {}, 2
+    try:
+        while index < len(fields) - 1:
+            path, count = fields[index], int(fields[index + 1])
+            names = fields[index + 2 : index + 2 + 2 * count]
+            if count < 0 or len(names) != 2 * count:
+                return {}
+            trees[path] = list(zip(names[::2], names[1::2], strict=True))
+            index += 2 + 2 * count
+    except ValueError:
+        return {}
+    return trees

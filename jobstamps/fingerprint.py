@@ -38,7 +38,9 @@ __all__ = [
     "check",
     "digest_bytes",
     "digest_file",
+    "listing",
     "record",
+    "tree_changes",
     "why_unrecorded",
 ]
 
@@ -185,6 +187,53 @@ def _tree_signature(path: str, st: os.stat_result) -> Signature:
             _update(hasher, relative, kind, text)
     digest = int.from_bytes(hasher.digest(), "big")
     return (newest_m, newest_c, total, len(entries), digest, st.st_mode)
+
+
+def listing(path: str, method: str) -> list[tuple[str, str]]:
+    """List the tree at ``path`` as ``(relative path, signature)`` for every entry below it.
+
+    Each signature holds what the tree's fingerprint covers of that entry in ``method``, so
+    two listings name the entries that made a fingerprint change. Raises :class:`OSError`.
+    """
+    found = []
+    for relative, kind, st, text in _tree(path):
+        if kind == _FILE and method == HASH:
+            parts: tuple[object, ...] = (st.st_mode, _digest_one(os.path.join(path, relative)))
+        elif kind in {_FILE, _OTHER}:
+            parts = (*_stat_signature(st), st.st_rdev)
+        elif kind == _DIR:
+            parts = (st.st_mode,)
+        else:
+            parts = (text,)
+        found.append((relative, ":".join(map(str, (kind, *parts)))))
+    return found
+
+
+def tree_changes(path: str, method: str, recorded: list[tuple[str, str]]) -> str:
+    """Name up to three entries below ``path`` that differ from its ``recorded`` listing.
+
+    ``""`` when none does (or the tree cannot be read): the caller says what it knew before.
+    """
+    try:
+        now = dict(listing(path, method))
+    except OSError:
+        return ""
+    before = dict(recorded)
+    changes = sorted(
+        [(name, "was removed") for name in before if name not in now]
+        + [(name, "was added") for name in now if name not in before]
+        + [(name, "was modified") for name in now if before.get(name, now[name]) != now[name]]
+    )
+    if not changes:
+        return ""
+    try:
+        here = os.getcwd() + os.sep
+    except OSError:
+        here = os.sep  # shown in full
+    said = [f"{os.path.join(path, name).removeprefix(here)} {what}" for name, what in changes[:3]]
+    if len(changes) > 3:  # noqa: PLR2004 - as many as the line says
+        said.append(f"and {len(changes) - 3} more")
+    return "; ".join(said)
 
 
 def _stat_signature(st: os.stat_result) -> Signature:

@@ -12,6 +12,7 @@ Layout under the root (one per user, mode 0700)::
     v1/b/cd/<digest>      blobs: captured output and stored output files, by content
     v1/l/ab/<key>         lock files, one per key
     v1/p/ab/<name>        pointers: the latest key of a command line, for explanations
+    v1/t/ab/<key>         listings of an entry's directory dependencies, for explanations
 
 Every directory is 0700 and every file 0600, whatever the umask, and no link inside the cache
 is followed. Every file is written to a temporary name and renamed into place, and every entry
@@ -54,7 +55,7 @@ _MAGIC = b"jobstamps-entry-2\n"
 _MAC = 32
 _MARKER = ".jobstamps-cache"
 _MARKER_TEXT = b"This directory holds results stored by jobstamps; jobstamp --clear empties it.\n"
-_KINDS = ("e", "b", "l", "p")
+_KINDS = ("e", "b", "l", "p", "t")
 #: What ``v1`` may hold: a ``v1`` without the marker but with nothing else was made by an
 #: earlier version, and is taken over; anything else there is not ours to write to or clear.
 _LAYOUT = frozenset({*_KINDS, "stats", "secret", _MARKER})
@@ -323,6 +324,21 @@ class Store:
         """Return a lock that lets one process at a time compute the result for ``key``."""
         return FileLock(os.path.join(self._data, "l", key[:2], key))
 
+    def listing_path(self, key: str) -> str:
+        """Where the listing of the directories the entry for ``key`` depends on lives."""
+        return os.path.join(self._data, "t", key[:2], key)
+
+    def write_listing(self, key: str, data: bytes) -> None:
+        """Store the listing for ``key``; only explanations lose if that fails."""
+        try:
+            atomic_write(self.listing_path(key), [data])
+        except OSError:
+            pass
+
+    def read_listing(self, key: str) -> bytes | None:
+        """Return the listing stored for ``key``, or ``None`` (read only to explain a miss)."""
+        return read_private(self.listing_path(key))
+
     # -- blobs ----------------------------------------------------------------------------
 
     def blob_path(self, digest: str) -> str:
@@ -504,12 +520,12 @@ class Store:
         return os.path.join(self._data, "stats")
 
     def stats(self) -> dict[str, int]:
-        """Return counts of entries, blobs, bytes (pointers included), hits and misses."""
+        """Return counts of entries, blobs, bytes (pointers, listings included), hits, misses."""
         self.flush_stats()
         log = read_private(self._stats_path) or b""
         entries = list(self._files("e"))
         blobs = list(self._files("b"))
-        pointers = list(self._files("p"))
+        pointers = [*self._files("p"), *self._files("t")]
         return {
             "entries": len(entries),
             "blobs": len(blobs),
@@ -647,7 +663,7 @@ class Store:
 
         A blob goes with the last entry that refers to it; blobs no entry refers to go first
         (unless just written: their entry may be on its way). Pointers count and are evicted
-        like entries, and go with the entry they point to.
+        like entries, and go with the entry they point to. A listing goes with its entry.
         """
         import time
 
@@ -655,34 +671,55 @@ class Store:
         if limit <= 0:
             return 0
         blobs = {os.path.basename(path): (size, mtime) for path, size, mtime in self._files("b")}
+        listings = {os.path.basename(path): (size, mtime) for path, size, mtime in self._files("t")}
         refcount: dict[str, int] = {}
         items: list[tuple[int, str, int, list[str]]] = []  # mtime, path, size, blobs used
         for path, size, mtime in self._files("e"):
-            entry, _ = self.read(os.path.basename(path))
+            key = os.path.basename(path)
+            entry, _ = self.read(key)
             refs = [digest for digest, _ in entry.get("blobs", ())] if entry else []
             for digest in refs:
                 refcount[digest] = refcount.get(digest, 0) + 1
-            items.append((mtime, path, size, refs))
+            items.append((mtime, path, size + listings.pop(key, (0, 0))[0], refs))
         pointers = list(self._files("p"))
         items += [(mtime, path, size, []) for path, size, mtime in pointers]
         items.sort()
-        total = sum(item[2] for item in items) + sum(size for size, _ in blobs.values())
-        freed = 0
+        unowned = [*blobs.values(), *listings.values()]  # listings left have no entry
+        total = sum(item[2] for item in items) + sum(size for size, _ in unowned)
         recent = time.time_ns() - 60 * 1_000_000_000
-        for digest, (size, mtime) in blobs.items():
-            if digest not in refcount and mtime < recent:
-                freed += self._unlink(self.blob_path(digest), size)
+        freed = self._drop_unowned(blobs, refcount, listings, recent)
         for _, path, size, refs in items:
             if total - freed <= limit:
                 break
             freed += self._unlink(path, size)
             self._unlink(self.lock(os.path.basename(path)).path, 0)
+            self._unlink(self.listing_path(os.path.basename(path)), 0)  # counted with its entry
             for digest in refs:
                 refcount[digest] -= 1
                 if refcount[digest] == 0 and digest in blobs:
                     freed += self._unlink(self.blob_path(digest), blobs[digest][0])
         freed += self._drop_dangling_pointers(pointers)
         self._drop_stale_locks(recent - _STALE_TMP_SECONDS * 1_000_000_000)
+        return freed
+
+    def _drop_unowned(
+        self,
+        blobs: dict[str, tuple[int, int]],
+        refcount: dict[str, int],
+        listings: dict[str, tuple[int, int]],
+        before_ns: int,
+    ) -> int:
+        """Remove blobs no entry uses and listings of no entry; return bytes freed.
+
+        What was written since ``before_ns`` stays: its entry may be on its way.
+        """
+        freed = 0
+        for digest, (size, mtime) in blobs.items():
+            if digest not in refcount and mtime < before_ns:
+                freed += self._unlink(self.blob_path(digest), size)
+        for key, (size, mtime) in listings.items():
+            if mtime < before_ns:
+                freed += self._unlink(self.listing_path(key), size)
         return freed
 
     def _drop_dangling_pointers(self, pointers: list[tuple[str, int, int]]) -> int:

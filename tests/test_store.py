@@ -811,3 +811,39 @@ def test_clear_refuses_a_directory_with_neither_its_layout_nor_its_tag(tmp_path:
     Store(str(tagged)).create()
     shutil.rmtree(tagged / "v1")
     Store(str(tagged)).clear()  # made by jobstamps, its results already gone
+
+
+def test_listings_count_towards_the_size_go_with_their_entry_and_are_cleared(
+    store: Store,
+) -> None:
+    keys = [key_named(n) for n in range(3)]
+    for age, key in zip((300, 200, 100), keys, strict=True):
+        store.write(key, entry())
+        store.write_listing(key, b"l" * 1000)
+        set_mtime(store.entry_path(key), age)
+    orphan = key_named(9)
+    store.write_listing(orphan, b"o" * 1000)
+    set_mtime(store.listing_path(orphan), 100)  # its entry is gone, long since
+    size = os.stat(store.entry_path(keys[0])).st_size
+    assert store.stats()["bytes"] == 3 * size + 4000
+    store.trim(2 * (size + 1000))
+    assert not os.path.exists(store.listing_path(orphan))
+    assert not os.path.exists(store.listing_path(keys[0])), "evicted with its entry"
+    assert store.read(keys[0])[0] is None
+    assert store.read_listing(keys[2]) == b"l" * 1000
+    store.clear()
+    assert store.read_listing(keys[2]) is None
+    assert store.stats()["bytes"] == 0
+    again = Store(store.root)
+    again.create()  # the layout is made again for the next result
+    again.write_listing(KEY, b"x")
+    assert again.read_listing(KEY) == b"x"
+
+
+def test_a_listing_is_never_read_through_a_link(store: Store, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"jobstamps-listing-1\0")
+    store.write_listing(KEY, b"x")
+    os.unlink(store.listing_path(KEY))
+    os.symlink(outside, store.listing_path(KEY))
+    assert store.read_listing(KEY) is None
