@@ -9,7 +9,6 @@ restored from the cache). Anything else, including any doubt, means "run".
 from __future__ import annotations
 
 import os
-import stat
 import time
 
 from jobstamps import fingerprint
@@ -85,11 +84,17 @@ class Verdict:
 
 
 class _Recording:
-    """Dependency fingerprints taken just before a job runs."""
+    """Dependency fingerprints taken just before a job runs, and the listings of its trees."""
 
-    def __init__(self, job: Job, deps: list[fingerprint.Fingerprint | None]) -> None:
+    def __init__(
+        self,
+        job: Job,
+        deps: list[fingerprint.Fingerprint | None],
+        listings: dict[str, fingerprint.Listing],
+    ) -> None:
         self.job = job
         self.deps = deps
+        self.listings = listings
 
 
 class Engine:
@@ -223,7 +228,9 @@ class Engine:
     def begin(self, job: Job) -> _Recording:
         """Fingerprint the dependencies just before the job runs."""
         self.store.note(hit=False)
-        return _Recording(job, [fingerprint.record(path, job.method) for path in job.dependencies])
+        listings: dict[str, fingerprint.Listing] = {}
+        deps = [fingerprint.record(path, job.method, listings) for path in job.dependencies]
+        return _Recording(job, deps, listings)
 
     def commit(
         self,
@@ -266,7 +273,7 @@ class Engine:
                         return f"output {path} changed while it was being stored"
                 outputs.append([path, recorded, blob, os.stat(path).st_mode])
             created = time.time_ns()
-            self._write_listing(recording, created)
+            self._keep_listings(recording, created)
             entry = {
                 "about": job.about,
                 "created": created,
@@ -285,21 +292,14 @@ class Engine:
             return f"the cache could not be written ({error.strerror or error})"
         return ""
 
-    def _write_listing(self, recording: _Recording, created: int) -> None:
-        """List the directory dependencies beside the entry, to name what changes in them.
+    def _keep_listings(self, recording: _Recording, created: int) -> None:
+        """Store the listings of the job's trees beside its entry, to name what changes in them.
 
-        The tree is as recorded before the run: :meth:`commit` found no change since.
+        Read only to explain a miss: a hit costs nothing more.
         """
-        job = recording.job
-        trees = {}
-        for path, before in zip(job.dependencies, recording.deps, strict=True):
-            if before is not None and stat.S_ISDIR(before[5]):
-                try:
-                    trees[path] = fingerprint.listing(path, job.method)
-                except OSError:
-                    continue
-        if trees:
-            self.store.write_listing(job.key, _encode_listing(created, trees))
+        if recording.listings:
+            data = _encode_listing(created, recording.listings)
+            self.store.write_listing(recording.job.key, data)
 
     # -- the whole protocol -----------------------------------------------------------------
 
@@ -384,7 +384,7 @@ _MISS = object()
 _LISTING = "jobstamps-listing-1"
 
 
-def _encode_listing(created: int, trees: dict[str, list[tuple[str, str]]]) -> bytes:
+def _encode_listing(created: int, trees: dict[str, fingerprint.Listing]) -> bytes:
     """Write listings as NUL-ended fields (no name holds a NUL), stamped with their entry."""
     fields = [_LISTING, str(created)]
     for path, entries in trees.items():
@@ -394,7 +394,7 @@ def _encode_listing(created: int, trees: dict[str, list[tuple[str, str]]]) -> by
     return "".join(f"{field}\0" for field in fields).encode("utf-8", "surrogateescape")
 
 
-def _decode_listing(data: bytes | None, created: int) -> dict[str, list[tuple[str, str]]]:
+def _decode_listing(data: bytes | None, created: int) -> dict[str, fingerprint.Listing]:
     """Read listings written with the entry made at ``created``; ``{}`` for any other file."""
     fields = (data or b"").decode("utf-8", "surrogateescape").split("\0")
     if fields[:2] != [_LISTING, str(created)] or fields[-1]:
