@@ -239,8 +239,12 @@ def tree_changes(path: str, method: str, recorded: Listing) -> str:
     try:
         here = os.getcwd() + os.sep
     except OSError:
-        here = os.sep  # shown in full
-    said = [f"{os.path.join(path, name).removeprefix(here)} {what}" for name, what in changes[:3]]
+        here = "\0"  # no working directory: every path is shown in full
+    said = []
+    for name, what in changes[:3]:
+        shown = os.path.join(path, name).removeprefix(here)
+        # Quoted if it holds a newline or undecodable bytes: the reason stays one line.
+        said.append(f"{shown if shown.isprintable() else repr(shown)} {what}")
     if len(changes) > 3:  # noqa: PLR2004 - as many as the line says
         said.append(f"and {len(changes) - 3} more")
     return "; ".join(said)

@@ -308,3 +308,11 @@ def test_a_listing_left_from_an_earlier_result_is_not_used(
     listing.write_bytes(earlier)  # it says a.py was "a\n": it would name a.py
     (tmp_path / "src" / "b.py").write_text("edited\n")
     assert explained(tmp_path, command).endswith("entries below it were added, removed or modified")
+
+
+def test_an_odd_name_under_a_directory_dependency_is_quoted_on_one_line(tmp_path: Path) -> None:
+    command = tree_command(tmp_path)
+    jobstamp(*command, cwd=tmp_path)
+    with open(os.path.join(os.fsencode(tmp_path), b"src", b"\xff\nx.py"), "wb"):
+        pass
+    assert explained(tmp_path, command).endswith(r" changed: 'src/\udcff\nx.py' was added")
