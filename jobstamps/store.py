@@ -525,11 +525,11 @@ class Store:
         log = read_private(self._stats_path) or b""
         entries = list(self._files("e"))
         blobs = list(self._files("b"))
-        pointers = [*self._files("p"), *self._files("t")]
+        explaining = [*self._files("p"), *self._files("t")]  # pointers and listings
         return {
             "entries": len(entries),
             "blobs": len(blobs),
-            "bytes": sum(size for _, size, _ in (*entries, *blobs, *pointers)),
+            "bytes": sum(size for _, size, _ in (*entries, *blobs, *explaining)),
             "hits": log.count(b"h"),
             "misses": log.count(b"m"),
         }
