@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 
@@ -22,8 +21,6 @@ __all__ = ["format_size", "parse_size", "run"]
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([kKMGT])(i?)B?)?\s*")
 _POWERS = {"k": 1, "K": 1, "M": 2, "G": 3, "T": 4}
 _DECIMAL_UNITS = ("kB", "MB", "GB", "TB")
-#: What jobstamps keeps in ``v1``: a folder holding anything else is not its cache.
-_OWN_NAMES = frozenset({"e", "b", "l", "p", "x", "stats", "remote", "secret", ".jobstamps-cache"})
 
 
 def parse_size(text: str) -> int:
@@ -119,27 +116,11 @@ def _manage(store: Store, options: Options, size: int | None) -> int:
 
 
 def _clear(store: Store) -> None:
-    """Remove the stored results; fail unless the directory is a jobstamps cache left empty."""
+    """Remove the stored results; the store refuses a directory that is not its cache."""
     if not store.exists():
         print(f"Nothing to clear: {store.root} does not exist")
         return
-    data = os.path.join(store.root, "v1")
-    try:
-        foreign = {name for name in os.listdir(data) if not name.startswith(".tmp-")} - _OWN_NAMES
-    except FileNotFoundError:
-        foreign = set() if os.path.isfile(os.path.join(store.root, "CACHEDIR.TAG")) else {""}
-    if foreign:
-        raise CacheDirectoryError(
-            f"{store.root} is not a jobstamps cache, so nothing was removed. "
-            "Name the cache directory with --stamp-directory"
-        )
     store.clear()
-    left = [name for name in ("e", "b") if os.path.isdir(os.path.join(data, name))]
-    if left:
-        raise CacheDirectoryError(
-            f"cache {store.root} could not be cleared: {os.path.join(data, left[0])} remains. "
-            "Check its permissions"
-        )
     print(f"Cleared {store.root}")
 
 

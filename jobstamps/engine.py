@@ -84,11 +84,17 @@ class Verdict:
 
 
 class _Recording:
-    """Dependency fingerprints taken just before a job runs."""
+    """Dependency fingerprints taken just before a job runs, and the listings of its trees."""
 
-    def __init__(self, job: Job, deps: list[fingerprint.Fingerprint | None]) -> None:
+    def __init__(
+        self,
+        job: Job,
+        deps: list[fingerprint.Fingerprint | None],
+        listings: dict[str, fingerprint.Listing],
+    ) -> None:
         self.job = job
         self.deps = deps
+        self.listings = listings
 
 
 class Engine:
@@ -130,7 +136,24 @@ class Engine:
             if not self.store.has_blob(digest, size):
                 return Verdict(stamp, "stored data that the entry needs is missing")
         verdict = Verdict(None, "", entry)
-        return self._check_outputs(job, verdict) or self._check_deps(job, verdict) or verdict
+        found = self._check_outputs(job, verdict) or self._check_deps(job, verdict)
+        if found is None:
+            return verdict
+        if self._explain is not None and found.trigger in job.dependencies:
+            found.why = self._name_tree_changes(job, entry, found)
+        return found
+
+    def _name_tree_changes(self, job: Job, entry: dict[str, Any], verdict: Verdict) -> str:
+        """Name the files below a changed directory dependency, from its stored listing.
+
+        Only explanations read listings; without one (or an older one) the reason stands.
+        """
+        path = verdict.trigger
+        listed = _decode_listing(self.store.read_listing(job.key), entry["created"])
+        if path not in listed:
+            return verdict.why
+        changes = fingerprint.tree_changes(path, job.method, listed[path])
+        return f"dependency {path} changed: {changes}" if changes else verdict.why
 
     @staticmethod
     def _check_outputs(job: Job, verdict: Verdict) -> Verdict | None:
@@ -212,7 +235,9 @@ class Engine:
     def begin(self, job: Job) -> _Recording:
         """Fingerprint the dependencies just before the job runs."""
         self.store.note(hit=False)
-        return _Recording(job, [fingerprint.record(path, job.method) for path in job.dependencies])
+        listings: dict[str, fingerprint.Listing] = {}
+        deps = [fingerprint.record(path, job.method, listings) for path in job.dependencies]
+        return _Recording(job, deps, listings)
 
     def commit(
         self,
@@ -254,9 +279,11 @@ class Engine:
                     if fingerprint.changed_since(path, recorded):
                         return f"output {path} changed while it was being stored"
                 outputs.append([path, recorded, blob, os.stat(path).st_mode])
+            created = time.time_ns()
+            self._keep_listings(recording, created)
             entry = {
                 "about": job.about,
-                "created": time.time_ns(),
+                "created": created,
                 "method": job.method,
                 "deps": [
                     [path, fp] for path, fp in zip(job.dependencies, recording.deps, strict=True)
@@ -285,7 +312,16 @@ class Engine:
         result is stored only if no dependency changed since. Return ``""``, or why not. The
         cache is not trimmed: the caller does that once for all it adopts.
         """
-        return self.commit(_Recording(job, deps), payload, blobs, trim=False)
+        return self.commit(_Recording(job, deps, {}), payload, blobs, trim=False)
+
+    def _keep_listings(self, recording: _Recording, created: int) -> None:
+        """Store the listings of the job's trees beside its entry, to name what changes in them.
+
+        Read only to explain a miss: a hit costs nothing more.
+        """
+        if recording.listings:
+            data = _encode_listing(created, recording.listings)
+            self.store.write_listing(recording.job.key, data)
 
     # -- the whole protocol -----------------------------------------------------------------
 
@@ -387,3 +423,35 @@ _MISS = object()
 
 def _ignore(*_: object) -> None:
     """Do nothing (the default of :attr:`Engine.stored`)."""
+
+
+_LISTING = "jobstamps-listing-1"
+
+
+def _encode_listing(created: int, trees: dict[str, fingerprint.Listing]) -> bytes:
+    """Write listings as NUL-ended fields (no name holds a NUL), stamped with their entry."""
+    fields = [_LISTING, str(created)]
+    for path, entries in trees.items():
+        fields += [path, str(len(entries))]
+        for name, signature in entries:
+            fields += [name, signature]
+    return "".join(f"{field}\0" for field in fields).encode("utf-8", "surrogateescape")
+
+
+def _decode_listing(data: bytes | None, created: int) -> dict[str, fingerprint.Listing]:
+    """Read listings written with the entry made at ``created``; ``{}`` for any other file."""
+    fields = (data or b"").decode("utf-8", "surrogateescape").split("\0")
+    if fields[:2] != [_LISTING, str(created)] or fields[-1]:
+        return {}
+    trees, index = {}, 2
+    try:
+        while index < len(fields) - 1:
+            path, count = fields[index], int(fields[index + 1])
+            names = fields[index + 2 : index + 2 + 2 * count]
+            if count < 0 or len(names) != 2 * count:
+                return {}
+            trees[path] = list(zip(names[::2], names[1::2], strict=True))
+            index += 2 + 2 * count
+    except ValueError:
+        return {}
+    return trees

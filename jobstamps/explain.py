@@ -52,10 +52,11 @@ def remember(store: Store, slot: str, key: str) -> None:
 
 def why_new(store: Store, slot: str, fields: Sequence[str]) -> str:
     """Explain a key nothing is stored under, from the last key stored for the same command."""
-    try:
-        with open(store.pointer_path(slot), encoding="ascii") as handle:
-            previous = handle.read().strip()
-    except (OSError, ValueError):
+    from jobstamps._fs import read_private
+
+    data = read_private(store.pointer_path(slot))  # never through a link
+    previous = data.decode("ascii", "replace").strip() if data is not None else ""
+    if not previous:
         return "this command line has not been stored from this directory before"
     entry, _ = store.read(previous)
     old = entry.get("payload", {}).get("fields") if entry else None

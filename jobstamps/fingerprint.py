@@ -33,12 +33,15 @@ __all__ = [
     "HASH",
     "MTIME",
     "Fingerprint",
+    "Listing",
     "blake2b",
     "changed_since",
     "check",
     "digest_bytes",
     "digest_file",
+    "listing",
     "record",
+    "tree_changes",
     "why_unrecorded",
 ]
 
@@ -51,6 +54,9 @@ _CHUNK = 1 << 20
 
 Fingerprint = tuple[int, int, int, int, int, int, str, bool]
 Signature = tuple[int, int, int, int, int, int]
+#: A tree's entries: each one's path relative to the tree, and a digest of what is recorded of
+#: it (see :func:`listing`).
+Listing = list[tuple[str, str]]
 _SIGNATURE = 6  # the stat part of a fingerprint; then the digest, then the racy flag
 _SHAPE = _SIGNATURE + 2
 
@@ -152,7 +158,7 @@ def _update(hasher: blake2b, *fields: object) -> None:
     hasher.update(text.encode("utf-8", "surrogateescape"))
 
 
-def _digest_tree(path: str) -> str:
+def _digest_tree(path: str, listed: Listing | None = None) -> str:
     hasher = blake2b(digest_size=20)
     for relative, kind, st, text in _tree(path):
         if kind == _FILE:
@@ -161,11 +167,14 @@ def _digest_tree(path: str) -> str:
             content = _special(st)
         else:
             content = text
-        _update(hasher, relative, kind, st.st_mode if kind != _LINK else "", content)
+        fields = (relative, kind, st.st_mode if kind != _LINK else "", content)
+        _update(hasher, *fields)
+        if listed is not None:
+            listed.append((relative, _entry_digest(fields)))
     return hasher.hexdigest()
 
 
-def _tree_signature(path: str, st: os.stat_result) -> Signature:
+def _tree_signature(path: str, st: os.stat_result, listed: Listing | None = None) -> Signature:
     """Sum up a tree by its entries, not by its directories' own times.
 
     The newest file times (for racy checks), the total size, the entry count, a digest of
@@ -175,27 +184,81 @@ def _tree_signature(path: str, st: os.stat_result) -> Signature:
     newest_m = newest_c = total = 0
     entries = _tree(path)
     for relative, kind, fst, text in entries:
+        fields: tuple[object, ...]
         if kind in {_FILE, _OTHER}:
             newest_m, newest_c = max(newest_m, fst.st_mtime_ns), max(newest_c, fst.st_ctime_ns)
             total += fst.st_size
-            _update(hasher, relative, kind, *_stat_signature(fst), fst.st_rdev)
+            fields = (relative, kind, *_stat_signature(fst), fst.st_rdev)
         elif kind == _DIR:
-            _update(hasher, relative, kind, fst.st_mode)
+            fields = (relative, kind, fst.st_mode)
         else:
-            _update(hasher, relative, kind, text)
+            fields = (relative, kind, text)
+        _update(hasher, *fields)
+        if listed is not None:
+            listed.append((relative, _entry_digest(fields)))
     digest = int.from_bytes(hasher.digest(), "big")
     return (newest_m, newest_c, total, len(entries), digest, st.st_mode)
+
+
+def _entry_digest(fields: tuple[object, ...]) -> str:
+    text = "".join(f"{field}\0" for field in fields).encode("utf-8", "surrogateescape")
+    return blake2b(text, digest_size=8).hexdigest()
+
+
+def listing(path: str, method: str) -> Listing:
+    """List the tree at ``path`` as :func:`record` does for ``method``; raise :class:`OSError`.
+
+    Each entry's digest covers what the tree's fingerprint covers of it, so two listings name
+    the entries that changed a fingerprint.
+    """
+    listed: Listing = []
+    if method == HASH:
+        _digest_tree(path, listed)
+    else:
+        _tree_signature(path, os.stat(path), listed)
+    return listed
+
+
+def tree_changes(path: str, method: str, recorded: Listing) -> str:
+    """Name up to three entries below ``path`` that differ from its ``recorded`` listing.
+
+    ``""`` when none does (or the tree cannot be read): the caller says what it knew before.
+    """
+    try:
+        now = dict(listing(path, method))
+    except OSError:
+        return ""
+    before = dict(recorded)
+    changes = sorted(
+        [(name, "was removed") for name in before if name not in now]
+        + [(name, "was added") for name in now if name not in before]
+        + [(name, "was modified") for name in now if before.get(name, now[name]) != now[name]]
+    )
+    if not changes:
+        return ""
+    try:
+        here = os.getcwd() + os.sep
+    except OSError:
+        here = "\0"  # no working directory: every path is shown in full
+    said = []
+    for name, what in changes[:3]:
+        shown = os.path.join(path, name).removeprefix(here)
+        # Quoted if it holds a newline or undecodable bytes: the reason stays one line.
+        said.append(f"{shown if shown.isprintable() else repr(shown)} {what}")
+    if len(changes) > 3:  # noqa: PLR2004 - as many as the line says
+        said.append(f"and {len(changes) - 3} more")
+    return "; ".join(said)
 
 
 def _stat_signature(st: os.stat_result) -> Signature:
     return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev, st.st_mode)
 
 
-def _signature(path: str) -> Signature:
+def _signature(path: str, listed: Listing | None = None) -> Signature:
     """Return the stat signature of ``path``; raise :class:`OSError` when it cannot be taken."""
     st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
-        return _tree_signature(path, st)
+        return _tree_signature(path, st, listed)
     return _stat_signature(st)
 
 
@@ -206,17 +269,27 @@ def _is_racy(signature: Signature, now_ns: int) -> bool:
 # -- recording and checking ------------------------------------------------------------------
 
 
-def record(path: str, method: str) -> Fingerprint | None:
+def record(
+    path: str, method: str, listings: dict[str, Listing] | None = None
+) -> Fingerprint | None:
     """Fingerprint ``path`` now; ``None`` when it does not exist or cannot be read.
 
-    The stat comes before the read: a change between them shows in a later stat.
+    The stat comes before the read: a change between them shows in a later stat. A tree's
+    :func:`listing` goes into ``listings``, taken on the same walk.
     """
+    listed: Listing | None = [] if listings is not None else None
     try:
-        signature = _signature(path)
+        signature = _signature(path, None if method == HASH else listed)
+        tree = stat.S_ISDIR(signature[-1])
         racy = _is_racy(signature, time.time_ns())
-        digest = digest_file(path) if method == HASH or racy else ""
+        if method == HASH and tree and listed is not None:
+            digest = _digest_tree(path, listed)
+        else:
+            digest = digest_file(path) if method == HASH or racy else ""
     except OSError:  # missing, unreachable (a link loop, a name too long) or unreadable
         return None
+    if listings is not None and listed is not None and tree:
+        listings[path] = listed
     return (*signature, digest, racy)
 
 

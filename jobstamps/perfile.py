@@ -503,7 +503,7 @@ class PerFile:
         """Settle the shared failures still held; return how many runs that took."""
         if not self.shared or any(result and result["code"] for result in self.results):
             for index, payload in self.shared.items():
-                self.results[index] = payload
+                self._take_shared(index, payload)
             return 0
         # Nothing else fails: whether these do must be seen again, each without the files it
         # failed with (its messages may be warnings that fail no run).
@@ -538,7 +538,7 @@ class PerFile:
                 groups.setdefault(token, []).append(index)
                 if len(groups[token]) == size:
                     for member in groups[token]:
-                        self.results[member] = self.shared[member]
+                        self._take_shared(member, self.shared[member])
         for index in list(self.shared):
             if self.results[index] is not None:
                 del self.shared[index]
@@ -603,6 +603,11 @@ class PerFile:
         if self.layered is not None and shared is not None and not payload.get("shared"):
             self.layered.upload(shared, deps, payload)
 
+    def _take_shared(self, index: int, payload: Payload) -> None:
+        """Replay a shared failure held until it was known to stand: a hit after all."""
+        self.store.note(hit=True)
+        self.results[index] = payload
+
     def _trim(self) -> None:
         """Keep the cache within its size limit, once for all the results stored."""
         try:
@@ -632,10 +637,10 @@ class PerFile:
             self.engine.accept(job, verdict)
         except (ReplayError, OSError) as error:
             return f"the stored result cannot be replayed ({error})"
-        self.store.note(hit=True)
         if payload.get("shared") and payload["code"]:
-            self.shared[index] = payload  # printed once it is known to be needed
+            self.shared[index] = payload  # a hit once it is known to stand (_take_shared)
         else:
+            self.store.note(hit=True)
             self.results[index] = payload
         return ""
 

@@ -12,6 +12,7 @@ Layout under the root (one per user, mode 0700)::
     v1/b/cd/<digest>      blobs: captured output and stored output files, by content
     v1/l/ab/<key>         lock files, one per key
     v1/p/ab/<name>        pointers: the latest key of a command line, for explanations
+    v1/t/ab/<key>         listings of an entry's directory dependencies, for explanations
     v1/x/ab/<name>        memos: an executable's content digest, by its path and stat
     v1/remote             remote cache counts, one line per invocation that used a remote
 
@@ -56,7 +57,7 @@ _MAGIC = b"jobstamps-entry-2\n"
 _MAC = 32
 _MARKER = ".jobstamps-cache"
 _MARKER_TEXT = b"This directory holds results stored by jobstamps; jobstamp --clear empties it.\n"
-_KINDS = ("e", "b", "l", "p", "x")
+_KINDS = ("e", "b", "l", "p", "t", "x")
 #: What ``v1`` may hold: a ``v1`` without the marker but with nothing else was made by an
 #: earlier version, and is taken over; anything else there is not ours to write to or clear.
 _LAYOUT = frozenset({*_KINDS, "stats", "remote", "secret", _MARKER})
@@ -329,6 +330,21 @@ class Store:
         """Return a lock that lets one process at a time compute the result for ``key``."""
         return FileLock(os.path.join(self._data, "l", key[:2], key))
 
+    def listing_path(self, key: str) -> str:
+        """Where the listing of the directories the entry for ``key`` depends on lives."""
+        return os.path.join(self._data, "t", key[:2], key)
+
+    def write_listing(self, key: str, data: bytes) -> None:
+        """Store the listing for ``key``; only explanations lose if that fails."""
+        try:
+            atomic_write(self.listing_path(key), [data])
+        except OSError:
+            pass
+
+    def read_listing(self, key: str) -> bytes | None:
+        """Return the listing stored for ``key``, or ``None`` (read only to explain a miss)."""
+        return read_private(self.listing_path(key))
+
     # -- blobs ----------------------------------------------------------------------------
 
     def blob_path(self, digest: str) -> str:
@@ -490,8 +506,9 @@ class Store:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | NOFOLLOW)
             except FileNotFoundError:
-                if not os.path.lexists(os.path.join(self._data, _MARKER)):
-                    return  # not a cache jobstamps made: write nothing into it
+                # Lookups come before anything is stored (a cold cache, results not stored):
+                # they count all the same. create() refuses a directory jobstamps did not make.
+                self.create()
                 fd = open_private(path, os.O_WRONLY | os.O_APPEND)
             except OSError:
                 fd = open_private(path, os.O_WRONLY | os.O_APPEND)  # replaces a link
@@ -539,16 +556,16 @@ class Store:
         return totals
 
     def stats(self) -> dict[str, int]:
-        """Return counts of entries, blobs, bytes (pointers included), hits and misses."""
+        """Return counts of entries, blobs, bytes (pointers, listings included), hits, misses."""
         self.flush_stats()
         log = read_private(self._stats_path) or b""
         entries = list(self._files("e"))
         blobs = list(self._files("b"))
-        pointers = list(self._files("p"))
+        explaining = [*self._files("p"), *self._files("t")]  # pointers and listings
         return {
             "entries": len(entries),
             "blobs": len(blobs),
-            "bytes": sum(size for _, size, _ in (*entries, *blobs, *pointers)),
+            "bytes": sum(size for _, size, _ in (*entries, *blobs, *explaining)),
             "hits": log.count(b"h"),
             "misses": log.count(b"m"),
         }
@@ -611,13 +628,15 @@ class Store:
         self._memory = {} if self._memory is not None else None
         self._used.clear()
         if not os.path.lexists(self._data):
+            # Without its tag either, the directory is not one jobstamps made: "cleared" would
+            # mislead (it is likely the parent or a folder of the cache).
+            if os.path.isdir(self.root) and not os.path.isfile(
+                os.path.join(self.root, "CACHEDIR.TAG")
+            ):
+                raise CacheDirectoryError(self._not_ours)
             return
         if os.path.islink(self._data) or not os.path.isdir(self._data) or not self._ours():
-            raise CacheDirectoryError(
-                self._data,
-                "it holds files jobstamps did not make; nothing was removed",
-                "Choose the cache directory itself",
-            )
+            raise CacheDirectoryError(self._not_ours)
         import shutil
 
         left = []
@@ -638,6 +657,13 @@ class Store:
                 f"not everything could be removed ({left[0]})",
                 "Check the permissions of the cache directory",
             )
+
+    @property
+    def _not_ours(self) -> str:
+        return (
+            f"{self.root} is not a jobstamps cache, so nothing was removed. "
+            "Name the cache directory itself"
+        )
 
     @property
     def max_size(self) -> int:
@@ -675,7 +701,7 @@ class Store:
 
         A blob goes with the last entry that refers to it; blobs no entry refers to go first
         (unless just written: their entry may be on its way). Pointers count and are evicted
-        like entries, and go with the entry they point to.
+        like entries, and go with the entry they point to. A listing goes with its entry.
         """
         import time
 
@@ -683,34 +709,55 @@ class Store:
         if limit <= 0:
             return 0
         blobs = {os.path.basename(path): (size, mtime) for path, size, mtime in self._files("b")}
+        listings = {os.path.basename(path): (size, mtime) for path, size, mtime in self._files("t")}
         refcount: dict[str, int] = {}
         items: list[tuple[int, str, int, list[str]]] = []  # mtime, path, size, blobs used
         for path, size, mtime in self._files("e"):
-            entry, _ = self.read(os.path.basename(path))
+            key = os.path.basename(path)
+            entry, _ = self.read(key)
             refs = [digest for digest, _ in entry.get("blobs", ())] if entry else []
             for digest in refs:
                 refcount[digest] = refcount.get(digest, 0) + 1
-            items.append((mtime, path, size, refs))
+            items.append((mtime, path, size + listings.pop(key, (0, 0))[0], refs))
         pointers = list(self._files("p"))
         items += [(mtime, path, size, []) for path, size, mtime in pointers]
         items.sort()
-        total = sum(item[2] for item in items) + sum(size for size, _ in blobs.values())
-        freed = 0
+        unowned = [*blobs.values(), *listings.values()]  # listings left have no entry
+        total = sum(item[2] for item in items) + sum(size for size, _ in unowned)
         recent = time.time_ns() - 60 * 1_000_000_000
-        for digest, (size, mtime) in blobs.items():
-            if digest not in refcount and mtime < recent:
-                freed += self._unlink(self.blob_path(digest), size)
+        freed = self._drop_unowned(blobs, refcount, listings, recent)
         for _, path, size, refs in items:
             if total - freed <= limit:
                 break
             freed += self._unlink(path, size)
             self._unlink(self.lock(os.path.basename(path)).path, 0)
+            self._unlink(self.listing_path(os.path.basename(path)), 0)  # counted with its entry
             for digest in refs:
                 refcount[digest] -= 1
                 if refcount[digest] == 0 and digest in blobs:
                     freed += self._unlink(self.blob_path(digest), blobs[digest][0])
         freed += self._drop_dangling_pointers(pointers)
         self._drop_stale_locks(recent - _STALE_TMP_SECONDS * 1_000_000_000)
+        return freed
+
+    def _drop_unowned(
+        self,
+        blobs: dict[str, tuple[int, int]],
+        refcount: dict[str, int],
+        listings: dict[str, tuple[int, int]],
+        before_ns: int,
+    ) -> int:
+        """Remove blobs no entry uses and listings of no entry; return bytes freed.
+
+        What was written since ``before_ns`` stays: its entry may be on its way.
+        """
+        freed = 0
+        for digest, (size, mtime) in blobs.items():
+            if digest not in refcount and mtime < before_ns:
+                freed += self._unlink(self.blob_path(digest), size)
+        for key, (size, mtime) in listings.items():
+            if mtime < before_ns:
+                freed += self._unlink(self.listing_path(key), size)
         return freed
 
     def _drop_dangling_pointers(self, pointers: list[tuple[str, int, int]]) -> int:

@@ -24,6 +24,7 @@ from support import (
     counting,
     installed_env,
     jobstamp,
+    run_python,
     runs,
 )
 
@@ -161,6 +162,27 @@ def test_show_stats_counts_hits_and_misses(tmp_path: Path) -> None:
     jobstamp("--", "jobstamps-no-such-command")
     jobstamp("--", *first, env={"JOBSTAMPS_DISABLED": "1"})
     assert (stats()["hits"], stats()["misses"]) == ("3", "2")
+
+
+def test_a_cold_run_counts_its_miss_whether_or_not_it_is_stored(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    jobstamp("--no-store-failures", "--", "false")
+    assert (stats()["results"], stats()["misses"]) == ("0", "1")
+    shutil.rmtree(isolated_cache)
+    jobstamp("--", *counting(tmp_path / "counter", "echo one"))
+    rows = stats()
+    assert (rows["results"], rows["hits"], rows["misses"]) == ("1", "0", "1")
+    code = (
+        "from jobstamps import jobstamp\n"
+        "jobstamp.run(lambda: lambda: None)  # a result that cannot be pickled: not stored\n"
+        "jobstamp.run(len, 'abc')\n"
+        "jobstamp.run(len, 'abc')\n"
+    )
+    shutil.rmtree(isolated_cache)
+    run_python(code)
+    rows = stats()
+    assert (rows["results"], rows["hits"], rows["misses"]) == ("1", "1", "2")
 
 
 def test_stats_of_another_stamp_directory(tmp_path: Path) -> None:
@@ -387,7 +409,7 @@ def test_clear_refuses_a_directory_that_is_not_a_jobstamps_cache(tmp_path: Path)
         (message,) = lines(done.stderr)
         assert message == (
             f"jobstamp: {directory} is not a jobstamps cache, so nothing was removed. "
-            "Name the cache directory with --stamp-directory"
+            "Name the cache directory itself"
         )
     assert (project / "v1" / "notes.txt").read_text() == "mine"
     assert (project / "README").read_text() == "mine"

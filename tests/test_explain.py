@@ -210,3 +210,109 @@ def test_a_result_that_cannot_be_replayed_is_explained_once(
         f"jobstamp: running {shell_words(command)}: {why}"
     ]
     assert runs(tmp_path / "counter") == 2
+
+
+def test_a_pointer_planted_as_a_link_is_not_followed(tmp_path: Path, isolated_cache: Path) -> None:
+    pointers = isolated_cache / "v1" / "p"
+    greet = ["sh", "-c", "echo $GREETING"]
+    jobstamp("--env", "GREETING", "--", *greet, env={"GREETING": "hello"})
+    (ours,) = pointers.glob("*/*")
+    jobstamp("--", "sh", "-c", "echo other")
+    (other,) = set(pointers.glob("*/*")) - {ours}
+    outside = tmp_path / "outside"
+    outside.write_bytes(other.read_bytes())  # a valid key, of another command's entry
+    ours.unlink()
+    ours.symlink_to(outside)
+    done = jobstamp("--explain", "--env", "GREETING", "--", *greet, env={"GREETING": "bye"})
+    assert done.stdout == b"bye\n"
+    said = done.stderr.decode().splitlines()[0]
+    assert said.endswith("this command line has not been stored from this directory before")
+    assert "arguments" not in said
+    assert not ours.is_symlink()
+    assert outside.read_bytes() == other.read_bytes()
+
+
+def tree_command(tmp_path: Path, *options: str) -> list[str]:
+    """Return jobstamp's arguments for a counted command depending on the directory src."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("a\n")
+    (src / "b.py").write_text("b\n")
+    return [*options, "--dependencies", "src", "--", *counting(tmp_path / "counter", "echo out")]
+
+
+def stored_listing(tmp_path: Path, cache: Path, command: list[str]) -> Path:
+    """Run ``command`` (stored); return the listing of its directory dependency."""
+    jobstamp(*command, cwd=tmp_path)
+    (listing,) = (cache / "v1" / "t").glob("*/*")
+    return listing
+
+
+def explained(tmp_path: Path, command: list[str]) -> str:
+    done = jobstamp("--explain", *command, cwd=tmp_path)
+    assert done.stdout == b"out\n"
+    return done.stderr.decode().splitlines()[0]
+
+
+@pytest.mark.parametrize("method", [[], ["--use-hashes"]], ids=["mtime", "hash"])
+def test_explain_names_the_files_that_changed_under_a_directory_dependency(
+    tmp_path: Path, method: list[str]
+) -> None:
+    command = tree_command(tmp_path, *method)
+    src = tmp_path / "src"
+    changed = f"running {shell_words(command[-4:])}: dependency {src} changed: "
+    explained(tmp_path, command)
+    (src / "a.py").write_text("edited\n")
+    assert explained(tmp_path, command).endswith(changed + "src/a.py was modified")
+    (src / "new.py").write_text("")
+    assert explained(tmp_path, command).endswith(changed + "src/new.py was added")
+    (src / "b.py").unlink()
+    assert explained(tmp_path, command).endswith(changed + "src/b.py was removed")
+    for name in "cdefg":
+        (src / f"{name}.py").write_text("")
+    assert explained(tmp_path, command).endswith(
+        changed + "src/c.py was added; src/d.py was added; src/e.py was added; and 2 more"
+    )
+    assert runs(tmp_path / "counter") == 5
+
+
+def test_a_hit_reads_no_listing_and_a_miss_without_one_says_what_it_knew(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    command = tree_command(tmp_path)
+    listing = stored_listing(tmp_path, isolated_cache, command)
+    listing.unlink()
+    listing.mkdir()
+    for garbage in (None, b"jobstamps-listing-1\0garbage\0\xff\0src\0-1\0"):
+        if garbage is not None:
+            listing.rmdir()
+            listing.write_bytes(garbage)
+        done = jobstamp(*command, cwd=tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"out\n", b"")
+        assert explained(tmp_path, command).startswith("jobstamp: replayed")
+    assert runs(tmp_path / "counter") == 1
+    (tmp_path / "src" / "a.py").write_text("edited\n")
+    assert explained(tmp_path, command).endswith(
+        f"{tmp_path / 'src'} changed: entries below it were added, removed or modified"
+    )
+
+
+def test_a_listing_left_from_an_earlier_result_is_not_used(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    command = tree_command(tmp_path)
+    listing = stored_listing(tmp_path, isolated_cache, command)
+    earlier = listing.read_bytes()
+    (tmp_path / "src" / "a.py").write_text("edited\n")
+    jobstamp(*command, cwd=tmp_path)
+    listing.write_bytes(earlier)  # it says a.py was "a\n": it would name a.py
+    (tmp_path / "src" / "b.py").write_text("edited\n")
+    assert explained(tmp_path, command).endswith("entries below it were added, removed or modified")
+
+
+def test_an_odd_name_under_a_directory_dependency_is_quoted_on_one_line(tmp_path: Path) -> None:
+    command = tree_command(tmp_path)
+    jobstamp(*command, cwd=tmp_path)
+    with open(os.path.join(os.fsencode(tmp_path), b"src", b"\xff\nx.py"), "wb"):
+        pass
+    assert explained(tmp_path, command).endswith(r" changed: 'src/\udcff\nx.py' was added")

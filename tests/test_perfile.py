@@ -627,3 +627,39 @@ def test_batches_respect_jobs_and_the_length_limit() -> None:
     assert [len(b) for b in perfile.batches(list(range(10)), files, 3, 10_000)] == [4, 4, 2]
     assert [len(b) for b in perfile.batches(list(range(10)), files, 1, 34)] == [3, 3, 3, 1]
     assert perfile.batches([], files, 2, 100) == []
+
+
+def lookups(cache: Path) -> tuple[int, int]:
+    stats = Store(str(cache)).stats()
+    return stats["hits"], stats["misses"]
+
+
+def test_a_cold_per_file_run_counts_a_miss_per_file_even_when_nothing_is_stored(
+    fake: list[str], isolated_cache: Path
+) -> None:
+    names = write({f"f{i}.py": "named\n" for i in range(5)})
+    failed = per_file("--no-store-failures", "--", *fake, "--", *names)
+    assert failed.returncode == 1
+    assert Store(str(isolated_cache)).stats()["entries"] == 0
+    assert lookups(isolated_cache) == (0, 5)
+    shutil.rmtree(isolated_cache)
+    write(dict.fromkeys(names, "fine\n"))
+    for _ in range(2):
+        assert per_file("--", *fake, "--", *names).returncode == 0
+    assert lookups(isolated_cache) == (5, 5)
+
+
+def test_a_held_shared_failure_counts_as_a_hit_or_a_miss_never_both(
+    fake: list[str], isolated_cache: Path
+) -> None:
+    names = write({"a.yaml": "warn\n", "b.yaml": "named\n"})
+    per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert lookups(isolated_cache) == (0, 2)
+    Path("b.yaml").write_text("fine\n")  # a.yaml's stored failure is held, then runs again
+    per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert lookups(isolated_cache) == (0, 4)
+    per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert lookups(isolated_cache) == (2, 4)
+    Path("b.yaml").write_text("named\n")
+    per_file("--jobs", "1", "--", *fake, "--", *names)  # b.yaml fails: a.yaml's verdict stands
+    assert lookups(isolated_cache) == (3, 5)

@@ -329,9 +329,21 @@ def test_stats_count_entries_blobs_bytes_hits_and_misses(store: Store) -> None:
 
 
 def test_note_never_fails(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "missing"))
-    store.note(hit=True)  # no directory: not counted, no error
-    assert not (tmp_path / "missing").exists()
+    (tmp_path / "file").write_text("")
+    Store(str(tmp_path / "file" / "cache")).note(hit=True)  # cannot be made: not counted
+    project = tmp_path / "project"
+    (project / "v1").mkdir(parents=True)
+    project.chmod(0o700)
+    (project / "v1" / "notes.txt").write_text("mine")
+    Store(str(project)).note(hit=False)  # not a cache jobstamps made: nothing written
+    assert os.listdir(project) == ["v1"]
+    assert os.listdir(project / "v1") == ["notes.txt"]
+
+
+def test_a_lookup_before_the_cache_exists_is_counted(tmp_path: Path) -> None:
+    Store(str(tmp_path / "cold")).note(hit=False)
+    stats = Store(str(tmp_path / "cold")).stats()
+    assert (stats["hits"], stats["misses"], stats["entries"]) == (0, 1, 0)
 
 
 def test_stale_temporary_files_are_dropped_and_fresh_ones_kept(store: Store) -> None:
@@ -785,3 +797,53 @@ def test_clear_never_removes_through_a_link_in_place_of_v1(tmp_path: Path) -> No
     with pytest.raises(CacheDirectoryError, match="nothing was removed"):
         Store(str(root)).clear()
     assert (elsewhere / "e" / "keep.txt").read_text() == "mine"
+
+
+def test_clear_refuses_a_directory_with_neither_its_layout_nor_its_tag(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir(mode=0o700)
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(CacheDirectoryError, match="is not a jobstamps cache"):
+        Store(str(folder)).clear()
+    assert os.listdir(folder) == ["notes.txt"]
+    Store(str(tmp_path / "missing")).clear()  # nothing there: nothing to refuse
+    tagged = tmp_path / "tagged"
+    Store(str(tagged)).create()
+    shutil.rmtree(tagged / "v1")
+    Store(str(tagged)).clear()  # made by jobstamps, its results already gone
+
+
+def test_listings_count_towards_the_size_go_with_their_entry_and_are_cleared(
+    store: Store,
+) -> None:
+    keys = [key_named(n) for n in range(3)]
+    for age, key in zip((300, 200, 100), keys, strict=True):
+        store.write(key, entry())
+        store.write_listing(key, b"l" * 1000)
+        set_mtime(store.entry_path(key), age)
+    orphan = key_named(9)
+    store.write_listing(orphan, b"o" * 1000)
+    set_mtime(store.listing_path(orphan), 100)  # its entry is gone, long since
+    size = os.stat(store.entry_path(keys[0])).st_size
+    assert store.stats()["bytes"] == 3 * size + 4000
+    store.trim(2 * (size + 1000))
+    assert not os.path.exists(store.listing_path(orphan))
+    assert not os.path.exists(store.listing_path(keys[0])), "evicted with its entry"
+    assert store.read(keys[0])[0] is None
+    assert store.read_listing(keys[2]) == b"l" * 1000
+    store.clear()
+    assert store.read_listing(keys[2]) is None
+    assert store.stats()["bytes"] == 0
+    again = Store(store.root)
+    again.create()  # the layout is made again for the next result
+    again.write_listing(KEY, b"x")
+    assert again.read_listing(KEY) == b"x"
+
+
+def test_a_listing_is_never_read_through_a_link(store: Store, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"jobstamps-listing-1\0")
+    store.write_listing(KEY, b"x")
+    os.unlink(store.listing_path(KEY))
+    os.symlink(outside, store.listing_path(KEY))
+    assert store.read_listing(KEY) is None
