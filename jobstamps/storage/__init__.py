@@ -15,8 +15,10 @@ remote that keeps failing is left alone for the rest of the invocation.
 :mod:`jobstamps.storage.records` is what goes on the wire: results as plain data, checked
 against the key they were asked for and, with a shared key, signed.
 
-A layered store composes the two: look locally, then remotely; fill the local cache from a
-remote hit; upload what was stored locally. Locks, statistics and size limits stay local.
+:mod:`jobstamps.storage.layered` composes the two: look locally, then remotely; fill the
+local cache from a remote hit; upload what was stored locally. Locks, statistics and size
+limits stay local. The remote keys it uses, the same on every machine, come from
+:mod:`jobstamps.portable`.
 
 A new kind of server (S3, say) is one module with a :class:`~jobstamps.storage.backend.Backend`
 subclass, and one line in :data:`jobstamps.storage.remote.BACKENDS`.
