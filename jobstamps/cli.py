@@ -320,7 +320,13 @@ class _Sharing:
             return False
         deps = [fingerprint.record(path, job.method) for path in job.dependencies]
         self.shared = self._describe(job, layered.base, deps)
-        return self.shared is not None and job.key in layered.fill([self.shared])
+        if self.shared is None or job.key not in layered.fill([self.shared]):
+            return False
+        from jobstamps import explain
+
+        # As for a run: a later miss of this command line can say what changed since.
+        explain.remember(self.engine.store, explain.slot_of(self.fields), job.key)
+        return True
 
     def stored(self, job: Job, deps: list[Any], payload: dict[str, Any]) -> None:
         """Upload a result just stored, keyed by the dependencies it was stored with."""

@@ -163,6 +163,19 @@ def test_machine_b_replays_what_machine_a_stored(
     assert (local.returncode, local.stdout, local.stderr) == (3, first.stdout, first.stderr)
 
 
+def test_a_result_taken_from_the_remote_explains_a_later_miss(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    command = ["--env", "LEVEL", *check_input(counter)]
+    a.jobstamp(*command, url=place.url, LEVEL="1")
+    b.jobstamp(*command, url=place.url, LEVEL="1")
+    assert runs(counter) == 1
+    later = b.jobstamp("--explain", *command, url=None, LEVEL="2")
+    assert b"the environment changed (LEVEL has another value)" in later.stderr
+
+
 def test_a_changed_dependency_on_b_misses_the_remote(
     machines: tuple[Machine, Machine], place: Place, tmp_path: Path
 ) -> None:
