@@ -176,6 +176,35 @@ def test_a_result_taken_from_the_remote_explains_a_later_miss(
     assert b"the environment changed (LEVEL has another value)" in later.stderr
 
 
+def test_many_parallel_clients_on_b_all_replay_what_a_stored(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    names = [f"in{n}.txt" for n in range(4)]
+    for machine in machines:
+        for name in names:
+            (machine.checkout / name).write_text(f"{name}\n")
+    for name in names:
+        a.jobstamp(*check_input(counter, name), url=place.url)
+    command = [os.fspath(part) for part in JOBSTAMP]
+    clients = [
+        subprocess.Popen(
+            [*command, *check_input(counter, name)],
+            cwd=b.checkout,
+            env=b.env(place.url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name in names * 3
+    ]
+    done = [(client.communicate(timeout=120), client.returncode) for client in clients]
+    assert runs(counter) == len(names)
+    for ((out, err), code), name in zip(done, names * 3, strict=True):
+        assert (code, out) == (3, f"{name}\n".encode())
+        assert remote_lines(err) == []
+
+
 def test_a_changed_dependency_on_b_misses_the_remote(
     machines: tuple[Machine, Machine], place: Place, tmp_path: Path
 ) -> None:
