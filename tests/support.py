@@ -378,3 +378,22 @@ def readme_c_example(root: Path) -> tuple[Path, Path]:
     app.write_text(app.read_text() + "    return values[2];\n}\n")
     util.write_text('#include "app.h"\n\nint twice(int x)\n{\n    return 2 * x;\n}\n')
     return app, util
+
+
+# -- Stand-in linters: a Python script that logs its runs, in a fresh working directory --------
+
+
+def stand_in_linter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, log_variable: str
+) -> list[str]:
+    """Write the linter ``source`` and return its command; chdir into a fresh ``work`` folder.
+
+    The script finds where to log its runs in ``log_variable``, set to ``tmp_path/<name>``.
+    """
+    script = tmp_path / "stand_in_linter.py"
+    script.write_text(source)
+    monkeypatch.setenv(log_variable, str(tmp_path / log_variable.lower()))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return [sys.executable, str(script)]

@@ -12,6 +12,7 @@ import pytest
 
 from jobstamps import perfile
 from jobstamps.store import Store
+from support import stand_in_linter
 
 BIN = Path(sys.executable).parent
 
@@ -53,18 +54,12 @@ sys.exit(status)
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Return the stand-in linter's command; work in a fresh directory."""
-    script = tmp_path / "fake.py"
-    script.write_text(FAKE)
-    monkeypatch.setenv("FAKE_RUNS", str(tmp_path / "runs"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return [sys.executable, str(script)]
+    return stand_in_linter(tmp_path, monkeypatch, FAKE, "FAKE_RUNS")
 
 
 def runs(tmp_path: Path) -> list[list[bytes]]:
     """Return, and forget, the runs of the stand-in linter: the files each was given."""
-    log = tmp_path / "runs"
+    log = tmp_path / "fake_runs"
     if not log.exists():
         return []
     lines = log.read_bytes().splitlines()

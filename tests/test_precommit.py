@@ -16,6 +16,7 @@ import pytest
 from jobstamps import precommit
 from jobstamps.engine import Engine
 from jobstamps.store import Store
+from support import stand_in_linter
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,18 +46,12 @@ sys.exit(status)
 @pytest.fixture
 def lint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Return the command of the stand-in linter; work in a fresh directory."""
-    script = tmp_path / "lint.py"
-    script.write_text(LINTER)
-    monkeypatch.setenv("LINT_COUNTER", str(tmp_path / "counter"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return [sys.executable, str(script)]
+    return stand_in_linter(tmp_path, monkeypatch, LINTER, "LINT_COUNTER")
 
 
 def linted(tmp_path: Path) -> list[str]:
     """Return, and forget, the files the stand-in linter ran on, sorted."""
-    counter = tmp_path / "counter"
+    counter = tmp_path / "lint_counter"
     if not counter.exists():
         return []
     names = sorted(counter.read_text().splitlines())
