@@ -50,7 +50,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import benchlib
-from benchlib import RACY_WINDOW_S, BenchError, clean_env, quantile, rounded
+from benchlib import RACY_WINDOW_S, BenchError, clean_env, quantile
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -618,13 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    try:
-        results = rounded(run(args))
-    except BenchError as error:
-        print(f"bench_perfile: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(results, indent=2) if args.json else table(results))
-    return 0
+    return benchlib.report("bench_perfile", args, run, table)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -49,7 +48,7 @@ from bench_perfile import (
     run_quiet,
     settle,
 )
-from benchlib import BenchError, clean_env, quantile, rounded
+from benchlib import BenchError, clean_env, quantile
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -339,13 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    try:
-        results = rounded(run(args))
-    except BenchError as error:
-        print(f"bench_remote: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(results, indent=2) if args.json else table(results))
-    return 0
+    return benchlib.report("bench_remote", args, run, table)
 
 
 if __name__ == "__main__":

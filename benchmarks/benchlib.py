@@ -12,7 +12,10 @@ import platform
 import shlex
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # jobstamps.fingerprint.RACY_WINDOW_NS: a file changed within this time of being recorded is
@@ -111,3 +114,24 @@ def describe_machine(results: dict[str, Any]) -> str:
         if load:
             text += f", load average {' '.join(f'{value:.2f}' for value in load)} at the {when}"
     return text
+
+
+def report(
+    name: str,
+    args: Any,
+    measure: Callable[[Any], dict[str, Any]],
+    table: Callable[[dict[str, Any]], str],
+) -> int:
+    """Run a benchmark's ``measure(args)``; print its table (or JSON with ``--json``).
+
+    Returns the exit status: 1, with one line, when the benchmark could not run.
+    """
+    import json
+
+    try:
+        results = rounded(measure(args))
+    except BenchError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(results, indent=2) if args.json else table(results))
+    return 0
