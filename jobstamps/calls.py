@@ -145,7 +145,7 @@ def _fixed(spec: PathsSpec) -> PathsSpec:
         spec is None or callable(spec) or isinstance(spec, (str, os.PathLike))
     ):
         return spec
-    return tuple([os.fspath(path) for path in spec])
+    return tuple(map(os.fspath, spec))
 
 
 def _paths(spec: PathsSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Sequence[str]:
@@ -175,7 +175,7 @@ def _plain_call(
     """
     if not isinstance(func, types.FunctionType) or func.__closure__ is not None:
         return None
-    values = (*args, *kwargs.values())
+    values = (*args, *kwargs.values()) if kwargs else tuple(args)
     kinds = tuple(map(type, values))
     if not _PLAIN.issuperset(kinds) or func.__kwdefaults__:
         return None
@@ -232,9 +232,10 @@ def _replay_unchanged(
     cache: _Cache, key: str, signatures: list[tuple[str, int, int, int]], data: bytes
 ) -> tuple[bool, Any]:
     """Replay the result of ``key`` if no file it was checked with changed since."""
+    stat_path = os.stat
     try:
         for path, ctime, inode, device in signatures:
-            st = os.stat(path)
+            st = stat_path(path)
             if st.st_ctime_ns != ctime or st.st_ino != inode or st.st_dev != device:
                 break
         else:

@@ -28,6 +28,7 @@ import marshal
 import os
 import stat
 import sys
+import time
 
 from jobstamps._fs import (
     NOFOLLOW,
@@ -309,8 +310,6 @@ class Store:
         An entry read that was touched or written in the last minute is left alone: eviction
         does not need finer times, and a hit is cheaper without the write.
         """
-        import time
-
         if self._used.get(key, 0) > time.time_ns() - _TOUCH_EVERY_NS:
             return
         try:
@@ -485,13 +484,15 @@ class Store:
 
         With ``keep_in_memory`` counts are written every so often and when Python exits.
         """
-        self._pending[0 if hit else 1] += 1
+        pending = self._pending
+        pending[0 if hit else 1] += 1
         if self._memory is not None:
-            if sum(self._pending) == 1:
+            counted = pending[0] + pending[1]
+            if counted == 1:
                 import atexit
 
                 atexit.register(self.flush_stats)
-            if sum(self._pending) < _STATS_BATCH:
+            if counted < _STATS_BATCH:
                 return
         self.flush_stats()
 
@@ -611,8 +612,6 @@ class Store:
 
     @staticmethod
     def _drop_if_stale(path: str) -> None:
-        import time
-
         try:
             if os.lstat(path).st_mtime < time.time() - _STALE_TMP_SECONDS:
                 os.unlink(path)
@@ -703,8 +702,6 @@ class Store:
         (unless just written: their entry may be on its way). Pointers count and are evicted
         like entries, and go with the entry they point to. A listing goes with its entry.
         """
-        import time
-
         limit = self.max_size if limit is None else limit
         if limit <= 0:
             return 0
