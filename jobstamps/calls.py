@@ -118,8 +118,8 @@ class Options:
     def cache(self) -> _Cache:
         """Return this call's cache directory (one object per directory)."""
         given = self.cache_dir
-        if type(given) is str and os.path.isabs(given):
-            known = _caches.get(given)  # by the name given: the common case, and quick
+        if type(given) is str:
+            known = _caches.get(given)  # by the name given (only absolute ones are kept): quick
             if known is not None:
                 return known
         root = os.path.abspath(given) if given else default_root()

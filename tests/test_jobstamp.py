@@ -341,6 +341,18 @@ def test_cache_directories_are_separate(counter: str, tmp_path: Path) -> None:
     assert support.runs(counter) == 2
 
 
+def test_a_relative_cache_directory_follows_the_working_directory(
+    counter: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        for _ in range(2):
+            assert jobstamp.run(double, counter, 1, jobstamps_cache_output_directory="c") == 2
+        assert entries(tmp_path / name / "c") == 1
+    assert support.runs(counter) == 2
+
+
 @pytest.mark.parametrize("where", ["itself", "parent"])
 def test_a_file_in_place_of_the_cache_directory_is_a_clear_error(
     counter: str, tmp_path: Path, where: str
