@@ -245,10 +245,12 @@ class Engine:
         payload: dict[str, Any],
         blobs: Sequence[tuple[str, int]] = (),
         trim: bool = True,
+        ran: bool = True,
     ) -> str:
         """Store the result of a finished run; return ``""``, or why it was not stored.
 
         ``trim=False`` leaves the size limit to the caller, who stores many results at once.
+        ``ran=False`` stores a result made elsewhere (see :meth:`adopt`).
         """
         job = recording.job
         for path, before in zip(job.dependencies, recording.deps, strict=True):
@@ -257,7 +259,10 @@ class Engine:
                 # dependency never hits.
                 continue
             # Any change counts, even back to the same contents: the job may have read either.
-            why = fingerprint.changed_since(path, before)
+            # A result made elsewhere was made for the recorded contents, not from the file:
+            # a racy file's contents are compared with them at every replay, so are not read
+            # again here.
+            why = fingerprint.changed_since(path, before, contents=ran)
             if why:
                 return f"dependency {path} changed while the job ran ({why})"
         try:
@@ -312,7 +317,7 @@ class Engine:
         result is stored only if no dependency changed since. Return ``""``, or why not. The
         cache is not trimmed: the caller does that once for all it adopts.
         """
-        return self.commit(_Recording(job, deps, {}), payload, blobs, trim=False)
+        return self.commit(_Recording(job, deps, {}), payload, blobs, trim=False, ran=False)
 
     def _keep_listings(self, recording: _Recording, created: int) -> None:
         """Store the listings of the job's trees beside its entry, to name what changes in them.

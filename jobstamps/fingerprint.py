@@ -344,11 +344,13 @@ def check(path: str, method: str, recorded: Fingerprint) -> tuple[str | None, Fi
     return None, (refreshed if refreshed != tuple(recorded) else None)
 
 
-def changed_since(path: str, recorded: Fingerprint) -> str | None:
+def changed_since(path: str, recorded: Fingerprint, contents: bool = True) -> str | None:
     """Say how ``path`` changed since ``recorded`` was taken; ``None`` if it did not.
 
     Stricter than :func:`check`: any change of the stat signature counts, in both methods,
     even if the contents are the same again (a file rewritten and restored while a job ran).
+    ``contents=False`` compares the stat signature alone, for a caller that stores ``recorded``
+    as it is: a racy fingerprint makes every later check read the contents anyway.
     """
     try:
         signature = _signature(path)
@@ -357,7 +359,7 @@ def changed_since(path: str, recorded: Fingerprint) -> str | None:
     old: Signature = tuple(recorded[:_SIGNATURE])  # type: ignore[assignment]
     if signature != old:
         return _describe_stat_change(signature, old)
-    if recorded[_SHAPE - 1]:  # racy: an edit within one timestamp tick shows only in contents
+    if contents and recorded[_SHAPE - 1]:  # racy: an edit within one tick shows in contents
         try:
             if digest_file(path) != recorded[_SIGNATURE]:
                 return "its contents changed"

@@ -302,6 +302,31 @@ def test_a_same_tick_edit_of_a_racy_dependency_reruns(h: Harness, dep: Path) -> 
     assert h.runs() == 2
 
 
+def test_a_result_adopted_for_other_contents_of_a_racy_dependency_is_never_replayed(
+    h: Harness, dep: Path
+) -> None:
+    # Adopting reads no contents again: the stored racy fingerprint makes every replay do so.
+    recorded = h.engine.begin(Job(KEY, [str(dep)])).deps[0]
+    assert recorded is not None
+    assert recorded[7] is True
+    same_tick = (*recorded[:6], "0" * 40, True)  # the contents the result was made for
+    job = Job(KEY, [str(dep)])
+    assert h.engine.adopt(job, [same_tick], {"value": "made elsewhere"}) == ""
+    assert not h.engine.check(job).fresh
+    assert h.run(job, "made here") == "made here"
+    assert h.runs() == 1
+
+
+def test_a_result_adopted_after_a_dependency_changed_is_not_stored(h: Harness, dep: Path) -> None:
+    job = Job(KEY, [str(dep)])
+    recorded = h.engine.begin(job).deps
+    dep.write_text("a longer input\n")
+    assert h.engine.adopt(job, recorded, {"value": "made elsewhere"}).startswith(
+        f"dependency {dep} changed"
+    )
+    assert h.store.read(KEY)[0] is None
+
+
 # -- outputs -------------------------------------------------------------------------------
 
 

@@ -416,6 +416,17 @@ def test_changed_since_sees_contents_put_back_with_their_old_times(
     assert fingerprint.changed_since(str(dep), recorded) == "its change time changed"
 
 
+def test_changed_since_without_contents_compares_the_stat_alone(dep: Path) -> None:
+    recorded = recorded_now(dep, HASH)
+    assert recorded[7] is True  # written just now
+    # The same stat with other contents: an edit within one timestamp tick.
+    same_tick = (*recorded[:6], "0" * 40, True)
+    assert fingerprint.changed_since(str(dep), same_tick) == "its contents changed"
+    assert fingerprint.changed_since(str(dep), same_tick, contents=False) is None
+    dep.write_text("a longer input\n")
+    assert fingerprint.changed_since(str(dep), recorded, contents=False) is not None
+
+
 # -- trees -----------------------------------------------------------------------------------
 
 
