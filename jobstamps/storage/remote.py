@@ -293,10 +293,6 @@ class Remote:
         self.stats.add(hits=len(records), misses=len(keys) - len(records))
         return records
 
-    def get_record(self, key: str) -> Record | None:
-        """Return the record stored for ``key`` if it passes every check."""
-        return self.get_records([key]).get(key)
-
     def fetch_blob(self, digest: str, size: int, sink: Callable[[bytes], object]) -> bool:
         """Pass blob ``digest`` of ``size`` bytes (as a record names it) to ``sink`` in pieces.
 
