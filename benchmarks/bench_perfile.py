@@ -36,7 +36,6 @@ jobstamps and pre-commit caches are never touched.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -53,6 +52,7 @@ import benchlib
 from benchlib import RACY_WINDOW_S, BenchError, clean_env, quantile
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable
 
 GOALS = {"empty cache": 1.3, "nothing changed": 0.025, "one file edited": 0.05}
@@ -572,51 +572,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def default_download_dir() -> str:
-    """Where the Django sdist is kept between runs: beside (not in) the jobstamps cache."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "jobstamps-benchmarks")
-
-
-def positive(text: str) -> int:
-    """An argparse type: a whole number above zero."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print a table (or JSON); return the exit status."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0].replace("\n", " "), allow_abbrev=False
-    )
-    parser.add_argument(
-        "--rounds", type=positive, default=5, metavar="N", help="rounds of the Django part (5)"
-    )
+    parser = benchlib.django_parser(__doc__, 5, "flake8 and pre-commit")
     parser.add_argument(
         "--cmake-rounds",
-        type=positive,
+        type=benchlib.positive,
         default=15,
         metavar="N",
         help="rounds of the CMake part (15)",
     )
-    parser.add_argument(
-        "--download-dir",
-        default=default_download_dir(),
-        metavar="DIR",
-        help="where the Django sdist is downloaded and kept (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--venv",
-        metavar="DIR",
-        help="use this virtual environment (with jobstamps, flake8 and pre-commit installed) "
-        "instead of installing this checkout into a new one",
-    )
     parser.add_argument("--skip-django", action="store_true", help="leave the Django part out")
     parser.add_argument("--skip-cmake", action="store_true", help="leave the CMake part out")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     return benchlib.report("bench_perfile", args, run, table)
 

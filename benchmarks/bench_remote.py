@@ -25,7 +25,6 @@ per-file mode asks), and one key per call.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
@@ -41,16 +40,15 @@ import benchlib
 from bench_perfile import (
     MESSAGE,
     Scene,
-    default_download_dir,
     django_repository,
     fetch_django,
-    positive,
     run_quiet,
     settle,
 )
 from benchlib import BenchError, clean_env, quantile
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Iterator
 
 GOAL = 0.10
@@ -314,29 +312,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print a table (or JSON); return the exit status."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0].replace("\n", " "), allow_abbrev=False
-    )
-    parser.add_argument(
-        "--rounds", type=positive, default=3, metavar="N", help="rounds of the Django part (3)"
-    )
-    parser.add_argument(
-        "--download-dir",
-        default=default_download_dir(),
-        metavar="DIR",
-        help="where the Django sdist is downloaded and kept (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--venv",
-        metavar="DIR",
-        help="use this virtual environment (with jobstamps, flake8, pre-commit and redis "
-        "installed) instead of installing this checkout into a new one",
-    )
+    parser = benchlib.django_parser(__doc__, 3, "flake8, pre-commit and redis")
     parser.add_argument(
         "--skip-django", action="store_true", help="only the lookup costs (no download)"
     )
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     return benchlib.report("bench_remote", args, run, table)
 

@@ -7,6 +7,7 @@ first on ``sys.path``).
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
@@ -135,3 +136,50 @@ def report(
         return 1
     print(json.dumps(results, indent=2) if args.json else table(results))
     return 0
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number above zero."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def default_download_dir() -> str:
+    """Where the Django sdist is kept between runs: beside (not in) the jobstamps cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "jobstamps-benchmarks")
+
+
+def django_parser(doc: str, rounds: int, tools: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks that lint Django: rounds, download, venv, keep, JSON.
+
+    ``doc`` is the script's docstring, ``rounds`` the default number of rounds of the Django
+    part, ``tools`` what a ``--venv`` must have installed beside jobstamps.
+    """
+    parser = argparse.ArgumentParser(
+        description=doc.split("\n\n", maxsplit=1)[0].replace("\n", " "), allow_abbrev=False
+    )
+    parser.add_argument(
+        "--rounds",
+        type=positive,
+        default=rounds,
+        metavar="N",
+        help=f"rounds of the Django part ({rounds})",
+    )
+    parser.add_argument(
+        "--download-dir",
+        default=default_download_dir(),
+        metavar="DIR",
+        help="where the Django sdist is downloaded and kept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--venv",
+        metavar="DIR",
+        help=f"use this virtual environment (with jobstamps, {tools} installed) "
+        "instead of installing this checkout into a new one",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser
