@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import functools
 import importlib
-import json
 import os
 import platform
 import shutil
@@ -44,6 +43,9 @@ import sys
 import tempfile
 import time
 from typing import TYPE_CHECKING, Any
+
+import benchlib
+from benchlib import BenchError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -55,10 +57,6 @@ ENV_SETTINGS = ("JOBSTAMPS_DEBUG", "JOBSTAMPS_DISABLED", "JOBSTAMPS_ALWAYS_USE_H
 
 CALLS = {"summarize": 0, "count_files": 0, "small_job": 0}
 SMALL_DEPENDENCIES = 10
-
-
-class BenchError(Exception):
-    """The benchmark cannot run or its measurements would be wrong (e.g. a hit was a miss)."""
 
 
 def summarize(path: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -426,15 +424,6 @@ def _ratio_line(label: str, ratio: float, relation: str, goal: float, met: bool)
     return f"  {label:26}{ratio:>9.2f}x   goal {relation} {goal:g}x: {verdict}"
 
 
-def rounded(value: Any) -> Any:
-    """Round every float in a JSON-like tree to three decimals."""
-    if isinstance(value, float):
-        return round(value, 3)
-    if isinstance(value, dict):
-        return {key: rounded(item) for key, item in value.items()}
-    return value
-
-
 @functools.lru_cache(maxsize=1)
 def _import_jobstamps() -> str:
     """Import jobstamps (from this checkout when it is not installed); return its version."""
@@ -518,13 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few rounds and 1,000 files")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    try:
-        results = rounded(run(args.quick))
-    except BenchError as error:
-        print(f"bench_api: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(results, indent=2) if args.json else table(results))
-    return 0
+    return benchlib.report("bench_api", args, lambda args: run(args.quick), table)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ removed from the environment of the timed processes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -49,7 +48,7 @@ import time
 from typing import Any
 
 import benchlib
-from benchlib import RACY_WINDOW_S, BenchError, clean_env, quantile, rounded
+from benchlib import RACY_WINDOW_S, BenchError, clean_env, quantile
 
 HIT_GOAL = 1.3  # hit time / `python -c pass` time, at most
 DEPENDENCIES = 10
@@ -501,13 +500,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-imports", action="store_true", help="do not list the modules a hit imports"
     )
     args = parser.parse_args(argv)
-    try:
-        results = rounded(run(args.quick, args.jobstamp, not args.no_miss, not args.no_imports))
-    except BenchError as error:
-        print(f"bench_cli: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(results, indent=2) if args.json else table(results))
-    return 0
+    return benchlib.report(
+        "bench_cli",
+        args,
+        lambda args: run(args.quick, args.jobstamp, not args.no_miss, not args.no_imports),
+        table,
+    )
 
 
 if __name__ == "__main__":
