@@ -66,8 +66,8 @@ class _ByIdentity(Generic[T]):
 
 #: Signatures by callable: a cached callable must not keep user objects alive.
 _signatures: _ByIdentity[Signature] = _ByIdentity()
-#: Definition digests by class (empty for standard-library and built-in classes).
-_class_digests: _ByIdentity[bytes] = _ByIdentity()
+#: Digests of class sources by class (a class's attributes are read on every call).
+_class_sources: _ByIdentity[bytes] = _ByIdentity()
 _main_paths: dict[str, str] = {}  # ``__main__.__file__`` -> the script's resolved path
 _BUILTIN_KINDS = frozenset({"builtin_function_or_method", "method-wrapper", "wrapper_descriptor"})
 _PLAIN_DEPTH = 8
@@ -293,13 +293,10 @@ def describe_callable(obj: object) -> str:
 def _class(cls: type) -> bytes:
     """Encode a class: its name, and for a class outside the standard library its definition.
 
-    The digest is cached per class, held weakly; it is empty for classes that come with Python.
+    Only the source's digest is cached (per class, held weakly): attributes and methods can be
+    reassigned while the program runs, so they are read on every call.
     """
-    digest = _class_digests.get(cls)
-    if digest is None:
-        digest = b"" if _in_library(cls) else _class_digest(cls)
-        _class_digests.put(cls, digest)
-    return _named(b"c", cls) + (digest or b";")
+    return _named(b"c", cls) + (b";" if _in_library(cls) else _class_digest(cls))
 
 
 def _in_library(cls: type) -> bool:
@@ -312,18 +309,8 @@ def _in_library(cls: type) -> bool:
 
 
 def _class_digest(cls: type) -> bytes:
-    """Digest a class's definition: source, bases, metaclass, methods' code, plain attributes.
-
-    The source of an installed package's class is left out: finding it parses the whole
-    module (a tenth of a second for a large one), and its methods' code covers an upgrade.
-    """
-    hasher = blake2b(digest_size=20)
-    try:
-        import inspect
-
-        hasher.update(b"N" if _installed(cls) else _str(inspect.getsource(cls)))
-    except (OSError, TypeError, IndexError, SyntaxError):  # no source: generated, or compiled
-        hasher.update(b"N")
+    """Digest a class's definition: source, bases, metaclass, methods' code, plain attributes."""
+    hasher = blake2b(_class_source(cls), digest_size=20)
     for base in cls.__bases__:
         hasher.update(_class(base))
     if type(cls) is not type:
@@ -336,6 +323,26 @@ def _class_digest(cls: type) -> bytes:
         if part is not None:
             hasher.update(_str(name) + part)
     return hasher.digest()
+
+
+def _class_source(cls: type) -> bytes:
+    """Return the digest of a class's source (``N`` for none), cached per class (held weakly).
+
+    The source of an installed package's class is left out: finding it parses the whole
+    module (a tenth of a second for a large one), and its methods' code covers an upgrade.
+    """
+    source = _class_sources.get(cls)
+    if source is None:
+        source = b"N"
+        if not _installed(cls):
+            import inspect
+
+            try:
+                source = blake2b(_str(inspect.getsource(cls)), digest_size=20).digest()
+            except (OSError, TypeError, IndexError, SyntaxError):  # generated, or compiled
+                pass
+        _class_sources.put(cls, source)
+    return source
 
 
 def _installed(cls: type) -> bool:

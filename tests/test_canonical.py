@@ -801,3 +801,23 @@ def test_main_scripts_with_the_same_function_do_not_share_results(
             results.append(done.stdout.strip())
     assert results == ["first", "first", "second", "second"]
     assert len(support.cache_entries(isolated_cache)) == 2
+
+
+def test_changing_a_class_attribute_after_a_call_changes_the_key() -> None:
+    class Scale:
+        factor = 2
+
+        def apply(self, value: int) -> int:
+            return value * self.factor
+
+    def scaled(scale: Scale, value: int) -> int:
+        return scale.apply(value)
+
+    before = key(scaled, Scale(), 1)
+    Scale.factor = 3
+    assert key(scaled, Scale(), 1) != before
+    Scale.apply = lambda self, value: value + self.factor  # type: ignore[method-assign]
+    changed = key(scaled, Scale(), 1)
+    assert changed != before
+    Scale.factor = 2
+    assert key(scaled, Scale(), 1) not in {before, changed}
