@@ -424,7 +424,6 @@ class Remote:
 
         if not self.flush(timeout):
             self.fail(RemoteError(f"uploads did not finish within {timeout:g} s; dropped"))
-            self.usable = False
         self.usable = False  # closed: later calls are misses and skipped uploads
         if self._uploads is not None:
             self._uploads.shutdown(wait=False, cancel_futures=True)
