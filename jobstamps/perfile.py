@@ -234,12 +234,13 @@ def split_lines(chunks: Sequence[tuple[int, int]], data: bytes) -> list[Line]:
 def path_forms(files: Sequence[str], cwd: str) -> dict[bytes, int]:
     """Map every spelling a tool may print for each file to the file's index.
 
-    As passed, absolute, relative to ``cwd``, and with or without a leading ``./``.
+    As passed, absolute, relative to ``cwd``, and with or without a leading ``./``. A name as
+    passed is that file's before any other spelling; ``..`` is resolved as the kernel does
+    (``link/../a.py`` is not the ``a.py`` beside the link).
     """
-    forms: dict[bytes, int] = {}
-    for index, name in enumerate(files):
-        absolute = os.path.normpath(os.path.join(cwd, name))
-        spellings = [name, absolute]
+    forms = {os.fsencode(name): index for index, name in enumerate(files)}
+    for index, (name, absolute) in enumerate(zip(files, key.abspaths(files, cwd), strict=True)):
+        spellings = [absolute]
         if absolute.startswith(cwd + os.sep):
             relative = absolute[len(cwd) + 1 :]
             spellings += [relative, "./" + relative]

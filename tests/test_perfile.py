@@ -658,3 +658,19 @@ def test_a_held_shared_failure_counts_as_a_hit_or_a_miss_never_both(
     Path("b.yaml").write_text("named\n")
     per_file("--jobs", "1", "--", *fake, "--", *names)  # b.yaml fails: a.yaml's verdict stands
     assert lookups(isolated_cache) == (3, 5)
+
+
+def test_a_file_named_through_a_link_and_dot_dot_keeps_only_its_own_messages(
+    fake: list[str], tmp_path: Path
+) -> None:
+    # link/../a.py is real/a.py, as the kernel opens it: not the a.py beside the link.
+    Path("real/inner").mkdir(parents=True)
+    Path("link").symlink_to(Path.cwd() / "real" / "inner")
+    write({"real/a.py": "fine\n", "a.py": "warn\n"})
+    names = ["link/../a.py", "a.py"]
+    first = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (first.returncode, first.stdout) == (0, b"a.py:1:1: W1 warning only\n")
+    Path("a.py").write_text("fine\n")
+    second = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (second.returncode, second.stdout) == (0, b"")
+    assert runs(tmp_path) == [[b"link/../a.py", b"a.py"], [b"a.py"]]
