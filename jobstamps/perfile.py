@@ -16,6 +16,7 @@ import os
 from jobstamps import key, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import CacheDirectoryError, UsageError
+from jobstamps.options import env_name
 from jobstamps.replay import Writer
 from jobstamps.store import Store
 
@@ -75,6 +76,7 @@ def _parser(prog: str) -> _Parser:
         "--env",
         action="append",
         default=[],
+        type=env_name,
         metavar="NAME",
         help="make the value of environment variable NAME part of the key (repeatable)",
     )

@@ -514,6 +514,8 @@ def test_a_cache_made_unsafe_while_linting_stores_nothing_and_says_so_once(
         (["a.py"], b"no command given"),
         (["--", "--", "a.py"], b"no command between the two '--'"),
         (["--jobs", "0", "--", "lint", "--", "a.py"], b"--jobs must be at least 1"),
+        # FOO=1 names no variable: the key would never change with FOO.
+        (["--env", "FOO=1", "--", "lint", "--", "a.py"], b"--env takes the name of a variable"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv: list[str], message: bytes) -> None:
