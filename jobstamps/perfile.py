@@ -16,7 +16,7 @@ import os
 from jobstamps import key, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import CacheDirectoryError, UsageError
-from jobstamps.options import env_name
+from jobstamps.options import TABLE, env_name
 from jobstamps.replay import Writer
 from jobstamps.store import Store
 
@@ -37,6 +37,14 @@ if TYPE_CHECKING:
 __all__ = ["PerFile", "attribute", "batches", "main", "parse", "split_lines"]
 
 FORM = "[OPTION...] -- COMMAND [ARG...] -- FILE..."
+#: Options that mean here what they mean to the command (:data:`jobstamps.options.TABLE`).
+_AS_THE_COMMAND = (
+    "--stamp-directory",
+    "--no-store-failures",
+    "--remote",
+    "--remote-read-only",
+    "--base-dir",
+)
 _REPORT = "Please report this bug with the command line and the output of jobstamp --version"
 
 
@@ -81,34 +89,19 @@ def _parser(prog: str) -> _Parser:
         help="make the value of environment variable NAME part of the key (repeatable)",
     )
     parser.add_argument(
-        "--stamp-directory", metavar="DIR", help="cache directory (default: the per-user cache)"
-    )
-    parser.add_argument(
         "--explain",
         action="store_true",
         help="say on stderr how many files ran and why each stale one did",
     )
     parser.add_argument(
-        "--no-store-failures", action="store_true", help="do not store results with a non-zero exit"
-    )
-    parser.add_argument(
         "--force", action="store_true", help="run every file, and store the new results"
     )
-    parser.add_argument(
-        "--remote",
-        metavar="URL",
-        help="share results through a remote cache (default: $JOBSTAMPS_REMOTE)",
-    )
-    parser.add_argument(
-        "--remote-read-only",
-        action="store_true",
-        help="use the remote cache's results but upload none",
-    )
-    parser.add_argument(
-        "--base-dir",
-        metavar="DIR",
-        help="paths below DIR are shared as relative (default: the git root)",
-    )
+    for name in _AS_THE_COMMAND:
+        _, kind, metavar, text = TABLE[name]
+        if kind == "flag":
+            parser.add_argument(name, action="store_true", help=text)
+        else:
+            parser.add_argument(name, metavar=metavar, help=text)
     parser.add_argument(
         "--jobs",
         type=int,
