@@ -444,6 +444,10 @@ class PerFile:
         self.results = [None] * len(self.files)
         try:
             return self._run()
+        except UsageError as error:  # a remote URL or base directory that cannot work
+            self._say()
+            error_line(str(error))
+            return 2
         except Exception as error:  # noqa: BLE001 - jobstamps must not fail the commit or build
             self._say()
             if isinstance(error, CacheDirectoryError):  # made unusable while in use

@@ -676,3 +676,20 @@ def test_a_file_named_through_a_link_and_dot_dot_keeps_only_its_own_messages(
     second = per_file("--jobs", "1", "--", *fake, "--", *names)
     assert (second.returncode, second.stdout) == (0, b"")
     assert runs(tmp_path) == [[b"link/../a.py", b"a.py"], [b"a.py"]]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--remote", "bogus://cache"], b"remote cache URL 'bogus://cache' is not supported"),
+        (["--remote", "http://127.0.0.1:1", "--base-dir", "nowhere"], b"base directory nowhere"),
+    ],
+)
+def test_a_remote_that_cannot_work_is_a_usage_error_not_an_internal_one(
+    fake: list[str], options: list[str], message: bytes
+) -> None:
+    names = write({"a.py": "fine\n"})
+    result = per_file(*options, "--", *fake, "--", *names)
+    assert result.returncode == 2
+    assert result.stdout.startswith(b"jobstamp: " + message)
+    assert result.stdout.count(b"\n") == 1
