@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["ALIASES", "TABLE", "USAGE", "Options", "help_text", "parse"]
+__all__ = ["ALIASES", "TABLE", "USAGE", "Options", "env_name", "help_text", "parse"]
 
 USAGE = "usage: jobstamp [OPTION...] -- COMMAND [ARG...]"
 
@@ -159,6 +159,16 @@ are unchanged. Relative paths are taken from the working directory.
 """
 
 
+def env_name(value: str) -> str:
+    """Return ``value`` if it can name an environment variable, else raise :class:`UsageError`.
+
+    ``--env FOO=1`` would key on a variable that never exists, so changing ``FOO`` would replay.
+    """
+    if not value or "=" in value:
+        raise UsageError(f"--env takes the name of a variable, not '{value}'")
+    return value
+
+
 class Options:
     """Parsed command line: one attribute per option, plus ``command``."""
 
@@ -242,8 +252,8 @@ class _Parser:
                 raise UsageError(f"{name} needs a value")
             value = self.argv[self.index]
             self.index += 1
-        if name == "--env" and (not value or "=" in value):
-            raise UsageError(f"--env takes the name of a variable, not '{value}'")
+        if name == "--env":
+            env_name(value)
         if kind == "append":
             getattr(self.options, attribute).append(value)
         else:

@@ -16,6 +16,7 @@ import os
 from jobstamps import key, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import CacheDirectoryError, UsageError
+from jobstamps.options import TABLE, env_name
 from jobstamps.replay import Writer
 from jobstamps.store import Store
 
@@ -36,6 +37,14 @@ if TYPE_CHECKING:
 __all__ = ["PerFile", "attribute", "batches", "main", "parse", "split_lines"]
 
 FORM = "[OPTION...] -- COMMAND [ARG...] -- FILE..."
+#: Options that mean here what they mean to the command (:data:`jobstamps.options.TABLE`).
+_AS_THE_COMMAND = (
+    "--stamp-directory",
+    "--no-store-failures",
+    "--remote",
+    "--remote-read-only",
+    "--base-dir",
+)
 _REPORT = "Please report this bug with the command line and the output of jobstamp --version"
 
 
@@ -75,11 +84,9 @@ def _parser(prog: str) -> _Parser:
         "--env",
         action="append",
         default=[],
+        type=env_name,
         metavar="NAME",
         help="make the value of environment variable NAME part of the key (repeatable)",
-    )
-    parser.add_argument(
-        "--stamp-directory", metavar="DIR", help="cache directory (default: the per-user cache)"
     )
     parser.add_argument(
         "--explain",
@@ -87,26 +94,14 @@ def _parser(prog: str) -> _Parser:
         help="say on stderr how many files ran and why each stale one did",
     )
     parser.add_argument(
-        "--no-store-failures", action="store_true", help="do not store results with a non-zero exit"
-    )
-    parser.add_argument(
         "--force", action="store_true", help="run every file, and store the new results"
     )
-    parser.add_argument(
-        "--remote",
-        metavar="URL",
-        help="share results through a remote cache (default: $JOBSTAMPS_REMOTE)",
-    )
-    parser.add_argument(
-        "--remote-read-only",
-        action="store_true",
-        help="use the remote cache's results but upload none",
-    )
-    parser.add_argument(
-        "--base-dir",
-        metavar="DIR",
-        help="paths below DIR are shared as relative (default: the git root)",
-    )
+    for name in _AS_THE_COMMAND:
+        _, kind, metavar, text = TABLE[name]
+        if kind == "flag":
+            parser.add_argument(name, action="store_true", help=text)
+        else:
+            parser.add_argument(name, metavar=metavar, help=text)
     parser.add_argument(
         "--jobs",
         type=int,
@@ -234,12 +229,13 @@ def split_lines(chunks: Sequence[tuple[int, int]], data: bytes) -> list[Line]:
 def path_forms(files: Sequence[str], cwd: str) -> dict[bytes, int]:
     """Map every spelling a tool may print for each file to the file's index.
 
-    As passed, absolute, relative to ``cwd``, and with or without a leading ``./``.
+    As passed, absolute, relative to ``cwd``, and with or without a leading ``./``. A name as
+    passed is that file's before any other spelling; ``..`` is resolved as the kernel does
+    (``link/../a.py`` is not the ``a.py`` beside the link).
     """
-    forms: dict[bytes, int] = {}
-    for index, name in enumerate(files):
-        absolute = os.path.normpath(os.path.join(cwd, name))
-        spellings = [name, absolute]
+    forms = {os.fsencode(name): index for index, name in enumerate(files)}
+    for index, (name, absolute) in enumerate(zip(files, key.abspaths(files, cwd), strict=True)):
+        spellings = [absolute]
         if absolute.startswith(cwd + os.sep):
             relative = absolute[len(cwd) + 1 :]
             spellings += [relative, "./" + relative]
@@ -448,6 +444,10 @@ class PerFile:
         self.results = [None] * len(self.files)
         try:
             return self._run()
+        except UsageError as error:  # a remote URL or base directory that cannot work
+            self._say()
+            error_line(str(error))
+            return 2
         except Exception as error:  # noqa: BLE001 - jobstamps must not fail the commit or build
             self._say()
             if isinstance(error, CacheDirectoryError):  # made unusable while in use

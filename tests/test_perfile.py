@@ -514,6 +514,8 @@ def test_a_cache_made_unsafe_while_linting_stores_nothing_and_says_so_once(
         (["a.py"], b"no command given"),
         (["--", "--", "a.py"], b"no command between the two '--'"),
         (["--jobs", "0", "--", "lint", "--", "a.py"], b"--jobs must be at least 1"),
+        # FOO=1 names no variable: the key would never change with FOO.
+        (["--env", "FOO=1", "--", "lint", "--", "a.py"], b"--env takes the name of a variable"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv: list[str], message: bytes) -> None:
@@ -658,3 +660,36 @@ def test_a_held_shared_failure_counts_as_a_hit_or_a_miss_never_both(
     Path("b.yaml").write_text("named\n")
     per_file("--jobs", "1", "--", *fake, "--", *names)  # b.yaml fails: a.yaml's verdict stands
     assert lookups(isolated_cache) == (3, 5)
+
+
+def test_a_file_named_through_a_link_and_dot_dot_keeps_only_its_own_messages(
+    fake: list[str], tmp_path: Path
+) -> None:
+    # link/../a.py is real/a.py, as the kernel opens it: not the a.py beside the link.
+    Path("real/inner").mkdir(parents=True)
+    Path("link").symlink_to(Path.cwd() / "real" / "inner")
+    write({"real/a.py": "fine\n", "a.py": "warn\n"})
+    names = ["link/../a.py", "a.py"]
+    first = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (first.returncode, first.stdout) == (0, b"a.py:1:1: W1 warning only\n")
+    Path("a.py").write_text("fine\n")
+    second = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (second.returncode, second.stdout) == (0, b"")
+    assert runs(tmp_path) == [[b"link/../a.py", b"a.py"], [b"a.py"]]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--remote", "bogus://cache"], b"remote cache URL 'bogus://cache' is not supported"),
+        (["--remote", "http://127.0.0.1:1", "--base-dir", "nowhere"], b"base directory nowhere"),
+    ],
+)
+def test_a_remote_that_cannot_work_is_a_usage_error_not_an_internal_one(
+    fake: list[str], options: list[str], message: bytes
+) -> None:
+    names = write({"a.py": "fine\n"})
+    result = per_file(*options, "--", *fake, "--", *names)
+    assert result.returncode == 2
+    assert result.stdout.startswith(b"jobstamp: " + message)
+    assert result.stdout.count(b"\n") == 1
