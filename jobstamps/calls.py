@@ -182,7 +182,8 @@ def _plain_call(
     defaults = func.__defaults__
     if defaults is not None and not _PLAIN.issuperset(map(type, defaults)):
         return None
-    return (func, how, kinds, values, *kwargs, "", *deps, "", *outputs)
+    # Counts, not separators: a path may be "" (the working directory).
+    return (func, how, kinds, values, *kwargs, len(deps), *deps, len(outputs), *outputs)
 
 
 def _remember_job(

@@ -1344,3 +1344,17 @@ def test_a_function_given_other_defaults_or_code_runs_again(counter: str) -> Non
     assert jobstamp.run(scaled, counter, 3) == 6
     assert jobstamp.run(scaled, counter, 3) == 6
     assert support.runs(counter) == 3
+
+
+def test_paths_split_otherwise_between_dependencies_and_outputs_make_another_job(
+    counter: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"  # "" names it: the counter is kept outside
+    work.mkdir()
+    (work / "out").write_text("made\n")
+    monkeypatch.chdir(work)
+    first = {"jobstamps_dependencies": [""], "jobstamps_output_files": ["out"]}
+    second = {"jobstamps_dependencies": [], "jobstamps_output_files": ["", "out"]}
+    assert jobstamp.run(double, counter, 1, **first) == 2
+    assert jobstamp.run(double, counter, 1, **second) == 2
+    assert support.runs(counter) == 2
