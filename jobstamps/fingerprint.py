@@ -152,10 +152,17 @@ def _names(root: str, relative: str) -> list[str]:
     return [os.path.join(relative, name) for name in names if name not in SKIPPED_FOLDERS]
 
 
-def _update(hasher: blake2b, *fields: object) -> None:
-    """Add ``fields`` to ``hasher``, each ended by a NUL (which no file name or link holds)."""
-    text = "".join(f"{field}\0" for field in fields)
-    hasher.update(text.encode("utf-8", "surrogateescape"))
+def _add_entry(
+    hasher: blake2b, listed: Listing | None, relative: str, fields: tuple[object, ...]
+) -> None:
+    """Add an entry's ``fields`` to ``hasher`` and, with its own digest, to ``listed``.
+
+    Each field is ended by a NUL, which no file name or link holds.
+    """
+    text = "".join(f"{field}\0" for field in fields).encode("utf-8", "surrogateescape")
+    hasher.update(text)
+    if listed is not None:
+        listed.append((relative, blake2b(text, digest_size=8).hexdigest()))
 
 
 def _digest_tree(path: str, listed: Listing | None = None) -> str:
@@ -167,10 +174,9 @@ def _digest_tree(path: str, listed: Listing | None = None) -> str:
             content = _special(st)
         else:
             content = text
-        fields = (relative, kind, st.st_mode if kind != _LINK else "", content)
-        _update(hasher, *fields)
-        if listed is not None:
-            listed.append((relative, _entry_digest(fields)))
+        _add_entry(
+            hasher, listed, relative, (relative, kind, st.st_mode if kind != _LINK else "", content)
+        )
     return hasher.hexdigest()
 
 
@@ -193,16 +199,9 @@ def _tree_signature(path: str, st: os.stat_result, listed: Listing | None = None
             fields = (relative, kind, fst.st_mode)
         else:
             fields = (relative, kind, text)
-        _update(hasher, *fields)
-        if listed is not None:
-            listed.append((relative, _entry_digest(fields)))
+        _add_entry(hasher, listed, relative, fields)
     digest = int.from_bytes(hasher.digest(), "big")
     return (newest_m, newest_c, total, len(entries), digest, st.st_mode)
-
-
-def _entry_digest(fields: tuple[object, ...]) -> str:
-    text = "".join(f"{field}\0" for field in fields).encode("utf-8", "surrogateescape")
-    return blake2b(text, digest_size=8).hexdigest()
 
 
 def listing(path: str, method: str) -> Listing:
