@@ -41,6 +41,7 @@ __all__ = [
     "digest_file",
     "listing",
     "record",
+    "stat_signature",
     "tree_changes",
     "why_unrecorded",
 ]
@@ -194,7 +195,7 @@ def _tree_signature(path: str, st: os.stat_result, listed: Listing | None = None
         if kind in {_FILE, _OTHER}:
             newest_m, newest_c = max(newest_m, fst.st_mtime_ns), max(newest_c, fst.st_ctime_ns)
             total += fst.st_size
-            fields = (relative, kind, *_stat_signature(fst), fst.st_rdev)
+            fields = (relative, kind, *stat_signature(fst), fst.st_rdev)
         elif kind == _DIR:
             fields = (relative, kind, fst.st_mode)
         else:
@@ -249,7 +250,8 @@ def tree_changes(path: str, method: str, recorded: Listing) -> str:
     return "; ".join(said)
 
 
-def _stat_signature(st: os.stat_result) -> Signature:
+def stat_signature(st: os.stat_result) -> Signature:
+    """Return the stat part of a file's fingerprint: times, size, inode, device and mode."""
     return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev, st.st_mode)
 
 
@@ -258,7 +260,7 @@ def _signature(path: str, listed: Listing | None = None) -> Signature:
     st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
         return _tree_signature(path, st, listed)
-    return _stat_signature(st)
+    return stat_signature(st)
 
 
 def _is_racy(signature: Signature, now_ns: int) -> bool:

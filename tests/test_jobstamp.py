@@ -1358,3 +1358,29 @@ def test_paths_split_otherwise_between_dependencies_and_outputs_make_another_job
     assert jobstamp.run(double, counter, 1, **first) == 2
     assert jobstamp.run(double, counter, 1, **second) == 2
     assert support.runs(counter) == 2
+
+
+def test_repeated_hits_see_an_edit_where_the_change_time_stays(
+    counter: str, dep: Path, settled: Any
+) -> None:
+    """Where ``st_ctime`` is the creation time (Windows), only mtime and size show an edit."""
+    from jobstamps import calls
+
+    settled([dep])
+    options = {"jobstamps_dependencies": [str(dep)]}
+    for _ in range(3):
+        assert jobstamp.run(read_file, counter, str(dep), **options) == "contents\n"
+    before = dep.stat()
+    dep.write_text("longer contents\n")
+    after = dep.stat().st_ctime_ns
+
+    def creation_time(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return type(value)(map(creation_time, value))
+        return after if value == before.st_ctime_ns else value
+
+    for cache in calls._caches.values():  # noqa: SLF001 - as such a file system would state it
+        for key, (stated, data) in cache.fresh.items():
+            cache.fresh[key] = (creation_time(stated), data)
+    assert jobstamp.run(read_file, counter, str(dep), **options) == "longer contents\n"
+    assert support.runs(counter) == 2
