@@ -7,7 +7,7 @@ A long-lived process repeats calls, so two things are remembered per process (bo
 - the files (entry, dependencies, outputs) as they were stated just before the engine last
   decided the call was fresh. Every later call states them all again; when not one stat
   changed (and each file had settled, older than the racy window, when first stated, so that
-  a later edit must change its change time) the stored result is replayed without the
+  a later edit must change its stat signature) the stored result is replayed without the
   engine's checks. Anything else goes through the engine.
 """
 
@@ -64,7 +64,7 @@ class _Cache:
         self.store = Store(root, keep_in_memory=True)
         self.engine = Engine(self.store)
         #: key -> (paths and their stat signatures, the pickled result): see the module's text.
-        self.fresh: dict[str, tuple[list[tuple[str, int, int, int]], bytes]] = {}
+        self.fresh: dict[str, tuple[list[tuple[str, fingerprint.Signature]], bytes]] = {}
 
 
 _caches: dict[str, _Cache] = {}
@@ -182,7 +182,8 @@ def _plain_call(
     defaults = func.__defaults__
     if defaults is not None and not _PLAIN.issuperset(map(type, defaults)):
         return None
-    return (func, how, kinds, values, *kwargs, "", *deps, "", *outputs)
+    # Counts, not separators: a path may be "" (the working directory).
+    return (func, how, kinds, values, *kwargs, len(deps), *deps, len(outputs), *outputs)
 
 
 def _remember_job(
@@ -203,13 +204,13 @@ def _remember_job(
     _jobs[identity] = (func.__code__, func.__defaults__, cwd if needs_cwd else None, job)
 
 
-def _settled(paths: Sequence[str]) -> list[tuple[str, int, int, int]] | None:
+def _settled(paths: Sequence[str]) -> list[tuple[str, fingerprint.Signature]] | None:
     """State the entry and then each regular file in ``paths``, if all have settled.
 
     ``None`` when one is missing, not a regular file (a directory stands for files below it),
     or was changed within the racy window: then only the engine can tell. A file is
-    identified by its change time, inode and device: any change to it (contents, times,
-    mode, a rename over it) sets its change time to now, later than the settled one.
+    identified by its whole stat signature, as the engine identifies it: where the change
+    time is the creation time (Windows), an edit shows only in the modification time or size.
     """
     settled_before = time.time_ns() - fingerprint.RACY_WINDOW_NS
     signatures = []
@@ -224,19 +225,27 @@ def _settled(paths: Sequence[str]) -> list[tuple[str, int, int, int]] | None:
             or st.st_ctime_ns > settled_before
         ):
             return None  # the entry (index 0) is written by rename: a new entry, a new inode
-        signatures.append((path, st.st_ctime_ns, st.st_ino, st.st_dev))
+        signatures.append((path, fingerprint.stat_signature(st)))
     return signatures
 
 
 def _replay_unchanged(
-    cache: _Cache, key: str, signatures: list[tuple[str, int, int, int]], data: bytes
+    cache: _Cache, key: str, signatures: list[tuple[str, fingerprint.Signature]], data: bytes
 ) -> tuple[bool, Any]:
     """Replay the result of ``key`` if no file it was checked with changed since."""
     stat_path = os.stat
     try:
-        for path, ctime, inode, device in signatures:
+        for path, before in signatures:
             st = stat_path(path)
-            if st.st_ctime_ns != ctime or st.st_ino != inode or st.st_dev != device:
+            # fingerprint.stat_signature(st), written out: this loop is most of a hit
+            if (
+                st.st_mtime_ns,
+                st.st_ctime_ns,
+                st.st_size,
+                st.st_ino,
+                st.st_dev,
+                st.st_mode,
+            ) != before:
                 break
         else:
             result = pickle.loads(data)  # noqa: S301 - our own private cache, checked

@@ -11,7 +11,7 @@ import os
 import sys
 
 from jobstamps.errors import CacheDirectoryError, JobstampsError, UsageError
-from jobstamps.options import USAGE, Options, help_text, parse
+from jobstamps.options import USAGE, Options, parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["Options", "main", "parse"]
 
 _REPORT = "Please report this bug with the command line and the output of jobstamp --version"
-_help = help_text
 
 
 def _error(message: str, usage: bool = False) -> None:
@@ -50,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.actions():
             from jobstamps import admin
 
-            return admin.run(options, _help)
+            return admin.run(options)
         return _Invocation(options).run()
     except UsageError as error:
         _error(str(error), usage=True)

@@ -41,6 +41,7 @@ __all__ = [
     "digest_file",
     "listing",
     "record",
+    "stat_signature",
     "tree_changes",
     "why_unrecorded",
 ]
@@ -152,10 +153,17 @@ def _names(root: str, relative: str) -> list[str]:
     return [os.path.join(relative, name) for name in names if name not in SKIPPED_FOLDERS]
 
 
-def _update(hasher: blake2b, *fields: object) -> None:
-    """Add ``fields`` to ``hasher``, each ended by a NUL (which no file name or link holds)."""
-    text = "".join(f"{field}\0" for field in fields)
-    hasher.update(text.encode("utf-8", "surrogateescape"))
+def _add_entry(
+    hasher: blake2b, listed: Listing | None, relative: str, fields: tuple[object, ...]
+) -> None:
+    """Add an entry's ``fields`` to ``hasher`` and, with its own digest, to ``listed``.
+
+    Each field is ended by a NUL, which no file name or link holds.
+    """
+    text = "".join(f"{field}\0" for field in fields).encode("utf-8", "surrogateescape")
+    hasher.update(text)
+    if listed is not None:
+        listed.append((relative, blake2b(text, digest_size=8).hexdigest()))
 
 
 def _digest_tree(path: str, listed: Listing | None = None) -> str:
@@ -167,10 +175,9 @@ def _digest_tree(path: str, listed: Listing | None = None) -> str:
             content = _special(st)
         else:
             content = text
-        fields = (relative, kind, st.st_mode if kind != _LINK else "", content)
-        _update(hasher, *fields)
-        if listed is not None:
-            listed.append((relative, _entry_digest(fields)))
+        _add_entry(
+            hasher, listed, relative, (relative, kind, st.st_mode if kind != _LINK else "", content)
+        )
     return hasher.hexdigest()
 
 
@@ -188,21 +195,14 @@ def _tree_signature(path: str, st: os.stat_result, listed: Listing | None = None
         if kind in {_FILE, _OTHER}:
             newest_m, newest_c = max(newest_m, fst.st_mtime_ns), max(newest_c, fst.st_ctime_ns)
             total += fst.st_size
-            fields = (relative, kind, *_stat_signature(fst), fst.st_rdev)
+            fields = (relative, kind, *stat_signature(fst), fst.st_rdev)
         elif kind == _DIR:
             fields = (relative, kind, fst.st_mode)
         else:
             fields = (relative, kind, text)
-        _update(hasher, *fields)
-        if listed is not None:
-            listed.append((relative, _entry_digest(fields)))
+        _add_entry(hasher, listed, relative, fields)
     digest = int.from_bytes(hasher.digest(), "big")
     return (newest_m, newest_c, total, len(entries), digest, st.st_mode)
-
-
-def _entry_digest(fields: tuple[object, ...]) -> str:
-    text = "".join(f"{field}\0" for field in fields).encode("utf-8", "surrogateescape")
-    return blake2b(text, digest_size=8).hexdigest()
 
 
 def listing(path: str, method: str) -> Listing:
@@ -250,7 +250,8 @@ def tree_changes(path: str, method: str, recorded: Listing) -> str:
     return "; ".join(said)
 
 
-def _stat_signature(st: os.stat_result) -> Signature:
+def stat_signature(st: os.stat_result) -> Signature:
+    """Return the stat part of a file's fingerprint: times, size, inode, device and mode."""
     return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev, st.st_mode)
 
 
@@ -259,7 +260,7 @@ def _signature(path: str, listed: Listing | None = None) -> Signature:
     st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
         return _tree_signature(path, st, listed)
-    return _stat_signature(st)
+    return stat_signature(st)
 
 
 def _is_racy(signature: Signature, now_ns: int) -> bool:

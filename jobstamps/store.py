@@ -366,13 +366,6 @@ class Store:
         except OSError:
             return False
 
-    def drop_blob(self, digest: str) -> None:
-        """Remove a blob, if it is there."""
-        try:
-            os.unlink(self.blob_path(digest))
-        except OSError:
-            pass
-
     def release_blob(self, digest: str) -> None:
         """Remove a blob made for an entry that was not stored, unless others use it.
 

@@ -1344,3 +1344,43 @@ def test_a_function_given_other_defaults_or_code_runs_again(counter: str) -> Non
     assert jobstamp.run(scaled, counter, 3) == 6
     assert jobstamp.run(scaled, counter, 3) == 6
     assert support.runs(counter) == 3
+
+
+def test_paths_split_otherwise_between_dependencies_and_outputs_make_another_job(
+    counter: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"  # "" names it: the counter is kept outside
+    work.mkdir()
+    (work / "out").write_text("made\n")
+    monkeypatch.chdir(work)
+    first = {"jobstamps_dependencies": [""], "jobstamps_output_files": ["out"]}
+    second = {"jobstamps_dependencies": [], "jobstamps_output_files": ["", "out"]}
+    assert jobstamp.run(double, counter, 1, **first) == 2
+    assert jobstamp.run(double, counter, 1, **second) == 2
+    assert support.runs(counter) == 2
+
+
+def test_repeated_hits_see_an_edit_where_the_change_time_stays(
+    counter: str, dep: Path, settled: Any
+) -> None:
+    """Where ``st_ctime`` is the creation time (Windows), only mtime and size show an edit."""
+    from jobstamps import calls
+
+    settled([dep])
+    options = {"jobstamps_dependencies": [str(dep)]}
+    for _ in range(3):
+        assert jobstamp.run(read_file, counter, str(dep), **options) == "contents\n"
+    before = dep.stat()
+    dep.write_text("longer contents\n")
+    after = dep.stat().st_ctime_ns
+
+    def creation_time(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return type(value)(map(creation_time, value))
+        return after if value == before.st_ctime_ns else value
+
+    for cache in calls._caches.values():  # noqa: SLF001 - as such a file system would state it
+        for key, (stated, data) in cache.fresh.items():
+            cache.fresh[key] = (creation_time(stated), data)
+    assert jobstamp.run(read_file, counter, str(dep), **options) == "longer contents\n"
+    assert support.runs(counter) == 2
