@@ -220,10 +220,13 @@ class Engine:
 
         def blocks() -> Iterator[bytes]:
             hasher = fingerprint.blake2b(digest_size=20)
-            with open(self.store.blob_path(blob), "rb") as handle:
-                while block := handle.read(_BLOCK):
+            fd = self.store.open_blob(blob)
+            try:
+                while block := os.read(fd, _BLOCK):
                     hasher.update(block)
                     yield block
+            finally:
+                os.close(fd)
             if hasher.hexdigest() != blob:
                 raise ReplayError(f"the stored copy of {path} is damaged")
 

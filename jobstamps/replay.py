@@ -82,9 +82,9 @@ def replay(payload: dict[str, Any], store: Store, writer: Writer | None = None) 
     if not store.blob_intact(payload["blob"]):
         raise ReplayError("stored output is damaged")
     try:
-        source = os.open(store.blob_path(payload["blob"]), os.O_RDONLY)
+        source = store.open_blob(payload["blob"])
     except OSError as error:
-        raise ReplayError(f"stored output is missing ({error.strerror})") from None
+        raise ReplayError(f"stored output is missing ({error.strerror or error})") from None
     try:
         if os.fstat(source).st_size != total:
             raise ReplayError("stored output has the wrong size")

@@ -353,18 +353,34 @@ class Store:
     def has_blob(self, digest: str, size: int) -> bool:
         """Return whether a blob with ``digest`` and ``size`` is stored (contents unchecked)."""
         try:
-            return os.stat(self.blob_path(digest)).st_size == size
+            st = os.lstat(self.blob_path(digest))
         except OSError:
             return False
+        return stat.S_ISREG(st.st_mode) and st.st_size == size
+
+    def open_blob(self, digest: str) -> int:
+        """Open a blob for reading, never through a link; raise ``OSError`` if it is not one."""
+        fd = os.open(self.blob_path(digest), READ_FLAGS)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"blob {digest} is not a regular file")
+        return fd
 
     def blob_intact(self, digest: str) -> bool:
         """Return whether the blob's contents still have its digest (reads it whole)."""
-        from jobstamps.fingerprint import digest_file
-
         try:
-            return digest_file(self.blob_path(digest)) == digest
+            fd = self.open_blob(digest)
         except OSError:
             return False
+        hasher = blake2b(digest_size=20)
+        try:
+            while block := os.read(fd, _BLOCK):
+                hasher.update(block)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return hasher.hexdigest() == digest
 
     def release_blob(self, digest: str) -> None:
         """Remove a blob made for an entry that was not stored, unless others use it.

@@ -744,6 +744,18 @@ def test_a_damaged_blob_of_the_right_size_is_replaced(store: Store, tmp_path: Pa
         assert Path(store.blob_path(digest)).read_bytes() == b"output bytes"
 
 
+def test_a_blob_replaced_by_a_link_is_never_read_through_it(store: Store, tmp_path: Path) -> None:
+    digest = store.put_bytes(b"output bytes")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"output bytes")  # the right contents, outside the cache
+    os.unlink(store.blob_path(digest))
+    os.symlink(elsewhere, store.blob_path(digest))
+    assert not store.has_blob(digest, len(b"output bytes"))
+    assert not store.blob_intact(digest)
+    with pytest.raises(OSError, match=r"Too many levels|not a regular"):
+        store.open_blob(digest)
+
+
 def test_releasing_a_blob_keeps_one_that_was_there_before(store: Store) -> None:
     digest = store.put_bytes(b"shared")
     set_mtime(store.blob_path(digest), 10)
