@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 
-from jobstamps import key, settings
+from jobstamps import fingerprint, key, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import CacheDirectoryError, UsageError
 from jobstamps.options import TABLE, env_name
@@ -401,6 +402,7 @@ class PerFile:
         self.explaining = bool(options.explain) or settings.debugging()
         self.notes: list[str] = []
         self.store = Store(options.stamp_directory, keep_in_memory=True)
+        self.store.packs = True  # results filled from a remote at once go into one file
         self.store.exists()  # raises for an unusable cache directory before any work is done
         self.engine = Engine(self.store, self.notes.append if self.explaining else None)
         self.declared = key.abspaths(options.dependencies, cwd)
@@ -410,6 +412,7 @@ class PerFile:
             cwd, executable, self.method, command, self.declared, (), options.env
         )
         self.present = [path for path in self.declared if os.path.lexists(path)]
+        self.declared_fingerprints: dict[str, Any] | None = None
         self.files: list[str] = []
         self.results: list[Payload | None] = []
         self.printed = 0
@@ -623,7 +626,17 @@ class PerFile:
         stale.append(index)
         if self.explaining:
             self.notes.append(f"running {self.files[index]}: {why}")
-        recordings[index] = self.engine.begin(job)
+        recordings[index] = self.engine.begin(job, self._declared_fingerprints())
+
+    def _declared_fingerprints(self) -> dict[str, Any]:
+        """Fingerprint the declared files once for every file's job (directories: each time)."""
+        if self.declared_fingerprints is None:
+            self.declared_fingerprints = {}
+            for path in self.present:
+                found = fingerprint.record(path, self.method)
+                if found is not None and not stat.S_ISDIR(found[5]):
+                    self.declared_fingerprints[path] = found
+        return self.declared_fingerprints
 
     def _replay(self, index: int, job: Job) -> str:
         """Take a stored result for file ``index`` if it is fresh; else return why not."""
@@ -684,7 +697,7 @@ class PerFile:
                     for future in done:
                         batch = running.pop(future)
                         runs += 1
-                        for again in self._settle(batch, future.result(), recordings):
+                        for again in self._settle_stored(batch, future.result(), recordings):
                             start(again)
                     self._flush()
             except BaseException:
@@ -709,6 +722,18 @@ class PerFile:
             )
         except OSError as error:
             return error
+
+    def _settle_stored(
+        self, batch: list[int], outcome: Outcome | OSError, recordings: dict[int, Any]
+    ) -> list[list[int]]:
+        """:meth:`_settle`, with the results of a large run written together (one pack)."""
+        again: list[list[int]] = []
+        try:
+            with self.store.batch():
+                again = self._settle(batch, outcome, recordings)
+        except OSError as error:
+            self.cache_problem = f"the cache could not be written ({error.strerror or error})"
+        return again
 
     def _settle(
         self, batch: list[int], outcome: Outcome | OSError, recordings: dict[int, Any]
