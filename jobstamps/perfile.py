@@ -468,14 +468,11 @@ class PerFile:
     def _run(self) -> int:
         stale: list[int] = []
         recordings: dict[int, Any] = {}
-        for index, file in enumerate(self.files):
-            job = self.job(file)
-            why = "a re-run was forced"
-            if not self.options.force:
-                why = self._replay(index, job)
-                if not why:
-                    continue
-            self._begin(index, job, why, stale, recordings)
+        try:
+            with self.store.batch():  # entries refreshed by replays: written together
+                self._look_up(stale, recordings)
+        except OSError:
+            pass  # refreshed fingerprints not kept: those files are compared by content again
         if stale and (self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")):
             stale = self._fill(stale, recordings)
         self._flush()
@@ -501,6 +498,17 @@ class PerFile:
         for fd, data in (line for lines in self.trailer for line in lines):
             self.writer.write(fd, data)
         return max((r["code"] for r in self.results if r), key=abs, default=0)
+
+    def _look_up(self, stale: list[int], recordings: dict[int, Any]) -> None:
+        """Replay every file whose stored result is fresh; mark the others to run."""
+        for index, file in enumerate(self.files):
+            job = self.job(file)
+            why = "a re-run was forced"
+            if not self.options.force:
+                why = self._replay(index, job)
+                if not why:
+                    continue
+            self._begin(index, job, why, stale, recordings)
 
     def _recheck_shared(self, stale: list[int], recordings: dict[int, Any]) -> int:
         """Settle the shared failures still held; return how many runs that took."""

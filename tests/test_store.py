@@ -865,7 +865,7 @@ def test_a_listing_is_never_read_through_a_link(store: Store, tmp_path: Path) ->
 # -- packs: many entries stored at once ----------------------------------------------------
 
 
-def packing_store(root: Path) -> Store:
+def packing_store(root: str | Path) -> Store:
     """A store that keeps entries written together in packs, as the per-file mode's does."""
     made = Store(str(root))
     made.packs = True
