@@ -495,6 +495,10 @@ for argv in (
     assert cli.main(argv) == 0
 assert cli.main(["--max-size", "1Gi"]) == 0
 jobstamp.run(len, "abc")
+names = [f"f{n}.txt" for n in range(40)]  # a pack of per-file results
+for name in names:
+    open(name, "w").close()
+assert cli.main(["--per-file", "--jobs", "1", "--", "true", "--", *names]) == 0
 """
 #: Prints more than fits in an entry (a blob) and writes its last argument, if any.
 BIG_OUTPUT = (
@@ -531,6 +535,7 @@ def test_every_directory_and_file_of_the_cache_is_private_under_a_permissive_uma
     kinds = {os.path.relpath(path, cache).split(os.sep)[:2][-1] for path in modes}
     assert {"e", "b", "l", "p", "secret", "stats", ".jobstamps-cache", "config"} <= kinds
     assert len(modes) > 20
+    assert any(os.sep.join(("", "e", "packs", "")) in path for path in modes)
     for path, mode in modes.items():
         expected = 0o700 if os.path.isdir(path) else 0o600
         assert mode == expected, f"{path} is {mode:o} under umask {umask}"
