@@ -236,14 +236,18 @@ class Engine:
     # -- a miss -----------------------------------------------------------------------------
 
     def begin(
-        self, job: Job, known: dict[str, fingerprint.Fingerprint | None] | None = None
+        self,
+        job: Job,
+        known: dict[str, fingerprint.Fingerprint | None] | None = None,
+        count: bool = True,
     ) -> _Recording:
-        """Fingerprint the dependencies just before the job runs.
+        """Fingerprint the dependencies just before the job runs; count a miss unless told not.
 
         ``known`` holds fingerprints of files (not directories) just taken for many jobs at
         once: a change since shows when the result is stored, as any change during the run.
         """
-        self.store.note(hit=False)
+        if count:
+            self.store.note(hit=False)
         listings: dict[str, fingerprint.Listing] = {}
         known = known or {}
         deps = [

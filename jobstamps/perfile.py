@@ -475,6 +475,8 @@ class PerFile:
             pass  # refreshed fingerprints not kept: those files are compared by content again
         if stale and (self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")):
             stale = self._fill(stale, recordings)
+        for _ in stale:
+            self.store.note(hit=False)
         self._flush()
         runs = self._run_stale(stale, recordings) if stale else 0
         self._seal_families(recordings)
@@ -508,7 +510,8 @@ class PerFile:
                 why = self._replay(index, job)
                 if not why:
                     continue
-            self._begin(index, job, why, stale, recordings)
+            # A miss is counted once the remote cache, if any, did not have it either.
+            self._begin(index, job, why, stale, recordings, count=False)
 
     def _recheck_shared(self, stale: list[int], recordings: dict[int, Any]) -> int:
         """Settle the shared failures still held; return how many runs that took."""
@@ -628,13 +631,19 @@ class PerFile:
             self.notes.append(f"the cache could not be trimmed ({error.strerror or error})")
 
     def _begin(
-        self, index: int, job: Job, why: str, stale: list[int], recordings: dict[int, Any]
+        self,
+        index: int,
+        job: Job,
+        why: str,
+        stale: list[int],
+        recordings: dict[int, Any],
+        count: bool = True,
     ) -> None:
         """Mark file ``index`` to run, fingerprinting its dependencies first."""
         stale.append(index)
         if self.explaining:
             self.notes.append(f"running {self.files[index]}: {why}")
-        recordings[index] = self.engine.begin(job, self._declared_fingerprints())
+        recordings[index] = self.engine.begin(job, self._declared_fingerprints(), count)
 
     def _declared_fingerprints(self) -> dict[str, Any]:
         """Fingerprint the declared files once for every file's job (directories: each time)."""
