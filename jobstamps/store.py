@@ -123,7 +123,6 @@ class Store:
         #: one process, which read every pack once; others never read packs, so never pay.
         self.packs = False
         self._packed: dict[str, tuple[str, dict[str, Any]]] | None = None  # key -> (pack, entry)
-        self._pack_names: list[str] = []  # the packs _packed was read from, oldest first
         self._held: dict[str, dict[str, Any]] | None = None  # entries of an open batch()
         self._touched_packs: set[str] = set()
         #: Why writing to the cache failed last (empty: it never did), for a one-line warning.
@@ -231,9 +230,7 @@ class Store:
             fd = os.open(path, READ_FLAGS)
         except FileNotFoundError:
             packed = self._from_packs(key) if self.packs else None
-            return (
-                (packed, "") if packed is not None else (None, "no result is stored for this key")
-            )
+            return (packed, "") if packed else (None, "no result is stored for this key")
         except OSError as error:
             return None, f"the stored entry cannot be read ({error.strerror})"
         try:
@@ -358,7 +355,6 @@ class Store:
         if self._packed is not None:
             for key, entry in entries.items():
                 self._packed[key] = (path, entry)
-            self._pack_names.append(name)
         if len(self._pack_paths()) > PACKS_MAX:
             self._merge_packs()
 
@@ -369,12 +365,10 @@ class Store:
     def _load_packs(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """Read every pack once: ``key -> (pack, entry)``, the newest pack's entry winning."""
         packed: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._pack_names = []
         for path in self._pack_paths():
             entries = self._read_pack(path)
             if entries is None:
                 continue  # damaged or not ours: its entries are misses; merging drops it
-            self._pack_names.append(os.path.basename(path))
             for key, entry in entries.items():
                 packed[key] = (path, entry)
         self._packed = packed
