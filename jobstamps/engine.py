@@ -235,11 +235,25 @@ class Engine:
 
     # -- a miss -----------------------------------------------------------------------------
 
-    def begin(self, job: Job) -> _Recording:
-        """Fingerprint the dependencies just before the job runs."""
-        self.store.note(hit=False)
+    def begin(
+        self,
+        job: Job,
+        known: dict[str, fingerprint.Fingerprint | None] | None = None,
+        count: bool = True,
+    ) -> _Recording:
+        """Fingerprint the dependencies just before the job runs; count a miss unless told not.
+
+        ``known`` holds fingerprints of files (not directories) just taken for many jobs at
+        once: a change since shows when the result is stored, as any change during the run.
+        """
+        if count:
+            self.store.note(hit=False)
         listings: dict[str, fingerprint.Listing] = {}
-        deps = [fingerprint.record(path, job.method, listings) for path in job.dependencies]
+        known = known or {}
+        deps = [
+            known[path] if path in known else fingerprint.record(path, job.method, listings)
+            for path in job.dependencies
+        ]
         return _Recording(job, deps, listings)
 
     def commit(

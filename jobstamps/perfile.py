@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 
-from jobstamps import key, settings
+from jobstamps import fingerprint, key, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import CacheDirectoryError, UsageError
 from jobstamps.options import TABLE, env_name
@@ -401,6 +402,7 @@ class PerFile:
         self.explaining = bool(options.explain) or settings.debugging()
         self.notes: list[str] = []
         self.store = Store(options.stamp_directory, keep_in_memory=True)
+        self.store.packs = True  # results filled from a remote at once go into one file
         self.store.exists()  # raises for an unusable cache directory before any work is done
         self.engine = Engine(self.store, self.notes.append if self.explaining else None)
         self.declared = key.abspaths(options.dependencies, cwd)
@@ -410,6 +412,7 @@ class PerFile:
             cwd, executable, self.method, command, self.declared, (), options.env
         )
         self.present = [path for path in self.declared if os.path.lexists(path)]
+        self.declared_fingerprints: dict[str, Any] | None = None
         self.files: list[str] = []
         self.results: list[Payload | None] = []
         self.printed = 0
@@ -465,16 +468,15 @@ class PerFile:
     def _run(self) -> int:
         stale: list[int] = []
         recordings: dict[int, Any] = {}
-        for index, file in enumerate(self.files):
-            job = self.job(file)
-            why = "a re-run was forced"
-            if not self.options.force:
-                why = self._replay(index, job)
-                if not why:
-                    continue
-            self._begin(index, job, why, stale, recordings)
+        try:
+            with self.store.batch():  # entries refreshed by replays: written together
+                self._look_up(stale, recordings)
+        except OSError:
+            pass  # refreshed fingerprints not kept: those files are compared by content again
         if stale and (self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")):
             stale = self._fill(stale, recordings)
+        for _ in stale:
+            self.store.note(hit=False)
         self._flush()
         runs = self._run_stale(stale, recordings) if stale else 0
         self._seal_families(recordings)
@@ -498,6 +500,18 @@ class PerFile:
         for fd, data in (line for lines in self.trailer for line in lines):
             self.writer.write(fd, data)
         return max((r["code"] for r in self.results if r), key=abs, default=0)
+
+    def _look_up(self, stale: list[int], recordings: dict[int, Any]) -> None:
+        """Replay every file whose stored result is fresh; mark the others to run."""
+        for index, file in enumerate(self.files):
+            job = self.job(file)
+            why = "a re-run was forced"
+            if not self.options.force:
+                why = self._replay(index, job)
+                if not why:
+                    continue
+            # A miss is counted once the remote cache, if any, did not have it either.
+            self._begin(index, job, why, stale, recordings, count=False)
 
     def _recheck_shared(self, stale: list[int], recordings: dict[int, Any]) -> int:
         """Settle the shared failures still held; return how many runs that took."""
@@ -617,13 +631,29 @@ class PerFile:
             self.notes.append(f"the cache could not be trimmed ({error.strerror or error})")
 
     def _begin(
-        self, index: int, job: Job, why: str, stale: list[int], recordings: dict[int, Any]
+        self,
+        index: int,
+        job: Job,
+        why: str,
+        stale: list[int],
+        recordings: dict[int, Any],
+        count: bool = True,
     ) -> None:
         """Mark file ``index`` to run, fingerprinting its dependencies first."""
         stale.append(index)
         if self.explaining:
             self.notes.append(f"running {self.files[index]}: {why}")
-        recordings[index] = self.engine.begin(job)
+        recordings[index] = self.engine.begin(job, self._declared_fingerprints(), count)
+
+    def _declared_fingerprints(self) -> dict[str, Any]:
+        """Fingerprint the declared files once for every file's job (directories: each time)."""
+        if self.declared_fingerprints is None:
+            self.declared_fingerprints = {}
+            for path in self.present:
+                found = fingerprint.record(path, self.method)
+                if found is not None and not stat.S_ISDIR(found[5]):
+                    self.declared_fingerprints[path] = found
+        return self.declared_fingerprints
 
     def _replay(self, index: int, job: Job) -> str:
         """Take a stored result for file ``index`` if it is fresh; else return why not."""
@@ -684,7 +714,7 @@ class PerFile:
                     for future in done:
                         batch = running.pop(future)
                         runs += 1
-                        for again in self._settle(batch, future.result(), recordings):
+                        for again in self._settle_stored(batch, future.result(), recordings):
                             start(again)
                     self._flush()
             except BaseException:
@@ -709,6 +739,18 @@ class PerFile:
             )
         except OSError as error:
             return error
+
+    def _settle_stored(
+        self, batch: list[int], outcome: Outcome | OSError, recordings: dict[int, Any]
+    ) -> list[list[int]]:
+        """:meth:`_settle`, with the results of a large run written together (one pack)."""
+        again: list[list[int]] = []
+        try:
+            with self.store.batch():
+                again = self._settle(batch, outcome, recordings)
+        except OSError as error:
+            self.cache_problem = f"the cache could not be written ({error.strerror or error})"
+        return again
 
     def _settle(
         self, batch: list[int], outcome: Outcome | OSError, recordings: dict[int, Any]

@@ -9,6 +9,8 @@ Layout under the root (one per user, mode 0700)::
     v1/secret             32 random bytes keying the MAC of every entry
     v1/stats              one byte appended per lookup: ``h`` hit, ``m`` miss
     v1/e/ab/<key>         entries: header, MAC, then a marshal-encoded dict
+    v1/e/packs/<name>     packs: many entries stored at once (header, MAC, a dict by key),
+                          for front ends that look up many keys at once (see Store.packs)
     v1/b/cd/<digest>      blobs: captured output and stored output files, by content
     v1/l/ab/<key>         lock files, one per key
     v1/p/ab/<name>        pointers: the latest key of a command line, for explanations
@@ -55,6 +57,12 @@ if TYPE_CHECKING:
 __all__ = ["Store", "default_root"]
 
 _MAGIC = b"jobstamps-entry-2\n"
+_PACK_MAGIC = b"jobstamps-pack-1\n"
+_PACKS = "packs"  # under e/: shards are named by two hex digits, so it is never one
+#: Fewer entries than this, stored at once, are written one file each.
+PACK_MIN = 32
+#: More packs than this are merged into one when the next is written.
+PACKS_MAX = 8
 _MAC = 32
 _MARKER = ".jobstamps-cache"
 _MARKER_TEXT = b"This directory holds results stored by jobstamps; jobstamp --clear empties it.\n"
@@ -111,6 +119,12 @@ class Store:
         self._secret: bytes | None = None  # read once, on the first read or write
         self._ready = False  # create() has checked the layout
         self._created: dict[str, int] = {}  # digest -> mtime_ns of blobs this store made
+        #: Whether entries may be kept in packs: set by front ends that look up many keys in
+        #: one process, which read every pack once; others never read packs, so never pay.
+        self.packs = False
+        self._packed: dict[str, tuple[str, dict[str, Any]]] | None = None  # key -> (pack, entry)
+        self._held: dict[str, dict[str, Any]] | None = None  # entries of an open batch()
+        self._touched_packs: set[str] = set()
         #: Why writing to the cache failed last (empty: it never did), for a one-line warning.
         self.unwritable = ""
         self.advice = "Choose another directory for the cache, or free some space if it is full"
@@ -215,7 +229,8 @@ class Store:
         try:
             fd = os.open(path, READ_FLAGS)
         except FileNotFoundError:
-            return None, "no result is stored for this key"
+            packed = self._from_packs(key) if self.packs else None
+            return (packed, "") if packed else (None, "no result is stored for this key")
         except OSError as error:
             return None, f"the stored entry cannot be read ({error.strerror})"
         try:
@@ -253,17 +268,8 @@ class Store:
         return known[1]
 
     def _parse(self, key: str, data: bytes) -> tuple[dict[str, Any] | None, str]:
-        secret = self._secret
-        if secret is None:
-            secret = self._secret = read_secret(self._secret_path)
-            if secret is None:
-                return None, _DAMAGED  # no secret yet: nothing stored can be genuine
-        head = len(_MAGIC)
-        body = data[head + _MAC :]
-        if (
-            not data.startswith(_MAGIC)
-            or blake2b(body, digest_size=_MAC, key=secret).digest() != data[head : head + _MAC]
-        ):
+        body = self._authentic(_MAGIC, data)
+        if body is None:
             return None, _DAMAGED
         try:
             entry = marshal.loads(body)  # noqa: S302 - authenticated by the MAC
@@ -273,28 +279,150 @@ class Store:
             return None, "the stored entry belongs to another key"
         return entry, ""
 
+    def _authentic(self, magic: bytes, data: bytes) -> bytes | None:
+        """Return the body of a file written by this cache (``magic``, MAC, body), else None."""
+        secret = self._secret
+        if secret is None:
+            secret = self._secret = read_secret(self._secret_path)
+            if secret is None:
+                return None  # no secret yet: nothing stored can be genuine
+        head = len(magic)
+        body = data[head + _MAC :]
+        if (
+            not data.startswith(magic)
+            or blake2b(body, digest_size=_MAC, key=secret).digest() != data[head : head + _MAC]
+        ):
+            return None
+        return body
+
     @property
     def _secret_path(self) -> str:
         return os.path.join(self._data, "secret")
 
     def write(self, key: str, entry: dict[str, Any]) -> None:
-        """Store ``entry`` for ``key`` atomically (the entry records its own key)."""
+        """Store ``entry`` for ``key`` atomically (the entry records its own key).
+
+        Inside :meth:`batch`, an entry without blobs is held and written when the batch ends.
+        """
         entry["key"] = key
+        if self._held is not None and not entry.get("blobs"):
+            self._held[key] = entry
+            return
         body = marshal.dumps(entry)
+        self._write_signed(self.entry_path(key), _MAGIC, body)
+
+    def _write_signed(self, path: str, magic: bytes, body: bytes) -> None:
+        """Write ``magic``, the MAC of ``body`` and ``body`` to ``path``, atomically."""
         try:
             self.create()
             if self._secret is None:
                 self._secret = make_secret(self._secret_path)
             mac = blake2b(body, digest_size=_MAC, key=self._secret).digest()
-            atomic_write(self.entry_path(key), [_MAGIC, mac, body])
+            atomic_write(path, [magic, mac, body])
         except FileNotFoundError:
             if not self._ready:
                 raise
             self._ready, self._secret = False, None  # removed while in use: make it again
-            self.write(key, entry)
+            self._write_signed(path, magic, body)
         except OSError as error:
             self._failed(error)
             raise
+
+    # -- packs ----------------------------------------------------------------------------
+
+    def batch(self) -> _Batch:
+        """Hold the entries written in a ``with`` block; write them together when it ends.
+
+        With :attr:`packs` set and at least :data:`PACK_MIN` of them, they go into one pack
+        file (a few file creations instead of thousands: a remote cache fills many results at
+        once); otherwise each into a file of its own. Writing them may raise ``OSError``.
+        """
+        return _Batch(self)
+
+    def write_many(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Store entries by key (each records its key): in a pack if many, else one by one."""
+        if not self.packs or len(entries) < PACK_MIN:
+            for key, entry in entries.items():
+                self.write(key, entry)
+            return
+        body = marshal.dumps(entries)
+        name = f"{time.time_ns():016x}-{os.getpid()}-{os.urandom(4).hex()}"
+        path = os.path.join(self._data, "e", _PACKS, name)
+        self._write_signed(path, _PACK_MAGIC, body)
+        # A single entry is read before the packs: an older one must not hide these.
+        for key in entries:
+            self._unlink(self.entry_path(key), 0)
+        if self._packed is not None:
+            for key, entry in entries.items():
+                self._packed[key] = (path, entry)
+        if len(self._pack_paths()) > PACKS_MAX:
+            self._merge_packs()
+
+    def _pack_paths(self) -> list[str]:
+        """List the packs stored, oldest first (their names start with the time they were made)."""
+        return sorted(self._finished(os.path.join(self._data, "e", _PACKS)))
+
+    def _load_packs(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Read every pack once: ``key -> (pack, entry)``, the newest pack's entry winning."""
+        packed: dict[str, tuple[str, dict[str, Any]]] = {}
+        for path in self._pack_paths():
+            entries = self._read_pack(path)
+            if entries is None:
+                continue  # damaged or not ours: its entries are misses; merging drops it
+            for key, entry in entries.items():
+                packed[key] = (path, entry)
+        self._packed = packed
+        return packed
+
+    def _read_pack(self, path: str) -> dict[str, dict[str, Any]] | None:
+        """Return the entries of the pack at ``path`` if it is intact and ours, else None."""
+        data = read_private(path)
+        body = self._authentic(_PACK_MAGIC, data) if data is not None else None
+        if body is None:
+            return None
+        try:
+            entries = marshal.loads(body)  # noqa: S302 - authenticated by the MAC
+        except (EOFError, ValueError, TypeError):
+            return None
+        if not isinstance(entries, dict) or not all(
+            isinstance(entry, dict) and entry.get("key") == key for key, entry in entries.items()
+        ):
+            return None
+        return entries
+
+    def _from_packs(self, key: str) -> dict[str, Any] | None:
+        """Return the entry for ``key`` from the packs, read on the first call."""
+        packed = self._packed if self._packed is not None else self._load_packs()
+        found = packed.get(key)
+        return found[1] if found is not None else None
+
+    def _merge_packs(self) -> None:
+        """Write every pack's entries without a file of their own into one; drop the others.
+
+        Packs written meanwhile by other processes are not read, so not dropped.
+        """
+        paths = self._pack_paths()
+        merged = {
+            key: entry
+            for path in paths
+            for key, entry in (self._read_pack(path) or {}).items()
+            if not os.path.lexists(self.entry_path(key))
+        }
+        held, self._held = self._held, None
+        try:
+            if len(merged) >= PACK_MIN:
+                name = f"{time.time_ns():016x}-{os.getpid()}-{os.urandom(4).hex()}"
+                self._write_signed(
+                    os.path.join(self._data, "e", _PACKS, name), _PACK_MAGIC, marshal.dumps(merged)
+                )
+            else:
+                for key, entry in merged.items():
+                    self.write(key, entry)
+        finally:
+            self._held = held
+        for path in paths:
+            self._unlink(path, 0)
+        self._packed = None  # read again when next needed
 
     def _failed(self, error: OSError) -> None:
         """Remember why the cache could not be written, and what to do about it."""
@@ -314,6 +442,14 @@ class Store:
             return
         try:
             os.utime(self.entry_path(key), follow_symlinks=_UTIME_FOLLOWS)
+        except FileNotFoundError:
+            found = self._packed.get(key) if self._packed is not None else None
+            if found is not None and found[0] not in self._touched_packs:
+                self._touched_packs.add(found[0])
+                try:
+                    os.utime(found[0], follow_symlinks=_UTIME_FOLLOWS)
+                except OSError:
+                    pass
         except OSError:
             pass
 
@@ -572,10 +708,12 @@ class Store:
         entries = list(self._files("e"))
         blobs = list(self._files("b"))
         explaining = [*self._files("p"), *self._files("t")]  # pointers and listings
+        packs = list(self._files_in(os.path.join(self._data, "e", _PACKS)))
+        packed = sum(len(self._read_pack(path) or ()) for path, _, _ in packs)
         return {
-            "entries": len(entries),
+            "entries": len(entries) + packed,
             "blobs": len(blobs),
-            "bytes": sum(size for _, size, _ in (*entries, *blobs, *explaining)),
+            "bytes": sum(size for _, size, _ in (*entries, *packs, *blobs, *explaining)),
             "hits": log.count(b"h"),
             "misses": log.count(b"m"),
         }
@@ -595,14 +733,21 @@ class Store:
             ) from None
 
     def _files(self, kind: str) -> Iterator[tuple[str, int, int]]:
-        """Yield ``(path, size, mtime_ns)`` of finished files of one kind; drop stale temps."""
+        """Yield ``(path, size, mtime_ns)`` of finished files of one kind; drop stale temps.
+
+        Packs are not entries' files: see :meth:`_files_in`.
+        """
         for shard in self._finished(os.path.join(self._data, kind)):
-            for path in self._finished(shard):
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                yield path, st.st_size, st.st_mtime_ns
+            if kind != "e" or os.path.basename(shard) != _PACKS:
+                yield from self._files_in(shard)
+
+    def _files_in(self, directory: str) -> Iterator[tuple[str, int, int]]:
+        for path in self._finished(directory):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            yield path, st.st_size, st.st_mtime_ns
 
     def _finished(self, directory: str) -> list[str]:
         """List the paths in ``directory`` but temporary files, removing the stale ones."""
@@ -635,6 +780,7 @@ class Store:
         """
         self._memory = {} if self._memory is not None else None
         self._used.clear()
+        self._packed = None
         if not os.path.lexists(self._data):
             # Without its tag either, the directory is not one jobstamps made: "cleared" would
             # mislead (it is likely the parent or a folder of the cache).
@@ -709,7 +855,8 @@ class Store:
 
         A blob goes with the last entry that refers to it; blobs no entry refers to go first
         (unless just written: their entry may be on its way). Pointers count and are evicted
-        like entries, and go with the entry they point to. A listing goes with its entry.
+        like entries, and go with the entry they point to. A listing goes with its entry. A
+        pack goes whole, as one entry used when any of its entries last was.
         """
         limit = self.max_size if limit is None else limit
         if limit <= 0:
@@ -727,6 +874,8 @@ class Store:
             items.append((mtime, path, size + listings.pop(key, (0, 0))[0], refs))
         pointers = list(self._files("p"))
         items += [(mtime, path, size, []) for path, size, mtime in pointers]
+        packs = list(self._files_in(os.path.join(self._data, "e", _PACKS)))
+        items += [(mtime, path, size, []) for path, size, mtime in packs]  # entries without blobs
         items.sort()
         unowned = [*blobs.values(), *listings.values()]  # listings left have no entry
         total = sum(item[2] for item in items) + sum(size for size, _ in unowned)
@@ -789,3 +938,22 @@ class Store:
         except OSError:
             return 0
         return size
+
+
+class _Batch:
+    """The ``with`` block of :meth:`Store.batch`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        self._outer = self._store._held is None  # noqa: SLF001 - the store's own helper
+        if self._outer:
+            self._store._held = {}  # noqa: SLF001
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if not self._outer:
+            return
+        held, self._store._held = self._store._held, None  # noqa: SLF001
+        if held and kind is None:
+            self._store.write_many(held)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
+
+import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
     from types import ModuleType
     from typing import Any
-
-    import pytest
 
 
 # -- Integration tests: an installed copy driven by real tools (cmake, make) -------------------
@@ -228,12 +229,19 @@ def counting(counter: str | os.PathLike[str], script: str) -> list[str]:
 
 def cache_entries(cache: str | os.PathLike[str]) -> list[str]:
     """Return the paths of the finished entry files in the cache directory ``cache``."""
-    return _cache_files(os.path.join(cache, "v1", "e"))
+    return [path for path in _cache_files(os.path.join(cache, "v1", "e")) if "/packs/" not in path]
 
 
 def cache_blobs(cache: str | os.PathLike[str]) -> list[str]:
     """Return the paths of the finished blob files in the cache directory ``cache``."""
     return _cache_files(os.path.join(cache, "v1", "b"))
+
+
+def cache_packs(cache: str | os.PathLike[str]) -> list[str]:
+    """Return the paths of the packs (many entries in one file) in the cache directory ``cache``."""
+    top = os.path.join(cache, "v1", "e", "packs")
+    names = os.listdir(top) if os.path.isdir(top) else []
+    return sorted(os.path.join(top, name) for name in names if not name.startswith("."))
 
 
 def _cache_files(top: str) -> list[str]:
@@ -397,3 +405,18 @@ def stand_in_linter(
     work.mkdir()
     monkeypatch.chdir(work)
     return [sys.executable, str(script)]
+
+
+@contextlib.contextmanager
+def mounted(directory: Path, *options: str) -> Iterator[None]:
+    """Mount a small tmpfs on ``directory`` for the block; skip the test where one cannot be."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    directory.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", ",".join(["size=1M", "mode=0700", *options])]
+    if subprocess.run([*mount, "tmpfs", str(directory)], check=False).returncode != 0:
+        pytest.skip("this machine does not let the tests mount a tmpfs")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -24,12 +23,12 @@ from support import (
     counting,
     installed_env,
     jobstamp,
+    mounted,
     run_python,
     runs,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -447,21 +446,6 @@ def test_a_bare_max_size_is_gibibytes_as_in_ccache(tmp_path: Path, isolated_cach
         assert jobstamp("--", *command).stdout == b"one\n"
     assert runs(tmp_path / "counter") == 1
     assert len(cache_entries(isolated_cache)) == 1
-
-
-@contextlib.contextmanager
-def mounted(directory: Path, *options: str) -> Iterator[None]:
-    """Mount a small tmpfs on ``directory`` for the block; skip the test where one cannot be."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    directory.mkdir(parents=True, exist_ok=True)
-    mount = ["mount", "-t", "tmpfs", "-o", ",".join(["size=1M", "mode=0700", *options])]
-    if subprocess.run([*mount, "tmpfs", str(directory)], check=False).returncode != 0:
-        pytest.skip("this machine does not let the tests mount a tmpfs")
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", str(directory)], check=True)
 
 
 def test_clear_that_cannot_remove_the_results_fails_in_one_line(

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from jobstamps import perfile
-from jobstamps.store import Store
-from support import stand_in_linter
+from jobstamps.store import PACK_MIN, Store
+from support import cache_entries, cache_packs, stand_in_linter
 
 BIN = Path(sys.executable).parent
 
@@ -132,6 +132,73 @@ def test_a_configuration_change_reruns_every_file_in_batches(
     Path("lint.cfg").write_text("[lint]\n")
     assert per_file(*argv).returncode == 0
     assert [len(run) for run in runs(tmp_path)] == [20, 20]
+
+
+def test_the_results_of_a_large_run_are_stored_in_one_file_and_replayed(
+    fake: list[str], tmp_path: Path, isolated_cache: Path
+) -> None:
+    names = write({f"f{i:02}.py": "named\n" if i == 5 else "fine\n" for i in range(PACK_MIN + 4)})
+    argv = ["--jobs", "1", "--", *fake, "--", *names]
+    first = per_file(*argv)
+    assert (first.returncode, first.stdout) == (1, named("f05.py"))
+    assert [len(run) for run in runs(tmp_path)] == [PACK_MIN + 4, PACK_MIN + 3]
+    # The files the second run passed are one pack; the failing file's result is a file.
+    assert len(cache_packs(isolated_cache)) == 1
+    assert len(cache_entries(isolated_cache)) == 1
+    second = per_file(*argv)
+    assert (second.returncode, second.stdout) == (1, first.stdout)
+    assert runs(tmp_path) == []
+    Path("f09.py").write_text("named\n")
+    third = per_file(*argv)
+    assert (third.returncode, third.stdout) == (1, named("f05.py") + named("f09.py"))
+    assert runs(tmp_path) == [[b"f09.py"]]
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "directory"])
+def test_a_damaged_pack_runs_its_files_again(
+    fake: list[str], tmp_path: Path, isolated_cache: Path, damage: str
+) -> None:
+    names = write({f"f{i:02}.py": "named\n" if i == 3 else "fine\n" for i in range(PACK_MIN + 1)})
+    argv = ["--jobs", "1", "--", *fake, "--", *names]
+    first = per_file(*argv)
+    runs(tmp_path)
+    (pack,) = cache_packs(isolated_cache)
+    data = Path(pack).read_bytes()
+    if damage == "flipped":
+        Path(pack).write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    elif damage == "truncated":
+        Path(pack).write_bytes(data[:-1])
+    else:
+        os.unlink(pack)
+        os.mkdir(pack)
+    again = per_file(*argv)
+    assert (again.returncode, again.stdout) == (1, first.stdout)
+    # Every file of the pack ran again; the failing one has a file of its own.
+    assert ran_files(tmp_path) == sorted(name.encode() for name in names if name != "f03.py")
+    last = per_file(*argv)
+    assert (last.returncode, last.stdout) == (1, first.stdout)
+    assert runs(tmp_path) == []
+
+
+def test_two_large_runs_at_once_store_results_both_replay(
+    fake: list[str], tmp_path: Path, isolated_cache: Path
+) -> None:
+    names = write({f"f{i:03}.py": "named\n" if i % 7 == 0 else "fine\n" for i in range(120)})
+    argv = [sys.executable, "-m", "jobstamps", "--per-file", "--jobs", "2", "--", *fake, "--"]
+    expected = b"".join(named(name) for i, name in enumerate(names) if i % 7 == 0)
+    for _ in range(3):  # each round with an empty cache, both at once
+        shutil.rmtree(isolated_cache, ignore_errors=True)
+        both = [
+            subprocess.Popen([*argv, *names], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            for _ in range(2)
+        ]
+        for process in both:
+            stdout, _ = process.communicate(timeout=120)
+            assert (process.returncode, stdout) == (1, expected)
+        runs(tmp_path)
+        again = per_file("--jobs", "2", "--", *fake, "--", *names)
+        assert (again.returncode, again.stdout) == (1, expected)
+        assert runs(tmp_path) == []
 
 
 def test_a_failure_that_names_no_file_is_bisected_to_the_failing_file(

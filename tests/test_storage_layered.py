@@ -22,10 +22,13 @@ from test_make import MakeProject
 from test_precommit import git, hook_repo, pre_commit_config, run_pre_commit  # noqa: F401
 
 from jobstamps.storage.records import Record, decode, encode
+from jobstamps.store import PACK_MIN
 from servers import Nginx, Place, RedisServer, free_port
 from support import (
     JOBSTAMP,
     c_project,
+    cache_entries,
+    cache_packs,
     changed_env,
     checker_runs,
     counting,
@@ -528,6 +531,36 @@ def test_a_per_file_result_larger_than_a_record_holds_is_shared(
     assert len(outputs[0].stdout) > 400000
     assert outputs[1].stdout == outputs[0].stdout
     assert b"replayed good.py from the remote cache" in outputs[1].stderr
+
+
+def many_files(checkout: Path, count: int) -> list[str]:
+    """Write ``count`` Python files that pass the linter into ``checkout``; return their names."""
+    names = [f"m{number:03}.py" for number in range(count)]
+    for number, name in enumerate(names):
+        (checkout / name).write_text(f"x = {number}\n")
+    return names
+
+
+def test_many_results_filled_from_the_remote_are_one_local_file(
+    machines: tuple[Machine, Machine], place: Place
+) -> None:
+    a, b = machines
+    names = many_files(a.checkout, PACK_MIN + 8)
+    many_files(b.checkout, PACK_MIN + 8)
+    assert a.jobstamp(*per_file(*names), url=place.url).returncode == 0
+    filled = b.jobstamp(*per_file(*names), url=place.url)
+    assert (filled.returncode, filled.stdout) == (0, b"")
+    stats = b.stats()
+    # Each file is a remote hit, replayed locally: a hit, not also a miss.
+    assert (stats["remote hits"], stats["hits"], stats["misses"]) == (str(len(names)),) * 2 + ("0",)
+    assert len(cache_packs(b.cache)) == 1
+    assert cache_entries(b.cache) == []
+    # Replayed from that file with no remote at all; an edited file runs alone.
+    (b.checkout / names[1]).write_text("bad = 2\n")
+    again = b.jobstamp("--explain", *per_file(*names), url=None)
+    assert (again.returncode, again.stdout) == (1, f"{names[1]}:1:1: E1 bad here\n".encode())
+    assert again.stderr.count(b"running ") == 1
+    assert b"running " + names[1].encode() + b":" in again.stderr
 
 
 def test_a_local_per_file_hit_loads_no_remote_code(

@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 
 import support
-from jobstamps._fs import atomic_write
+from jobstamps._fs import TMP_PREFIX, atomic_write
 from jobstamps.errors import CacheDirectoryError
 from jobstamps.fingerprint import blake2b, digest_bytes
-from jobstamps.store import Store, default_root
+from jobstamps.store import PACK_MIN, PACKS_MAX, Store, default_root
 
 KEY = "ab" + "0" * 38
 MAGIC = b"jobstamps-entry-2\n"
 DAMAGED = "the stored entry is damaged or was not written by this cache"
 OTHER = "cd" + "1" * 38
+NOT_STORED = "no result is stored for this key"
 
 
 @pytest.fixture
@@ -494,6 +495,10 @@ for argv in (
     assert cli.main(argv) == 0
 assert cli.main(["--max-size", "1Gi"]) == 0
 jobstamp.run(len, "abc")
+names = [f"f{n}.txt" for n in range(40)]  # a pack of per-file results
+for name in names:
+    open(name, "w").close()
+assert cli.main(["--per-file", "--jobs", "1", "--", "true", "--", *names]) == 0
 """
 #: Prints more than fits in an entry (a blob) and writes its last argument, if any.
 BIG_OUTPUT = (
@@ -530,6 +535,7 @@ def test_every_directory_and_file_of_the_cache_is_private_under_a_permissive_uma
     kinds = {os.path.relpath(path, cache).split(os.sep)[:2][-1] for path in modes}
     assert {"e", "b", "l", "p", "secret", "stats", ".jobstamps-cache", "config"} <= kinds
     assert len(modes) > 20
+    assert any(os.sep.join(("", "e", "packs", "")) in path for path in modes)
     for path, mode in modes.items():
         expected = 0o700 if os.path.isdir(path) else 0o600
         assert mode == expected, f"{path} is {mode:o} under umask {umask}"
@@ -859,3 +865,212 @@ def test_a_listing_is_never_read_through_a_link(store: Store, tmp_path: Path) ->
     os.unlink(store.listing_path(KEY))
     os.symlink(outside, store.listing_path(KEY))
     assert store.read_listing(KEY) is None
+
+
+# -- packs: many entries stored at once ----------------------------------------------------
+
+
+def packing_store(root: str | Path) -> Store:
+    """A store that keeps entries written together in packs, as the per-file mode's does."""
+    made = Store(str(root))
+    made.packs = True
+    return made
+
+
+def write_together(store: Store, keys: list[str], size: int = 0, **fields: object) -> None:
+    """Write an entry for each key in one batch; ``size`` random bytes of payload each."""
+    with store.batch():
+        for key in keys:
+            extra = {"payload": {"data": os.urandom(size)}} if size else {}
+            store.write(key, entry(**fields, **extra))
+
+
+def test_many_entries_stored_at_once_are_one_file_and_read_back(tmp_path: Path) -> None:
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    write_together(packing_store(tmp_path / "cache"), keys)
+    assert len(support.cache_packs(tmp_path / "cache")) == 1
+    assert support.cache_entries(tmp_path / "cache") == []
+    reader = packing_store(tmp_path / "cache")
+    assert all(reader.read(key)[0] == {**entry(), "key": key} for key in keys)
+    # Only front ends that look up many keys at once read packs.
+    assert Store(str(tmp_path / "cache")).read(keys[0]) == (None, NOT_STORED)
+
+
+def test_a_few_entries_stored_at_once_get_a_file_each(tmp_path: Path) -> None:
+    keys = [key_named(n) for n in range(PACK_MIN - 1)]
+    write_together(packing_store(tmp_path / "cache"), keys)
+    assert support.cache_packs(tmp_path / "cache") == []
+    assert len(support.cache_entries(tmp_path / "cache")) == PACK_MIN - 1
+    assert all(Store(str(tmp_path / "cache")).read(key)[0] is not None for key in keys)
+
+
+def test_a_store_that_keeps_no_packs_writes_a_batch_a_file_each(store: Store) -> None:
+    write_together(store, [key_named(n) for n in range(PACK_MIN)])
+    assert support.cache_packs(store.root) == []
+    assert len(support.cache_entries(store.root)) == PACK_MIN
+
+
+def test_entries_with_blobs_are_never_packed(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    digest = packing.put_bytes(b"output")
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    write_together(packing, keys, blobs=[[digest, 6]])
+    assert support.cache_packs(tmp_path / "cache") == []
+    assert len(support.cache_entries(tmp_path / "cache")) == PACK_MIN
+
+
+def test_a_batch_left_by_an_error_stores_nothing(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    keys = [key_named(n) for n in range(PACK_MIN)]
+
+    def fail_halfway() -> None:
+        with packing.batch():
+            for key in keys:
+                packing.write(key, entry())
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        fail_halfway()
+    assert support.cache_packs(packing.root) == []
+    assert all(packing.read(key)[0] is None for key in keys)
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "empty", "other_cache", "a_link"])
+def test_a_damaged_or_foreign_pack_is_a_miss_for_its_entries(tmp_path: Path, damage: str) -> None:
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    write_together(packing_store(tmp_path / "cache"), keys)
+    (pack,) = support.cache_packs(tmp_path / "cache")
+    data = Path(pack).read_bytes()
+    if damage == "flipped":
+        Path(pack).write_bytes(data[:-5] + bytes([data[-5] ^ 1]) + data[-4:])
+    elif damage == "truncated":
+        Path(pack).write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        Path(pack).write_bytes(b"")
+    elif damage == "other_cache":  # a pack of another cache (another secret) copied in
+        write_together(packing_store(tmp_path / "other"), keys, payload={"x": 2})
+        (foreign,) = support.cache_packs(tmp_path / "other")
+        shutil.copyfile(foreign, pack)
+    else:
+        (tmp_path / "elsewhere").write_bytes(data)
+        os.unlink(pack)
+        os.symlink(tmp_path / "elsewhere", pack)
+    reader = packing_store(tmp_path / "cache")
+    assert all(reader.read(key) == (None, NOT_STORED) for key in keys)
+
+
+def test_an_unfinished_pack_is_never_read(tmp_path: Path) -> None:
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    write_together(packing_store(tmp_path / "cache"), keys)
+    (pack,) = support.cache_packs(tmp_path / "cache")
+    os.rename(pack, os.path.join(os.path.dirname(pack), TMP_PREFIX + "1234-killed"))
+    assert all(packing_store(tmp_path / "cache").read(key)[0] is None for key in keys)
+
+
+def test_a_pack_that_does_not_fit_on_the_disk_leaves_the_older_entries(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    packing = packing_store(cache)
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    packing.write(keys[0], entry(payload={"old": 1}))
+    packing.create()
+    packs = cache / "v1" / "e" / "packs"
+    with support.mounted(packs):  # 1 MB
+        with pytest.raises(OSError, match="No space left on device"):
+            write_together(packing, keys, size=1 << 16)  # 2 MB
+        assert os.listdir(packs) == []
+        assert packing.unwritable
+        reader = packing_store(cache)
+        assert reader.read(keys[0])[0] == {**entry(payload={"old": 1}), "key": keys[0]}
+        assert all(reader.read(key)[0] is None for key in keys[1:])
+
+
+def test_a_pack_replaces_older_single_entries_of_its_keys(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    packing.write(keys[0], entry(payload={"old": 1}))
+    write_together(packing, keys, payload={"new": 1})
+    assert support.cache_entries(packing.root) == []
+    assert packing_store(packing.root).read(keys[0])[0] == {
+        **entry(payload={"new": 1}),
+        "key": keys[0],
+    }
+
+
+def test_a_single_entry_written_later_comes_before_the_packed_one(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    write_together(packing, keys, payload={"packed": 1})
+    packing.write(keys[3], entry(payload={"later": 1}))
+    reader = packing_store(packing.root)
+    assert reader.read(keys[3])[0] == {**entry(payload={"later": 1}), "key": keys[3]}
+    assert reader.read(keys[4])[0] == {**entry(payload={"packed": 1}), "key": keys[4]}
+
+
+def test_the_newest_pack_wins_for_a_key_in_two(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    write_together(packing, keys, payload={"first": 1})
+    write_together(packing, keys, payload={"second": 1})
+    assert len(support.cache_packs(packing.root)) == 2
+    assert packing_store(packing.root).read(keys[0])[0] == {
+        **entry(payload={"second": 1}),
+        "key": keys[0],
+    }
+
+
+def test_too_many_packs_are_merged_into_one(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    every = [key_named(n) for n in range(PACK_MIN * (PACKS_MAX + 1))]
+    groups = [every[i : i + PACK_MIN] for i in range(0, len(every), PACK_MIN)]
+    for number, group in enumerate(groups):
+        write_together(packing, group, payload={"group": number})
+        packing.write(group[0], entry(payload={"single": number}))  # newer: outside any pack
+    (merged,) = support.cache_packs(packing.root)
+    reader = packing_store(packing.root)
+    for number, group in enumerate(groups):
+        assert reader.read(group[0])[0] == {**entry(payload={"single": number}), "key": group[0]}
+        assert reader.read(group[1])[0] == {**entry(payload={"group": number}), "key": group[1]}
+    body = Path(merged).read_bytes()[len(b"jobstamps-pack-1\n") + 32 :]
+    held = marshal.loads(body)  # noqa: S302 - the test's own file
+    # Merged while the last pack was written: the entries shadowed by newer files are dropped.
+    assert set(held) == set(every) - {group[0] for group in groups[:-1]}
+
+
+def test_stats_count_the_entries_in_packs(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    write_together(packing, [key_named(n) for n in range(PACK_MIN)])
+    packing.write(KEY, entry())
+    stats = Store(str(packing.root)).stats()
+    (pack,) = support.cache_packs(packing.root)
+    assert stats["entries"] == PACK_MIN + 1
+    assert stats["bytes"] == os.stat(pack).st_size + os.stat(packing.entry_path(KEY)).st_size
+
+
+def test_trim_evicts_a_pack_whole_by_when_it_was_last_used(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    old = [key_named(n) for n in range(PACK_MIN)]
+    new = [key_named(n) for n in range(PACK_MIN, 2 * PACK_MIN)]
+    write_together(packing, old)
+    write_together(packing, new)
+    first, second = support.cache_packs(packing.root)
+    set_mtime(first, 300)
+    set_mtime(second, 200)
+    reader = packing_store(packing.root)
+    assert reader.read(old[5])[0] is not None
+    reader.touch(old[5])  # the older pack was just used: the other goes
+    second_size = os.stat(second).st_size
+    assert reader.trim(os.stat(first).st_size) == second_size
+    assert support.cache_packs(packing.root) == [first]
+    fresh = packing_store(packing.root)
+    assert all(fresh.read(key)[0] is not None for key in old)
+    assert all(fresh.read(key)[0] is None for key in new)
+
+
+def test_clear_removes_the_packs(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    write_together(packing, keys)
+    assert packing.read(keys[0])[0] is not None
+    packing.clear()
+    assert support.cache_packs(packing.root) == []
+    assert packing.read(keys[0])[0] is None

@@ -98,10 +98,15 @@ class Layered:
         """
         records = self.remote.get_records([item.key for item in shared])
         filled = set()
-        for item in shared:
-            record = records.get(item.key)
-            if record is not None and self._fill_one(item, record):
-                filled.add(item.job.key)
+        try:
+            with self.engine.store.batch():  # many results: written in one pack if the store may
+                for item in shared:
+                    record = records.get(item.key)
+                    if record is not None and self._fill_one(item, record):
+                        filled.add(item.job.key)
+        except OSError as error:
+            self.engine.say(f"not filled from the remote cache: {error.strerror or error}")
+            return set()
         if filled:
             self._trim()
         return filled
