@@ -100,19 +100,24 @@ class Nginx:
 
     ``/fail/`` answers 500 and ``/forbidden/`` 403 to everything; ``/basic/`` wants the user
     :data:`USER` with password :data:`PASSWORD`, ``/bearer/`` the token :data:`TOKEN`. The
-    access log names each request's method, path, status and connection number.
+    access log names each request's method, path, status and connection number. Each connection
+    serves at most ``keepalive_requests`` requests; with ``tls``, nginx speaks HTTPS only, with a
+    self-signed certificate for 127.0.0.1 at :attr:`certificate`.
     """
 
     USER = "ci"
     PASSWORD = "hunter2"  # noqa: S105 - a test server's
     TOKEN = "t0ken"  # noqa: S105 - a test server's
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, keepalive_requests: int = 10000, tls: bool = False) -> None:
         self.directory = directory
         self.root = directory / "root"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.access_log = directory / "access.log"
+        self.keepalive_requests = keepalive_requests
+        self.tls = tls
+        self.certificate = directory / "cert.pem"
         self.process: subprocess.Popen[bytes] | None = None
 
     def config(self) -> str:
@@ -131,10 +136,10 @@ http {{
     log_format requests '$request_method $uri $status $connection';
     access_log {self.access_log} requests;
 {temps}
-    keepalive_requests 10000;
+    keepalive_requests {self.keepalive_requests};
     server {{
-        listen 127.0.0.1:{self.port};
-        root {self.root};
+        listen 127.0.0.1:{self.port}{" ssl" if self.tls else ""};
+        root {self.root};{self._tls_config()}
         client_max_body_size 64m;
         location / {{
             dav_methods PUT DELETE MKCOL;
@@ -157,6 +162,23 @@ http {{
     }}
 }}
 """
+
+    def _tls_config(self) -> str:
+        if not self.tls:
+            return ""
+        key = self.directory / "key.pem"
+        if not self.certificate.exists():
+            openssl = _program("openssl", "/usr/bin", "/usr/local/bin")
+            subprocess.run(
+                [
+                    *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                    *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+                    *("-keyout", str(key), "-out", str(self.certificate)),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        return f"\n        ssl_certificate {self.certificate};\n        ssl_certificate_key {key};"
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Nginx]:
@@ -267,9 +289,16 @@ class Place:
         )
 
 
-#: A misbehaving HTTP server: the first path segment chooses how it misbehaves.
+#: A misbehaving HTTP server: the first path segment chooses how it misbehaves. Under the
+#: modes of ``STORING`` it keeps what is PUT and answers GETs for it (404 for the rest) in its
+#: way: ``chunked`` (a chunked body), ``unframed`` (no Content-Length: the body ends with the
+#: connection), ``http10`` (HTTP/1.0, closing after each answer), ``nohttp`` (not HTTP at all),
+#: ``cut`` (a body cut short, for paths with ``cccccccc``; the rest as they should be).
 BAD_SERVER = r"""
 import http.server, os, sys, time
+
+STORING = {"chunked", "unframed", "http10", "nohttp", "cut"}
+STORED = {}
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -277,8 +306,44 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def stored(self, mode):
+        body = STORED.get(self.path)
+        if mode == "nohttp":
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\nProtocol mismatch.\r\n\r\n")
+            self.close_connection = True
+            return
+        if mode == "http10":
+            self.protocol_version = "HTTP/1.0"
+            self.close_connection = True
+        if body is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        if mode == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            return
+        if mode == "unframed":
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if mode == "cut" and "cccccccc" in self.path:
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
     def do_GET(self):
         mode = self.path.split("/")[1]
+        if mode in STORING:
+            self.stored(mode)
+            return
         if mode == "slow":
             time.sleep(30)
         if mode == "drip":
@@ -316,7 +381,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_PUT(self):
         if self.path.split("/")[1] == "slow":
             time.sleep(30)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.split("/")[1] in STORING:
+            STORED[self.path] = body
         self.send_response(201)
         self.send_header("Content-Length", "0")
         self.end_headers()

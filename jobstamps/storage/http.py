@@ -474,4 +474,5 @@ def _check_name(name: str) -> None:
 
 
 def _why(error: BaseException) -> str:
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+    why = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return why if why.isprintable() else ascii(why)  # a server's bytes stay on one line
