@@ -294,3 +294,27 @@ def test_a_body_cut_short_in_a_pipelined_batch_keeps_what_was_answered(bad_serve
     assert set(keys[:150]) <= set(found)  # answered in order, before the cut
     assert len(warnings) == 1
     assert "cut short" in warnings[0]
+
+
+def test_large_entries_in_a_pipelined_batch_arrive_whole(nginx: Nginx) -> None:
+    from jobstamps.storage.backend import RemoteError
+    from jobstamps.storage.http import MAX_ENTRY
+
+    keys = [f"{index:040x}" for index in range(100)]
+    contents = {
+        key: os.urandom(3 << 20 if index % 40 == 7 else 200) for index, key in enumerate(keys)
+    }
+    for key, data in contents.items():
+        path = nginx.root / "large" / key[:2] / key[2:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    remote, warnings = connect(f"{nginx.url}/large", JOBSTAMPS_REMOTE_CONNECTIONS="1")
+    assert remote.backend is not None
+    assert remote.backend.get_entries(keys) == contents
+    assert remote.stats.bytes_down == sum(map(len, contents.values()))
+    (nginx.root / "large" / keys[50][:2] / keys[50][2:]).write_bytes(b"x" * (MAX_ENTRY + 1))
+    with pytest.raises(RemoteError, match="more than expected") as failure:
+        remote.backend.get_entries(keys)
+    assert failure.value.partial == {key: contents[key] for key in keys[:50]}
+    remote.close()
+    assert warnings == []

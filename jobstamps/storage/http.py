@@ -113,10 +113,6 @@ class HttpBackend(Backend):
         self._pipelining = True  # until a server's answer says it does not suit
         self._idle: list[socket.socket] = []  # pipelining connections with nothing on them
         self._tls: ssl.SSLContext | None = None
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        host += "" if self._port is None else f":{self._port}"
-        fields = "".join(f"{name}: {value}\r\n" for name, value in self._headers.items())
-        self._request_tail = f" HTTP/1.1\r\nHost: {host}\r\n{fields}\r\n".encode("latin-1")
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -208,10 +204,8 @@ class HttpBackend(Backend):
         """
         from jobstamps.storage.pipeline import WINDOW, Lane, Unsuitable
 
-        requests = [
-            (key, b"GET " + self.entry_path(key).encode("ascii") + self._request_tail)
-            for key in keys
-        ]
+        tail = self._request_tail()
+        requests = [(key, b"GET " + self.entry_path(key).encode("ascii") + tail) for key in keys]
         count = min(self._workers, -(-len(keys) // WINDOW))
         stop = threading.Event()
         lanes = [
@@ -245,6 +239,19 @@ class HttpBackend(Backend):
         if errors:
             raise errors[0]
         return [key for lane in lanes for key in lane.pending] if unsuitable.is_set() else []
+
+    def _request_tail(self) -> bytes:
+        """Return what follows the path in a pipelined GET: the version and the headers."""
+        try:
+            host = self._host.encode("ascii")
+        except UnicodeEncodeError:
+            host = self._host.encode("idna")
+        if b":" in host:
+            host = b"[" + host + b"]"
+        if self._port is not None:
+            host += b":%d" % self._port
+        fields = "".join(f"{name}: {value}\r\n" for name, value in self._headers.items())
+        return b" HTTP/1.1\r\nHost: " + host + b"\r\n" + fields.encode("latin-1") + b"\r\n"
 
     def _socket(self) -> tuple[socket.socket, bool]:
         """Return an idle pipelining connection, or a new one; and whether it was used before."""

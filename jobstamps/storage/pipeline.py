@@ -11,6 +11,7 @@ one request at a time (:mod:`http.client`).
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 
@@ -31,6 +32,14 @@ MAX_HEAD = 32 << 10
 _RECEIVE = 256 << 10
 _ABSENT = 404
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+#: A status line and header lines, strictly: token names, no bare CR or LF, no folded lines.
+_HEAD = re.compile(
+    rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?"
+    rb"((?:\r\n[-!#$%&'*+.^_`|~0-9A-Za-z]+:[^\r\n\x00]*)*)"
+)
+_FIELDS = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection):([^\r\n]*)", re.IGNORECASE
+)
 
 
 class Unsuitable(Exception):  # noqa: N818 - a verdict on the server, not an error to report
@@ -44,39 +53,28 @@ def parse_head(head: bytes) -> tuple[int, str, int | None, bool]:
     whether the server closes the connection after this answer. Raises :class:`Unsuitable`
     for anything but a plain HTTP/1.0 or 1.1 answer.
     """
-    if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\r\n"):
-        raise Unsuitable("a head with bare line ends")
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if (
-        version not in {b"HTTP/1.1", b"HTTP/1.0"}
-        or len(code) != 3  # noqa: PLR2004 - three digits
-        or not code.isdigit()
-        or rest[3:4] not in {b"", b" "}
-    ):
-        raise Unsuitable(f"status line {lines[0][:80]!r}")
+    match = _HEAD.fullmatch(head)
+    if match is None:
+        raise Unsuitable(f"an answer starting {head[:80]!r}")
+    minor, code, reason, fields = match.groups()
     status = int(code)
     if status < 200 or status == 204:  # noqa: PLR2004 - informational, no content
         raise Unsuitable(f"status {status}")
     length: int | None = None
-    tokens: set[bytes] = set()
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or b" " in name or b"\t" in name:
-            raise Unsuitable(f"header line {line[:80]!r}")
-        name = name.lower()
-        if name == b"content-length":
-            value = value.strip(b" \t")
-            if not value.isdigit() or (length is not None and int(value) != length):
+    tokens: list[bytes] = []
+    for name, value in _FIELDS.findall(fields):
+        field = name.lower()
+        if field == b"content-length":
+            number = value.strip(b" \t")
+            if not number.isdigit() or (length is not None and int(number) != length):
                 raise Unsuitable("a Content-Length that is not one number")
-            length = int(value)
-        elif name == b"transfer-encoding":
+            length = int(number)
+        elif field == b"transfer-encoding":
             raise Unsuitable("Transfer-Encoding")
-        elif name == b"connection":
-            tokens.update(token.strip(b" \t").lower() for token in value.split(b","))
-    closing = b"close" in tokens or (version == b"HTTP/1.0" and b"keep-alive" not in tokens)
-    return status, rest[4:].decode("latin-1"), length, closing
+        else:
+            tokens += value.lower().replace(b"\t", b"").replace(b" ", b"").split(b",")
+    closing = b"close" in tokens or (minor == b"0" and b"keep-alive" not in tokens)
+    return status, (reason or b"").decode("latin-1"), length, closing
 
 
 def _check_partial_head(rest: bytes) -> None:
