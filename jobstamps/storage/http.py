@@ -16,9 +16,15 @@ its key (the record inside still names the key itself). bazel-remote checks that
 PUT under ``/ac/`` is an ActionResult message unless started with
 ``--disable_http_ac_validation``; ``/cas/`` it checks against the sha256, which holds.
 
-Each worker thread keeps its own keep-alive connection (``http.client``), so a batch of
-lookups goes out over several connections at once. Credentials: ``user:password@`` in the URL
-(basic authentication) or a bearer token (``JOBSTAMPS_REMOTE_TOKEN``).
+A batch of lookups (the per-file mode asks for thousands of entries at once) is pipelined:
+up to ``connections`` keep-alive connections, each with a window of GETs in flight, answered
+in order and read by the strict reader of :mod:`jobstamps.storage.pipeline`. A server that
+closes a connection (``keepalive_requests``, HTTP/1.0) is asked again on a new one for what it
+left unanswered. An answer that reader does not handle for sure (chunked, no length, not
+HTTP/1.x) sends the rest of the batch, and every later one, one request at a time through
+``http.client``, as single lookups, blobs, PUT and HEAD always go: each worker thread keeps
+its own keep-alive connection. Credentials: ``user:password@`` in the URL (basic
+authentication) or a bearer token (``JOBSTAMPS_REMOTE_TOKEN``).
 """
 
 from __future__ import annotations
