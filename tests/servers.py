@@ -293,11 +293,12 @@ class Place:
 #: modes of ``STORING`` it keeps what is PUT and answers GETs for it (404 for the rest) in its
 #: way: ``chunked`` (a chunked body), ``unframed`` (no Content-Length: the body ends with the
 #: connection), ``http10`` (HTTP/1.0, closing after each answer), ``nohttp`` (not HTTP at all),
-#: ``cut`` (a body cut short, for paths with ``cccccccc``; the rest as they should be).
+#: ``cut`` (a body cut short, for paths with ``cccccccc``; the rest as they should be),
+#: ``twice`` (every answer twice, so that later answers fall on the wrong requests).
 BAD_SERVER = r"""
 import http.server, os, sys, time
 
-STORING = {"chunked", "unframed", "http10", "nohttp", "cut"}
+STORING = {"chunked", "unframed", "http10", "nohttp", "cut", "twice"}
 STORED = {}
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -333,6 +334,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if mode == "twice":
+            self.wfile.write(body)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
         if mode == "cut" and "cccccccc" in self.path:
             self.wfile.write(body[: len(body) // 2])
             self.close_connection = True

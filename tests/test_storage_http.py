@@ -318,3 +318,15 @@ def test_large_entries_in_a_pipelined_batch_arrive_whole(nginx: Nginx) -> None:
     assert failure.value.partial == {key: contents[key] for key in keys[:50]}
     remote.close()
     assert warnings == []
+
+
+def test_answers_that_fall_on_the_wrong_requests_are_never_taken(bad_server: str) -> None:
+    keys = [f"{index:040x}" for index in range(200)]
+    _stored_on(bad_server, "twice", keys)
+    remote, warnings = connect(f"{bad_server}/twice", JOBSTAMPS_REMOTE_CONNECTIONS="2")
+    found = remote.get_records(keys)
+    remote.close()
+    assert found == {key: Record(key) for key in found}
+    assert len(found) <= 2  # the first answer on each connection
+    assert len(warnings) == 1
+    assert "another key" in warnings[0] or "more than it was asked" in warnings[0], warnings[0]

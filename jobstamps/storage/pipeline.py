@@ -134,6 +134,8 @@ class _Reader:
         return False
 
     def _head(self, head: bytes) -> None:
+        if not self.lane.inflight:
+            raise RemoteError("GET failed: the server answered more than it was asked")
         self.status, reason, length, self.closing = parse_head(head)
         what = self.lane.what
         if self.status != _ABSENT and not 200 <= self.status < 300:  # noqa: PLR2004 - success
