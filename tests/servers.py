@@ -100,7 +100,8 @@ class Nginx:
 
     ``/fail/`` answers 500 and ``/forbidden/`` 403 to everything; ``/basic/`` wants the user
     :data:`USER` with password :data:`PASSWORD`, ``/bearer/`` the token :data:`TOKEN`. The
-    access log names each request's method, path, status and connection number. Each connection
+    access log names each request's method, path, status, connection number and whether it came
+    pipelined (``p``, else ``.``). Each connection
     serves at most ``keepalive_requests`` requests; with ``tls``, nginx speaks HTTPS only, with a
     self-signed certificate for 127.0.0.1 at :attr:`certificate`.
     """
@@ -133,7 +134,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 512; }}
 http {{
-    log_format requests '$request_method $uri $status $connection';
+    log_format requests '$request_method $uri $status $connection $pipe';
     access_log {self.access_log} requests;
 {temps}
     keepalive_requests {self.keepalive_requests};
@@ -199,9 +200,14 @@ http {{
         lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
         result = []
         for line in lines:
-            method, path, status, connection = line.split(" ")
+            method, path, status, connection, _ = line.split(" ")
             result.append((method, path, int(status), int(connection)))
         return result
+
+    def pipelined(self, prefix: str) -> int:
+        """Count the requests for paths under ``prefix`` that came pipelined after another."""
+        lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
+        return sum(1 for line in lines if line.split(" ")[1].startswith(prefix) and line[-1] == "p")
 
     def logged(self, method: str, prefix: str, count: int = 0) -> list[tuple[str, int]]:
         """Return ``(path, connection)`` of the ``method`` requests for paths under ``prefix``,

@@ -188,6 +188,7 @@ def test_a_batch_of_2000_keys_is_pipelined_over_few_connections(nginx: Nginx) ->
     gets = nginx.logged("GET", "/pipelined/", len(keys))
     assert sorted(path for path, _ in gets) == sorted(f"/pipelined/{k[:2]}/{k[2:]}" for k in keys)
     assert 1 <= len({connection for _, connection in gets}) <= 4
+    assert nginx.pipelined("/pipelined/") > len(keys) // 2
     assert remote.stats.requests == len(keys)
     assert warnings == []
 
@@ -205,6 +206,7 @@ def test_a_batch_larger_than_keepalive_requests_reconnects_until_all_are_answere
         gets = server.logged("GET", "/limited/", len(keys))
     assert {path for path, _ in gets} == {f"/limited/{k[:2]}/{k[2:]}" for k in keys}
     assert len({connection for _, connection in gets}) >= len(keys) // 50
+    assert server.pipelined("/limited/") > len(keys) // 2
     assert warnings == []
 
 
@@ -242,6 +244,7 @@ def test_a_batch_over_https_is_pipelined_and_checks_the_certificate(
         gets = server.logged("GET", "/tls/", len(keys) + 1)
     assert len(gets) == len(keys) + 1
     assert len({connection for _, connection in gets}) <= 8  # the default number
+    assert server.pipelined("/tls/") > len(keys) // 2
     assert warnings == []
 
 

@@ -29,7 +29,7 @@ __all__ = ["MAX_HEAD", "WINDOW", "Lane", "Unsuitable", "parse_head"]
 WINDOW = 64
 #: The longest head (status line and headers) read; a longer one is not a cache's answer.
 MAX_HEAD = 32 << 10
-_RECEIVE = 256 << 10
+_RECEIVE = 64 << 10
 _ABSENT = 404
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 #: A status line and header lines, strictly: token names, no bare CR or LF, no folded lines.
