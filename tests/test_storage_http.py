@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from jobstamps.storage.records import Record, encode, sha256_hex
-from servers import Nginx, connect
+from servers import Nginx, connect, free_port
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -333,3 +333,14 @@ def test_answers_that_fall_on_the_wrong_requests_are_never_taken(bad_server: str
     assert len(found) <= 2  # the first answer on each connection
     assert len(warnings) == 1
     assert "another key" in warnings[0] or "more than it was asked" in warnings[0], warnings[0]
+
+
+def test_a_refused_batch_warns_once_and_the_remote_is_not_asked_again() -> None:
+    remote, warnings = connect(f"http://127.0.0.1:{free_port()}/cache")
+    keys = [f"{index:040x}" for index in range(200)]
+    assert remote.get_records(keys) == {}
+    assert not remote.usable
+    assert remote.get_records(keys) == {}
+    remote.close()
+    assert len(warnings) == 1
+    assert "connection refused; continuing without it" in warnings[0]
