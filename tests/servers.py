@@ -416,6 +416,57 @@ def bad_http_server(directory: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
+@contextlib.contextmanager
+def one_at_a_time_server(entries: dict[str, bytes]) -> Iterator[str]:
+    """Serve ``entries`` (by path) one request per connection, as strict proxies do: a
+    connection that sends several requests at once is closed unanswered. Yield its URL."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    done = threading.Event()
+
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                piece = connection.recv(65536)
+                if not piece:
+                    return
+                data += piece
+            time.sleep(0.01)  # let requests sent with it arrive
+            connection.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                data += connection.recv(65536)
+            if data.count(b"GET ") != 1:
+                return
+            body = entries.get(data.split(b" ")[1].decode())
+            head = b"HTTP/1.1 404 Not Found" if body is None else b"HTTP/1.1 200 OK"
+            body = body or b""
+            connection.setblocking(True)
+            connection.sendall(
+                b"%s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (head, len(body), body)
+            )
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        server.join()
+        listener.close()
+
+
 def connect(url: str, **env: str) -> tuple[Remote, list[str]]:
     """Open the remote at ``url`` with ``JOBSTAMPS_REMOTE_*`` settings ``env``; return it and
     the list its warnings go to."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from jobstamps.storage.records import Record, encode, sha256_hex
-from servers import Nginx, connect, free_port
+from servers import Nginx, connect, free_port, one_at_a_time_server
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -344,3 +344,14 @@ def test_a_refused_batch_warns_once_and_the_remote_is_not_asked_again() -> None:
     remote.close()
     assert len(warnings) == 1
     assert "connection refused; continuing without it" in warnings[0]
+
+
+def test_a_server_that_closes_on_pipelined_requests_is_asked_one_at_a_time() -> None:
+    keys = [f"{index:040x}" for index in range(100)]
+    entries = {f"/one/{key[:2]}/{key[2:]}": encode(Record(key)) for key in keys[::2]}
+    with one_at_a_time_server(entries) as url:
+        remote, warnings = connect(f"{url}/one")
+        assert remote.get_records(keys) == {key: Record(key) for key in keys[::2]}
+        assert remote.get_records(keys[:10]) == {key: Record(key) for key in keys[:10:2]}
+        remote.close()
+    assert warnings == []

@@ -231,6 +231,8 @@ class Lane:
                 if reader.started:
                     raise RemoteError(f"{self.what()}: the answer was cut short")
                 if not reader.answered and not reused:
+                    if len(self.inflight) > 1:  # perhaps for being sent several at once
+                        raise Unsuitable("a connection closed before the first answer")
                     raise RemoteError("GET failed: the server closed the connection unanswered")
                 self._shrink(reader.answered)
                 return False
