@@ -100,19 +100,25 @@ class Nginx:
 
     ``/fail/`` answers 500 and ``/forbidden/`` 403 to everything; ``/basic/`` wants the user
     :data:`USER` with password :data:`PASSWORD`, ``/bearer/`` the token :data:`TOKEN`. The
-    access log names each request's method, path, status and connection number.
+    access log names each request's method, path, status, connection number and whether it came
+    pipelined (``p``, else ``.``). Each connection
+    serves at most ``keepalive_requests`` requests; with ``tls``, nginx speaks HTTPS only, with a
+    self-signed certificate for 127.0.0.1 at :attr:`certificate`.
     """
 
     USER = "ci"
     PASSWORD = "hunter2"  # noqa: S105 - a test server's
     TOKEN = "t0ken"  # noqa: S105 - a test server's
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, keepalive_requests: int = 10000, tls: bool = False) -> None:
         self.directory = directory
         self.root = directory / "root"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.access_log = directory / "access.log"
+        self.keepalive_requests = keepalive_requests
+        self.tls = tls
+        self.certificate = directory / "cert.pem"
         self.process: subprocess.Popen[bytes] | None = None
 
     def config(self) -> str:
@@ -128,13 +134,13 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 512; }}
 http {{
-    log_format requests '$request_method $uri $status $connection';
+    log_format requests '$request_method $uri $status $connection $pipe';
     access_log {self.access_log} requests;
 {temps}
-    keepalive_requests 10000;
+    keepalive_requests {self.keepalive_requests};
     server {{
-        listen 127.0.0.1:{self.port};
-        root {self.root};
+        listen 127.0.0.1:{self.port}{" ssl" if self.tls else ""};
+        root {self.root};{self._tls_config()}
         client_max_body_size 64m;
         location / {{
             dav_methods PUT DELETE MKCOL;
@@ -158,6 +164,23 @@ http {{
 }}
 """
 
+    def _tls_config(self) -> str:
+        if not self.tls:
+            return ""
+        key = self.directory / "key.pem"
+        if not self.certificate.exists():
+            openssl = _program("openssl", "/usr/bin", "/usr/local/bin")
+            subprocess.run(
+                [
+                    *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                    *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+                    *("-keyout", str(key), "-out", str(self.certificate)),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        return f"\n        ssl_certificate {self.certificate};\n        ssl_certificate_key {key};"
+
     @contextlib.contextmanager
     def running(self) -> Iterator[Nginx]:
         """Start nginx, yield self, stop it."""
@@ -177,9 +200,14 @@ http {{
         lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
         result = []
         for line in lines:
-            method, path, status, connection = line.split(" ")
+            method, path, status, connection, _ = line.split(" ")
             result.append((method, path, int(status), int(connection)))
         return result
+
+    def pipelined(self, prefix: str) -> int:
+        """Count the requests for paths under ``prefix`` that came pipelined after another."""
+        lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
+        return sum(1 for line in lines if line.split(" ")[1].startswith(prefix) and line[-1] == "p")
 
     def logged(self, method: str, prefix: str, count: int = 0) -> list[tuple[str, int]]:
         """Return ``(path, connection)`` of the ``method`` requests for paths under ``prefix``,
@@ -267,9 +295,17 @@ class Place:
         )
 
 
-#: A misbehaving HTTP server: the first path segment chooses how it misbehaves.
+#: A misbehaving HTTP server: the first path segment chooses how it misbehaves. Under the
+#: modes of ``STORING`` it keeps what is PUT and answers GETs for it (404 for the rest) in its
+#: way: ``chunked`` (a chunked body), ``unframed`` (no Content-Length: the body ends with the
+#: connection), ``http10`` (HTTP/1.0, closing after each answer), ``nohttp`` (not HTTP at all),
+#: ``cut`` (a body cut short, for paths with ``cccccccc``; the rest as they should be),
+#: ``twice`` (every answer twice, so that later answers fall on the wrong requests).
 BAD_SERVER = r"""
 import http.server, os, sys, time
+
+STORING = {"chunked", "unframed", "http10", "nohttp", "cut", "twice"}
+STORED = {}
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -277,8 +313,49 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def stored(self, mode):
+        body = STORED.get(self.path)
+        if mode == "nohttp":
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\nProtocol mismatch.\r\n\r\n")
+            self.close_connection = True
+            return
+        if mode == "http10":
+            self.protocol_version = "HTTP/1.0"
+            self.close_connection = True
+        if body is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        if mode == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            return
+        if mode == "unframed":
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if mode == "twice":
+            self.wfile.write(body)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+        if mode == "cut" and "cccccccc" in self.path:
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
     def do_GET(self):
         mode = self.path.split("/")[1]
+        if mode in STORING:
+            self.stored(mode)
+            return
         if mode == "slow":
             time.sleep(30)
         if mode == "drip":
@@ -316,7 +393,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_PUT(self):
         if self.path.split("/")[1] == "slow":
             time.sleep(30)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.split("/")[1] in STORING:
+            STORED[self.path] = body
         self.send_response(201)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -335,6 +414,57 @@ def bad_http_server(directory: Path) -> Iterator[str]:
     command = [sys.executable, "-c", BAD_SERVER, str(port)]
     with _running(command, port, directory / "bad-server.log", directory):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def one_at_a_time_server(entries: dict[str, bytes]) -> Iterator[str]:
+    """Serve ``entries`` (by path) one request per connection, as strict proxies do: a
+    connection that sends several requests at once is closed unanswered. Yield its URL."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    done = threading.Event()
+
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                piece = connection.recv(65536)
+                if not piece:
+                    return
+                data += piece
+            time.sleep(0.01)  # let requests sent with it arrive
+            connection.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                data += connection.recv(65536)
+            if data.count(b"GET ") != 1:
+                return
+            body = entries.get(data.split(b" ")[1].decode())
+            head = b"HTTP/1.1 404 Not Found" if body is None else b"HTTP/1.1 200 OK"
+            body = body or b""
+            connection.setblocking(True)
+            connection.sendall(
+                b"%s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (head, len(body), body)
+            )
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        server.join()
+        listener.close()
 
 
 def connect(url: str, **env: str) -> tuple[Remote, list[str]]:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from jobstamps.storage.records import Record, sha256_hex
-from servers import Nginx, connect
+from jobstamps.storage.records import Record, encode, sha256_hex
+from servers import Nginx, connect, free_port, one_at_a_time_server
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -164,3 +164,194 @@ def test_credentials_open_a_protected_cache(
     assert len(warnings) == 1
     assert "answered 401" in warnings[0]
     assert Nginx.PASSWORD not in warnings[0]
+
+
+# -- batches: pipelined GETs ----------------------------------------------------------------
+
+
+def _store(root: Path, prefix: str, keys: list[str]) -> None:
+    """Put the entries of ``keys`` where nginx serves them (the subdirs layout)."""
+    for key in keys:
+        path = root / prefix / key[:2] / key[2:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode(Record(key)))
+
+
+def test_a_batch_of_2000_keys_is_pipelined_over_few_connections(nginx: Nginx) -> None:
+    keys = [f"{index:040x}" for index in range(2000)]
+    stored = keys[::3]
+    _store(nginx.root, "pipelined", stored)
+    remote, warnings = connect(f"{nginx.url}/pipelined", JOBSTAMPS_REMOTE_CONNECTIONS="4")
+    found = remote.get_records(keys)
+    remote.close()
+    assert found == {key: Record(key) for key in stored}
+    gets = nginx.logged("GET", "/pipelined/", len(keys))
+    assert sorted(path for path, _ in gets) == sorted(f"/pipelined/{k[:2]}/{k[2:]}" for k in keys)
+    assert 1 <= len({connection for _, connection in gets}) <= 4
+    assert nginx.pipelined("/pipelined/") > len(keys) // 2
+    assert remote.stats.requests == len(keys)
+    assert warnings == []
+
+
+def test_a_batch_larger_than_keepalive_requests_reconnects_until_all_are_answered(
+    tmp_path: Path,
+) -> None:
+    server = Nginx(tmp_path, keepalive_requests=50)
+    keys = [f"{index:040x}" for index in range(1000)]
+    _store(server.root, "limited", keys[1::2])
+    with server.running():
+        remote, warnings = connect(f"{server.url}/limited", JOBSTAMPS_REMOTE_CONNECTIONS="2")
+        assert remote.get_records(keys) == {key: Record(key) for key in keys[1::2]}
+        remote.close()
+        gets = server.logged("GET", "/limited/", len(keys))
+    assert {path for path, _ in gets} == {f"/limited/{k[:2]}/{k[2:]}" for k in keys}
+    assert len({connection for _, connection in gets}) >= len(keys) // 50
+    assert server.pipelined("/limited/") > len(keys) // 2
+    assert warnings == []
+
+
+def test_a_batch_reopens_kept_connections_the_server_closed(tmp_path: Path) -> None:
+    server = Nginx(tmp_path)
+    keys = [f"{index:040x}" for index in range(300)]
+    _store(server.root, "again", keys[:100])
+    remote, warnings = connect(f"{server.url}/again")
+    with server.running():
+        assert len(remote.get_records(keys)) == 100
+    with server.running():  # the same port: the pipelined connections kept are now dead
+        assert remote.get_records(keys) == {key: Record(key) for key in keys[:100]}
+    remote.close()
+    assert warnings == []
+
+
+def test_a_batch_over_https_is_pipelined_and_checks_the_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = Nginx(tmp_path, tls=True)
+    keys = [f"{index:040x}" for index in range(500)]
+    _store(server.root, "tls", keys[::2])
+    with server.running():
+        untrusted, warnings = connect(f"{server.url}/tls")
+        assert untrusted.get_records(keys) == {}
+        untrusted.close()
+        assert len(warnings) == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in warnings[0], warnings[0]
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.certificate))
+        remote, warnings = connect(f"{server.url}/tls")
+        remote.put_record(Record(KEY))
+        assert remote.flush()
+        assert remote.get_records([*keys, KEY]) == {k: Record(k) for k in [*keys[::2], KEY]}
+        remote.close()
+        gets = server.logged("GET", "/tls/", len(keys) + 1)
+    assert len(gets) == len(keys) + 1
+    assert len({connection for _, connection in gets}) <= 8  # the default number
+    assert server.pipelined("/tls/") > len(keys) // 2
+    assert warnings == []
+
+
+def _stored_on(bad_server: str, mode: str, keys: list[str]) -> None:
+    writer, warnings = connect(f"{bad_server}/{mode}")
+    for key in keys:
+        writer.put_record(Record(key))
+    writer.close()
+    assert warnings == []
+
+
+@pytest.mark.parametrize("mode", ["chunked", "unframed", "http10"])
+def test_servers_that_do_not_suit_pipelining_still_answer_every_key(
+    bad_server: str, mode: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    keys = [f"{mode}{index:034x}"[-40:] for index in range(120)]
+    _stored_on(bad_server, mode, keys[5::2])
+    remote, warnings = connect(f"{bad_server}/{mode}", JOBSTAMPS_REMOTE_CONNECTIONS="2")
+    assert remote.get_records(keys) == {key: Record(key) for key in keys[5::2]}
+    assert remote.get_records(keys[:20]) == {key: Record(key) for key in keys[5:20:2]}
+    remote.close()
+    assert warnings == []
+    assert capfd.readouterr().err == ""
+
+
+def test_an_answer_that_is_not_http_is_a_miss_with_one_warning(
+    bad_server: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    keys = [f"{index:040x}" for index in range(100)]
+    _stored_on(bad_server, "nohttp", keys)
+    remote, warnings = connect(f"{bad_server}/nohttp")
+    assert remote.get_records(keys) == {}
+    remote.close()
+    assert len(warnings) == 1
+    assert "\n" not in warnings[0]
+    assert "SSH-2.0" in warnings[0]
+    assert capfd.readouterr().err == ""
+
+
+def test_a_body_cut_short_in_a_pipelined_batch_keeps_what_was_answered(bad_server: str) -> None:
+    keys = [f"{index:040x}" for index in range(200)]
+    keys[150] = "c" * 40  # the server cuts this answer short
+    _stored_on(bad_server, "cut", keys)
+    remote, warnings = connect(f"{bad_server}/cut", JOBSTAMPS_REMOTE_CONNECTIONS="1")
+    found = remote.get_records(keys)
+    remote.close()
+    assert keys[150] not in found
+    assert 0 < len(found) < len(keys)
+    assert found == {key: Record(key) for key in found}
+    assert set(keys[:150]) <= set(found)  # answered in order, before the cut
+    assert len(warnings) == 1
+    assert "cut short" in warnings[0]
+
+
+def test_large_entries_in_a_pipelined_batch_arrive_whole(nginx: Nginx) -> None:
+    from jobstamps.storage.backend import RemoteError
+    from jobstamps.storage.http import MAX_ENTRY
+
+    keys = [f"{index:040x}" for index in range(100)]
+    contents = {
+        key: os.urandom(3 << 20 if index % 40 == 7 else 200) for index, key in enumerate(keys)
+    }
+    for key, data in contents.items():
+        path = nginx.root / "large" / key[:2] / key[2:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    remote, warnings = connect(f"{nginx.url}/large", JOBSTAMPS_REMOTE_CONNECTIONS="1")
+    assert remote.backend is not None
+    assert remote.backend.get_entries(keys) == contents
+    assert remote.stats.bytes_down == sum(map(len, contents.values()))
+    (nginx.root / "large" / keys[50][:2] / keys[50][2:]).write_bytes(b"x" * (MAX_ENTRY + 1))
+    with pytest.raises(RemoteError, match="more than expected") as failure:
+        remote.backend.get_entries(keys)
+    assert failure.value.partial == {key: contents[key] for key in keys[:50]}
+    remote.close()
+    assert warnings == []
+
+
+def test_answers_that_fall_on_the_wrong_requests_are_never_taken(bad_server: str) -> None:
+    keys = [f"{index:040x}" for index in range(200)]
+    _stored_on(bad_server, "twice", keys)
+    remote, warnings = connect(f"{bad_server}/twice", JOBSTAMPS_REMOTE_CONNECTIONS="2")
+    found = remote.get_records(keys)
+    remote.close()
+    assert found == {key: Record(key) for key in found}
+    assert len(found) <= 2  # the first answer on each connection
+    assert len(warnings) == 1
+    assert "another key" in warnings[0] or "more than it was asked" in warnings[0], warnings[0]
+
+
+def test_a_refused_batch_warns_once_and_the_remote_is_not_asked_again() -> None:
+    remote, warnings = connect(f"http://127.0.0.1:{free_port()}/cache")
+    keys = [f"{index:040x}" for index in range(200)]
+    assert remote.get_records(keys) == {}
+    assert not remote.usable
+    assert remote.get_records(keys) == {}
+    remote.close()
+    assert len(warnings) == 1
+    assert "connection refused; continuing without it" in warnings[0]
+
+
+def test_a_server_that_closes_on_pipelined_requests_is_asked_one_at_a_time() -> None:
+    keys = [f"{index:040x}" for index in range(100)]
+    entries = {f"/one/{key[:2]}/{key[2:]}": encode(Record(key)) for key in keys[::2]}
+    with one_at_a_time_server(entries) as url:
+        remote, warnings = connect(f"{url}/one")
+        assert remote.get_records(keys) == {key: Record(key) for key in keys[::2]}
+        assert remote.get_records(keys[:10]) == {key: Record(key) for key in keys[:10:2]}
+        remote.close()
+    assert warnings == []

@@ -16,9 +16,15 @@ its key (the record inside still names the key itself). bazel-remote checks that
 PUT under ``/ac/`` is an ActionResult message unless started with
 ``--disable_http_ac_validation``; ``/cas/`` it checks against the sha256, which holds.
 
-Each worker thread keeps its own keep-alive connection (``http.client``), so a batch of
-lookups goes out over several connections at once. Credentials: ``user:password@`` in the URL
-(basic authentication) or a bearer token (``JOBSTAMPS_REMOTE_TOKEN``).
+A batch of lookups (the per-file mode asks for thousands of entries at once) is pipelined:
+up to ``connections`` keep-alive connections, each with a window of GETs in flight, answered
+in order and read by the strict reader of :mod:`jobstamps.storage.pipeline`. A server that
+closes a connection (``keepalive_requests``, HTTP/1.0) is asked again on a new one for what it
+left unanswered. An answer that reader does not handle for sure (chunked, no length, not
+HTTP/1.x) sends the rest of the batch, and every later one, one request at a time through
+``http.client``, as single lookups, blobs, PUT and HEAD always go: each worker thread keeps
+its own keep-alive connection. Credentials: ``user:password@`` in the URL (basic
+authentication) or a bearer token (``JOBSTAMPS_REMOTE_TOKEN``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from jobstamps.storage.backend import CHUNK, Backend, RemoteError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    import ssl
     from collections.abc import Callable, Sequence
     from concurrent.futures import ThreadPoolExecutor
     from typing import BinaryIO
@@ -109,6 +116,9 @@ class HttpBackend(Backend):
         self._lock = threading.Lock()
         self._connections: list[http.client.HTTPConnection] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._pipelining = True  # until a server's answer says it does not suit
+        self._idle: list[socket.socket] = []  # pipelining connections with nothing on them
+        self._tls: ssl.SSLContext | None = None
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -131,37 +141,25 @@ class HttpBackend(Backend):
     # -- the interface --------------------------------------------------------------------
 
     def get_entries(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """Fetch many entries over up to ``connections`` keep-alive connections at once."""
-        from concurrent.futures import as_completed
-
+        """Fetch many entries, pipelined over up to ``connections`` keep-alive connections."""
         keys = list(dict.fromkeys(keys))
         if len(keys) == 1:
             data = self._get(self.entry_path(keys[0]))
             return {} if data is None else {keys[0]: data}
-        failed = threading.Event()
-
-        def one(key: str) -> bytes | None:
-            if failed.is_set():
-                return None
-            try:
-                return self._get(self.entry_path(key))
-            except RemoteError:
-                failed.set()
-                raise
-
-        futures = {self._executor().submit(one, key): key for key in keys}
+        if not self._pipelining:
+            return self._get_each(keys)
         found: dict[str, bytes] = {}
-        first: RemoteError | None = None
-        for future in as_completed(futures):
+        try:
+            rest = self._get_pipelined(keys, found)
+        except RemoteError as error:
+            raise RemoteError(str(error), refused=error.refused, partial=found) from None
+        if rest:  # the server does not suit pipelining: the rest, and from now on, one by one
+            self._pipelining = False
             try:
-                data = future.result()
+                found.update(self._get_each(rest))
             except RemoteError as error:
-                first = first or error
-                continue
-            if data is not None:
-                found[futures[future]] = data
-        if first is not None:
-            raise RemoteError(str(first), refused=first.refused, partial=found)
+                found.update(error.partial)
+                raise RemoteError(str(error), refused=error.refused, partial=found) from None
         return found
 
     def put_entry(self, key: str, data: bytes) -> None:
@@ -197,8 +195,137 @@ class HttpBackend(Backend):
             connections, self._connections = self._connections, []
         for connection in connections:
             connection.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for sock in idle:
+            sock.close()
 
     # -- requests -------------------------------------------------------------------------
+
+    def _get_pipelined(self, keys: list[str], found: dict[str, bytes]) -> list[str]:
+        """Fetch entries into ``found``, a :class:`Lane` per connection.
+
+        Returns the keys left unanswered because the server does not suit pipelining (none
+        when all were answered).
+        """
+        from jobstamps.storage.pipeline import WINDOW, Lane, Unsuitable
+
+        tail = self._request_tail()
+        requests = [(key, b"GET " + self.entry_path(key).encode("ascii") + tail) for key in keys]
+        count = min(self._workers, -(-len(keys) // WINDOW))
+        stop = threading.Event()
+        lanes = [
+            Lane(dict(requests[index::count]), found, stop, self._timeout, MAX_ENTRY)
+            for index in range(count)
+        ]
+        errors: list[RemoteError] = []
+        unsuitable = threading.Event()
+
+        def drive(lane: Lane) -> None:
+            try:
+                lane.run(self._socket, self._release)
+            except Unsuitable:
+                unsuitable.set()
+                stop.set()
+            except RemoteError as error:
+                errors.append(error)
+                stop.set()
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                self.stats.add(requests=lane.answers, bytes_down=lane.received)
+
+        futures = [self._executor().submit(drive, lane) for lane in lanes[1:]]
+        try:
+            drive(lanes[0])
+        finally:
+            for future in futures:
+                future.result()
+        if errors:
+            raise errors[0]
+        return [key for lane in lanes for key in lane.pending] if unsuitable.is_set() else []
+
+    def _request_tail(self) -> bytes:
+        """Return what follows the path in a pipelined GET: the version and the headers."""
+        try:
+            host = self._host.encode("ascii")
+        except UnicodeEncodeError:
+            host = self._host.encode("idna")
+        if b":" in host:
+            host = b"[" + host + b"]"
+        if self._port is not None:
+            host += b":%d" % self._port
+        fields = "".join(f"{name}: {value}\r\n" for name, value in self._headers.items())
+        return b" HTTP/1.1\r\nHost: " + host + b"\r\n" + fields.encode("latin-1") + b"\r\n"
+
+    def _socket(self) -> tuple[socket.socket, bool]:
+        """Return an idle pipelining connection, or a new one; and whether it was used before."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        import socket
+
+        try:
+            sock = socket.create_connection(
+                (self._host, self._port or (443 if self._https else 80)),
+                timeout=self._connect_timeout,
+            )
+        except ConnectionRefusedError:
+            raise RemoteError("connection refused", refused=True) from None
+        except TimeoutError:
+            raise RemoteError(f"no answer within {self._connect_timeout:g} s") from None
+        except OSError as error:
+            raise RemoteError(f"GET failed: {_why(error)}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not self._https:
+            return sock, False
+        import ssl
+
+        try:
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
+            return self._tls.wrap_socket(sock, server_hostname=self._host), False
+        except TimeoutError:
+            sock.close()
+            raise RemoteError(f"no answer within {self._connect_timeout:g} s") from None
+        except OSError as error:
+            sock.close()
+            raise RemoteError(f"GET failed: {_why(error)}") from None
+
+    def _release(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._idle.append(sock)
+
+    def _get_each(self, keys: list[str]) -> dict[str, bytes]:
+        """Fetch each entry with a request of its own, on the worker threads' connections."""
+        from concurrent.futures import as_completed
+
+        failed = threading.Event()
+
+        def one(key: str) -> bytes | None:
+            if failed.is_set():
+                return None
+            try:
+                return self._get(self.entry_path(key))
+            except RemoteError:
+                failed.set()
+                raise
+
+        futures = {self._executor().submit(one, key): key for key in keys}
+        found: dict[str, bytes] = {}
+        first: RemoteError | None = None
+        for future in as_completed(futures):
+            try:
+                data = future.result()
+            except RemoteError as error:
+                first = first or error
+                continue
+            if data is not None:
+                found[futures[future]] = data
+        if first is not None:
+            raise RemoteError(str(first), refused=first.refused, partial=found)
+        return found
 
     def _executor(self) -> ThreadPoolExecutor:
         from concurrent.futures import ThreadPoolExecutor
@@ -360,4 +487,5 @@ def _check_name(name: str) -> None:
 
 
 def _why(error: BaseException) -> str:
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+    why = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return why if why.isprintable() else ascii(why)  # a server's bytes stay on one line
