@@ -167,18 +167,7 @@ http {{
     def _tls_config(self) -> str:
         if not self.tls:
             return ""
-        key = self.directory / "key.pem"
-        if not self.certificate.exists():
-            openssl = _program("openssl", "/usr/bin", "/usr/local/bin")
-            subprocess.run(
-                [
-                    *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-                    *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
-                    *("-keyout", str(key), "-out", str(self.certificate)),
-                ],
-                check=True,
-                capture_output=True,
-            )
+        key = self_signed(self.certificate)
         return f"\n        ssl_certificate {self.certificate};\n        ssl_certificate_key {key};"
 
     @contextlib.contextmanager
@@ -224,15 +213,38 @@ http {{
             time.sleep(0.01)
 
 
-class RedisServer:
-    """``redis-server`` without persistence, optionally with a password, at ``url``."""
+def self_signed(certificate: Path) -> Path:
+    """Make a self-signed certificate for 127.0.0.1 at ``certificate`` (once); return its key."""
+    key = certificate.with_name("key.pem")
+    if not certificate.exists():
+        openssl = _program("openssl", "/usr/bin", "/usr/local/bin")
+        subprocess.run(
+            [
+                *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+                *("-keyout", str(key), "-out", str(certificate)),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return key
 
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+
+class RedisServer:
+    """``redis-server`` without persistence, optionally with a password, at ``url``.
+
+    With ``tls``, it speaks TLS only (``rediss://``), with a self-signed certificate for
+    127.0.0.1 at :attr:`certificate`, and does not ask clients for certificates.
+    """
+
+    def __init__(self, directory: Path, password: str | None = None, tls: bool = False) -> None:
         self.directory = directory
         self.password = password
         self.port = free_port()
+        self.tls = tls
+        self.certificate = directory / "cert.pem"
         auth = f":{password}@" if password else ""
-        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        self.url = f"{'rediss' if tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     @contextlib.contextmanager
@@ -240,10 +252,15 @@ class RedisServer:
         """Start redis-server, yield self, stop it."""
         server = _program("redis-server", "/usr/bin", "/usr/local/bin")
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.tls:
+            key = self_signed(self.certificate)
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            ports += ["--tls-cert-file", str(self.certificate), "--tls-key-file", str(key)]
+        else:
+            ports = ["--port", str(self.port)]
         command = [
             server,
-            "--port",
-            str(self.port),
+            *ports,
             "--bind",
             "127.0.0.1",
             "--save",
@@ -265,7 +282,11 @@ class RedisServer:
         """Return a redis-py client of this server (for inspecting it from tests)."""
         import redis
 
-        return redis.Redis.from_url(self.url)
+        return (
+            redis.Redis.from_url(self.url, ssl_ca_certs=str(self.certificate))
+            if self.tls
+            else (redis.Redis.from_url(self.url))
+        )
 
 
 class Place:

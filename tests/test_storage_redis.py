@@ -96,6 +96,29 @@ def test_a_password_protected_server(tmp_path: Path) -> None:
     assert warnings[0].startswith(f"jobstamp: remote cache redis://:***@127.0.0.1:{server.port}/0")
 
 
+def test_rediss_checks_the_certificate_and_shares_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with RedisServer(tmp_path, tls=True).running() as server:
+        untrusted, warnings = connect(server.url)
+        untrusted.put_record(Record("ab" * 20))
+        assert untrusted.get_records(["ab" * 20]) == {}
+        untrusted.close()
+        assert len(warnings) == 1
+        assert "certificate verify failed" in warnings[0].lower(), warnings[0]
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.certificate))
+        remote, warnings = connect(server.url)
+        keys = [f"{index:040x}" for index in range(300)]
+        for key in keys[::2]:
+            remote.put_record(Record(key))
+        assert remote.flush()
+        assert remote.get_records(keys) == {key: Record(key) for key in keys[::2]}
+        remote.close()
+        assert warnings == []
+        client: Any = server.client()
+        assert len(client.keys("jobstamps:*")) == len(keys[::2])
+
+
 def test_a_stopped_server_is_a_miss_and_one_warning(tmp_path: Path) -> None:
     server = RedisServer(tmp_path)
     with server.running():
