@@ -702,12 +702,12 @@ class Store:
         return totals
 
     def stats(self) -> dict[str, int]:
-        """Return counts of entries, blobs, bytes (pointers, listings included), hits, misses."""
+        """Return counts of entries, blobs, bytes (pointers, listings, memos too), hits, misses."""
         self.flush_stats()
         log = read_private(self._stats_path) or b""
         entries = list(self._files("e"))
         blobs = list(self._files("b"))
-        explaining = [*self._files("p"), *self._files("t")]  # pointers and listings
+        explaining = [*self._files("p"), *self._files("t"), *self._files("x")]  # and memos
         packs = list(self._files_in(os.path.join(self._data, "e", _PACKS)))
         packed = sum(len(self._read_pack(path) or ()) for path, _, _ in packs)
         return {
@@ -856,7 +856,8 @@ class Store:
         A blob goes with the last entry that refers to it; blobs no entry refers to go first
         (unless just written: their entry may be on its way). Pointers count and are evicted
         like entries, and go with the entry they point to. A listing goes with its entry. A
-        pack goes whole, as one entry used when any of its entries last was.
+        pack goes whole, as one entry used when any of its entries last was. Memos count and
+        are evicted like entries.
         """
         limit = self.max_size if limit is None else limit
         if limit <= 0:
@@ -873,7 +874,8 @@ class Store:
                 refcount[digest] = refcount.get(digest, 0) + 1
             items.append((mtime, path, size + listings.pop(key, (0, 0))[0], refs))
         pointers = list(self._files("p"))
-        items += [(mtime, path, size, []) for path, size, mtime in pointers]
+        memos = list(self._files("x"))  # remembered digests: made again when needed
+        items += [(mtime, path, size, []) for path, size, mtime in [*pointers, *memos]]
         packs = list(self._files_in(os.path.join(self._data, "e", _PACKS)))
         items += [(mtime, path, size, []) for path, size, mtime in packs]  # entries without blobs
         items.sort()

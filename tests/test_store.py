@@ -794,6 +794,19 @@ def test_pointers_count_towards_the_size_and_are_trimmed(store: Store) -> None:
     assert store.stats()["bytes"] == 0, "pointers to evicted results go with them"
 
 
+def test_memos_count_towards_the_size_and_are_trimmed(store: Store) -> None:
+    store.write(KEY, entry())
+    for index in range(50):
+        memo = store.memo_path(digest_bytes(f"memo {index}".encode()))
+        atomic_write(memo, [b"d" * 40])
+        set_mtime(memo, 1000 + index)  # older than the entry
+    size = os.stat(store.entry_path(KEY)).st_size
+    assert store.stats()["bytes"] == size + 50 * 40
+    store.trim(size + 5 * 40)
+    assert store.stats()["bytes"] == size + 5 * 40
+    assert store.read(KEY)[0] is not None, "the newest result stays"
+
+
 def test_a_config_file_jobstamps_did_not_write_is_never_overwritten(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir(mode=0o700)
