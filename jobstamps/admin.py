@@ -99,10 +99,6 @@ def _manage(store: Store, options: Options, size: int | None) -> int:
     store.exists()  # refuses an unusable or unsafe directory
     if options.clear:
         _clear(store)
-    if options.zero_stats:
-        if store.exists():
-            store.zero_stats()
-        print(f"Statistics zeroed in {store.root}")
     if size is not None:
         store.max_size = size
         freed = store.trim()
@@ -112,6 +108,10 @@ def _manage(store: Store, options: Options, size: int | None) -> int:
         print(f"; evicted {format_size(freed)}" if freed else "")
     if options.show_stats:
         _show_stats(store)
+    if options.zero_stats:  # after showing them: "-sz" shows a build's statistics, as in ccache
+        if store.exists():
+            store.zero_stats()
+        print(f"Statistics zeroed in {store.root}")
     return 0
 
 

@@ -228,8 +228,12 @@ class _Parser:
     def _option(self, arg: str) -> None:
         if arg.startswith("--"):
             name, has_value, value = arg.partition("=")
-        elif arg[:2] in ALIASES and len(arg) > 2:  # noqa: PLR2004 - "-M5G", as getopt reads it
-            name, has_value, value = arg[:2], "=", arg[2:]
+        elif arg[:2] in ALIASES and len(arg) > 2:  # noqa: PLR2004 - as getopt reads them:
+            if TABLE[ALIASES[arg[:2]]][1] in {"flag", "action"}:  # "-sz" is "-s -z"
+                self._option(arg[:2])
+                self._option("-" + arg[2:])
+                return
+            name, has_value, value = arg[:2], "=", arg[2:]  # "-M5G" is "-M 5G"
         else:
             name, has_value, value = arg, "", ""
         name = ALIASES.get(name, name)

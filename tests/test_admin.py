@@ -429,6 +429,19 @@ def test_zero_stats_sets_hits_and_misses_to_zero_and_keeps_results(tmp_path: Pat
     assert (stats()["hits"], runs(tmp_path / "counter")) == ("1", 1)
 
 
+def test_sz_shows_the_statistics_then_zeroes_them_as_in_ccache(tmp_path: Path) -> None:
+    command = counting(tmp_path / "counter", "echo one")
+    for _ in range(3):
+        jobstamp("--", *command)
+    done = jobstamp("-sz")
+    assert (done.returncode, done.stderr) == (0, b"")
+    shown = done.stdout.decode()
+    assert "hits             2" in shown
+    assert "misses           1" in shown
+    assert shown.index("hits") < shown.index("Statistics zeroed in ")
+    assert (stats()["hits"], stats()["misses"]) == ("0", "0")
+
+
 def test_clear_keeps_the_statistics(tmp_path: Path) -> None:
     command = counting(tmp_path / "counter", "echo one")
     for _ in range(2):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from jobstamps import cli
+from jobstamps.errors import UsageError
 from jobstamps.store import Store
 from support import (
     JOBSTAMP,
@@ -92,6 +93,12 @@ def test_the_short_options_of_ccache() -> None:
     assert (options.show_stats, options.clear, options.zero_stats) == (True, True, True)
     assert options.max_size == "5G"
     assert cli.parse(["-M5Gi"]).max_size == "5Gi"
+    clustered = cli.parse(["-sz"])
+    assert (clustered.show_stats, clustered.clear, clustered.zero_stats) == (True, False, True)
+    clustered = cli.parse(["-szM5G"])
+    assert (clustered.show_stats, clustered.zero_stats, clustered.max_size) == (True, True, "5G")
+    with pytest.raises(UsageError, match="unknown option"):
+        cli.parse(["-sq"])
 
 
 def test_a_forgotten_separator_names_where_the_command_starts(tmp_path: Path) -> None:
