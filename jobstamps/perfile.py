@@ -413,6 +413,7 @@ class PerFile:
         )
         self.present = [path for path in self.declared if os.path.lexists(path)]
         self.declared_fingerprints: dict[str, Any] | None = None
+        self.why_stale: dict[int, str] = {}  # files to run, unless the remote cache has them
         self.files: list[str] = []
         self.results: list[Payload | None] = []
         self.printed = 0
@@ -475,8 +476,8 @@ class PerFile:
             pass  # refreshed fingerprints not kept: those files are compared by content again
         if stale and (self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")):
             stale = self._fill(stale, recordings)
-        for _ in stale:
-            self.store.note(hit=False)
+        for index in stale:
+            self._miss(index)
         self._flush()
         runs = self._run_stale(stale, recordings) if stale else 0
         self._seal_families(recordings)
@@ -639,11 +640,26 @@ class PerFile:
         recordings: dict[int, Any],
         count: bool = True,
     ) -> None:
-        """Mark file ``index`` to run, fingerprinting its dependencies first."""
+        """Mark file ``index`` to run, fingerprinting its dependencies first.
+
+        Without ``count``, the miss is counted and explained by :meth:`_miss`, once the remote
+        cache did not have the file's result either.
+        """
         stale.append(index)
+        if count:
+            self._say_running(index, why)
+        else:
+            self.why_stale[index] = why
+        recordings[index] = self.engine.begin(job, self._declared_fingerprints(), count)
+
+    def _miss(self, index: int) -> None:
+        """Count and explain a miss held back by :meth:`_begin`."""
+        self.store.note(hit=False)
+        self._say_running(index, self.why_stale.pop(index, ""))
+
+    def _say_running(self, index: int, why: str) -> None:
         if self.explaining:
             self.notes.append(f"running {self.files[index]}: {why}")
-        recordings[index] = self.engine.begin(job, self._declared_fingerprints(), count)
 
     def _declared_fingerprints(self) -> dict[str, Any]:
         """Fingerprint the declared files once for every file's job (directories: each time)."""

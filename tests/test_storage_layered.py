@@ -506,6 +506,8 @@ def test_per_file_results_are_looked_up_together_and_shared(
     assert result.stdout == first.stdout
     assert result.returncode == 1
     assert b"replayed bad.py from the remote cache" in result.stderr
+    assert b"running bad.py" not in result.stderr
+    assert b"running good.py: no result is stored" in result.stderr
     assert b"good.py from the remote cache" not in result.stderr
     stats = b.stats()
     assert stats["remote hits"] == "1"
