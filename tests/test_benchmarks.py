@@ -228,3 +228,16 @@ def test_bench_perfile_times_cppcheck_through_cmake(
         "one file edited": {"replayed": cmake["files"] - 1, "run": 1},
     }
     assert list(tmp.iterdir()) == []  # its temporary directory is gone
+
+
+def test_bench_store_writes_results_one_file_each_and_in_one_pack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tmp = tmp_path_factory.mktemp("bench-store-tmp")
+    found = run_script("bench_store.py", tmp, "--results", "40", "--rounds", "2")
+    assert (found["results"], found["rounds"]) == (40, 2)
+    ways = found["ways"]
+    assert (ways["one file each"]["files"], ways["one batch"]["files"]) == (40, 1)
+    assert all(ways[way][step]["median_ms"] > 0 for way in ways for step in ("write", "read"))
+    assert found["write_ratio"] > 0
+    assert list(tmp.iterdir()) == []  # its temporary directory is gone
