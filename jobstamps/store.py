@@ -715,9 +715,11 @@ class Store:
         blobs = list(self._files("b"))
         explaining = [*self._files("p"), *self._files("t"), *self._files("x")]  # and memos
         packs = list(self._files_in(os.path.join(self._data, "e", _PACKS)))
-        packed = sum(len(self._read_pack(path) or ()) for path, _, _ in packs)
+        # A key in several packs, or with a file of its own too, is one result.
+        packed = {key for path, _, _ in packs for key in self._read_pack(path) or ()}
+        packed.difference_update(os.path.basename(path) for path, _, _ in entries)
         return {
-            "entries": len(entries) + packed,
+            "entries": len(entries) + len(packed),
             "blobs": len(blobs),
             "bytes": sum(size for _, size, _ in (*entries, *packs, *blobs, *explaining)),
             "hits": log.count(b"h"),

@@ -1059,6 +1059,16 @@ def test_stats_count_the_entries_in_packs(tmp_path: Path) -> None:
     assert stats["bytes"] == os.stat(pack).st_size + os.stat(packing.entry_path(KEY)).st_size
 
 
+def test_stats_count_a_result_in_two_packs_or_beside_its_own_file_once(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    keys = [key_named(n) for n in range(PACK_MIN + 1)]
+    write_together(packing, keys[:PACK_MIN])
+    write_together(packing, keys[1:])  # all but the first again, and one more
+    packing.write(keys[5], entry(payload={"later": 1}))
+    assert len(support.cache_packs(packing.root)) == 2
+    assert Store(str(packing.root)).stats()["entries"] == len(keys)
+
+
 def test_trim_evicts_a_pack_whole_by_when_it_was_last_used(tmp_path: Path) -> None:
     packing = packing_store(tmp_path / "cache")
     old = [key_named(n) for n in range(PACK_MIN)]
