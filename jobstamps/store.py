@@ -348,6 +348,12 @@ class Store:
         body = marshal.dumps(entries)
         name = f"{time.time_ns():016x}-{os.getpid()}-{os.urandom(4).hex()}"
         path = os.path.join(self._data, "e", _PACKS, name)
+        try:
+            self.create()
+            makedirs(os.path.dirname(path))  # refuses a link: merging unlinks what is there
+        except OSError as error:
+            self._failed(error)
+            raise
         self._write_signed(path, _PACK_MAGIC, body)
         # A single entry is read before the packs: an older one must not hide these.
         for key in entries:
@@ -709,9 +715,11 @@ class Store:
         blobs = list(self._files("b"))
         explaining = [*self._files("p"), *self._files("t"), *self._files("x")]  # and memos
         packs = list(self._files_in(os.path.join(self._data, "e", _PACKS)))
-        packed = sum(len(self._read_pack(path) or ()) for path, _, _ in packs)
+        # A key in several packs, or with a file of its own too, is one result.
+        packed = {key for path, _, _ in packs for key in self._read_pack(path) or ()}
+        packed.difference_update(os.path.basename(path) for path, _, _ in entries)
         return {
-            "entries": len(entries) + packed,
+            "entries": len(entries) + len(packed),
             "blobs": len(blobs),
             "bytes": sum(size for _, size, _ in (*entries, *packs, *blobs, *explaining)),
             "hits": log.count(b"h"),
@@ -750,8 +758,13 @@ class Store:
             yield path, st.st_size, st.st_mtime_ns
 
     def _finished(self, directory: str) -> list[str]:
-        """List the paths in ``directory`` but temporary files, removing the stale ones."""
+        """List the paths in ``directory`` but temporary files, removing the stale ones.
+
+        A link in the place of a directory stands for nothing: what it leads to is not ours.
+        """
         try:
+            if not stat.S_ISDIR(os.lstat(directory).st_mode):
+                return []
             names = os.listdir(directory)
         except OSError:
             return []

@@ -213,6 +213,14 @@ http {{
             time.sleep(0.01)
 
 
+#: ``(location, URL prefix, environment)`` of each protected location of :class:`Nginx`, with
+#: the credentials it wants.
+CREDENTIALS = [
+    ("basic", f"http://{Nginx.USER}:{Nginx.PASSWORD}@", {}),
+    ("bearer", "http://", {"JOBSTAMPS_REMOTE_TOKEN": Nginx.TOKEN}),
+]
+
+
 def self_signed(certificate: Path) -> Path:
     """Make a self-signed certificate for 127.0.0.1 at ``certificate`` (once); return its key."""
     key = certificate.with_name("key.pem")

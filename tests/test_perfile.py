@@ -180,6 +180,28 @@ def test_a_damaged_pack_runs_its_files_again(
     assert runs(tmp_path) == []
 
 
+def test_a_link_in_place_of_the_packs_directory_leaves_its_target_alone(
+    fake: list[str], tmp_path: Path, isolated_cache: Path
+) -> None:
+    names = write({f"f{i:02}.py": "named\n" if i == 3 else "fine\n" for i in range(PACK_MIN + 2)})
+    argv = ["--jobs", "1", "--", *fake, "--", *names]
+    assert per_file("--", *fake, "--", names[0]).returncode == 0  # makes the cache
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    kept = sorted(victim / f"note{number:02}.txt" for number in range(12))
+    for path in kept:
+        path.write_bytes(b"precious")
+    os.symlink(victim, isolated_cache / "v1" / "e" / "packs")
+    for _ in range(2):
+        again = per_file(*argv)
+        assert again.returncode == 1
+        assert again.stdout.startswith(named("f03.py"))
+        assert sorted(victim.iterdir()) == kept
+        assert all(path.read_bytes() == b"precious" for path in kept)
+        assert b"results were not stored" in again.stdout
+        assert b"Traceback" not in again.stdout
+
+
 def test_two_large_runs_at_once_store_results_both_replay(
     fake: list[str], tmp_path: Path, isolated_cache: Path
 ) -> None:

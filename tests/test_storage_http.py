@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from jobstamps.storage.records import Record, encode, sha256_hex
-from servers import Nginx, connect, free_port, one_at_a_time_server
+from servers import CREDENTIALS, Nginx, connect, free_port, one_at_a_time_server
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -141,13 +141,7 @@ def test_a_server_stopped_in_the_middle_of_a_batch_is_a_miss_and_one_warning(
     assert len(warnings) == 1
 
 
-@pytest.mark.parametrize(
-    ("path", "url", "env"),
-    [
-        ("basic", f"http://{Nginx.USER}:{Nginx.PASSWORD}@", {}),
-        ("bearer", "http://", {"JOBSTAMPS_REMOTE_TOKEN": Nginx.TOKEN}),
-    ],
-)
+@pytest.mark.parametrize(("path", "url", "env"), CREDENTIALS)
 def test_credentials_open_a_protected_cache(
     nginx: Nginx, path: str, url: str, env: dict[str, str]
 ) -> None:

@@ -1059,6 +1059,16 @@ def test_stats_count_the_entries_in_packs(tmp_path: Path) -> None:
     assert stats["bytes"] == os.stat(pack).st_size + os.stat(packing.entry_path(KEY)).st_size
 
 
+def test_stats_count_a_result_in_two_packs_or_beside_its_own_file_once(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    keys = [key_named(n) for n in range(PACK_MIN + 1)]
+    write_together(packing, keys[:PACK_MIN])
+    write_together(packing, keys[1:])  # all but the first again, and one more
+    packing.write(keys[5], entry(payload={"later": 1}))
+    assert len(support.cache_packs(packing.root)) == 2
+    assert Store(str(packing.root)).stats()["entries"] == len(keys)
+
+
 def test_trim_evicts_a_pack_whole_by_when_it_was_last_used(tmp_path: Path) -> None:
     packing = packing_store(tmp_path / "cache")
     old = [key_named(n) for n in range(PACK_MIN)]
@@ -1087,3 +1097,30 @@ def test_clear_removes_the_packs(tmp_path: Path) -> None:
     packing.clear()
     assert support.cache_packs(packing.root) == []
     assert packing.read(keys[0])[0] is None
+
+
+@pytest.mark.parametrize("where", ["packs", "shard"])
+def test_a_link_in_place_of_a_cache_directory_never_leads_outside(
+    tmp_path: Path, where: str
+) -> None:
+    # Merging packs and trimming unlink what they list: through a link, another directory's
+    # files would go.
+    packing = packing_store(tmp_path / "cache")
+    packing.write(KEY, entry(payload={"x": "y" * 1000}))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for number in range(PACKS_MAX + 2):
+        (victim / f"{number:02x}{'0' * 38}").write_bytes(b"precious")
+    kept = sorted(os.listdir(victim))
+    linked = os.path.join(packing.root, "v1", "e", "packs" if where == "packs" else "ff")
+    os.symlink(victim, linked)
+    if where == "packs":
+        with pytest.raises(CacheDirectoryError, match="a link, a file"):
+            write_together(packing, [key_named(n) for n in range(PACK_MIN)])
+        assert "a link, a file" in packing.unwritable
+    stats = Store(packing.root).stats()
+    assert stats["entries"] == 1
+    assert packing.trim(1) > 0
+    assert sorted(os.listdir(victim)) == kept
+    assert all((victim / name).read_bytes() == b"precious" for name in kept)
+    assert os.path.islink(linked)

@@ -234,7 +234,7 @@ class Lane:
                     if len(self.inflight) > 1:  # perhaps for being sent several at once
                         raise Unsuitable("a connection closed before the first answer")
                     raise RemoteError("GET failed: the server closed the connection unanswered")
-                self._shrink(reader.answered)
+                self._shrink(reader.answered, reused)
                 return False
             answered = reader.answered
             closing = reader.feed(data)
@@ -243,7 +243,7 @@ class Lane:
                 since = 0
                 deadline = time.monotonic() + self.timeout
             if closing:
-                self._shrink(reader.answered)
+                self._shrink(reader.answered, reused)
                 return False
         return not reader.buffer
 
@@ -267,7 +267,10 @@ class Lane:
             why = getattr(error, "strerror", None) or str(error) or type(error).__name__
             raise RemoteError(f"GET failed: {why}") from None
 
-    def _shrink(self, answered: int) -> None:
-        """Send no more than ``answered`` at once: the server closed after that many."""
-        if answered:
+    def _shrink(self, answered: int, reused: bool) -> None:
+        """Send no more than ``answered`` at once: the server closed after that many.
+
+        Not for a connection used before: the server counted its earlier requests too.
+        """
+        if answered and not reused:
             self.window = min(self.window, answered)
