@@ -896,9 +896,13 @@ class Store:
         total = sum(item[2] for item in items) + sum(size for size, _ in unowned)
         recent = time.time_ns() - 60 * 1_000_000_000
         freed = self._drop_unowned(blobs, refcount, listings, recent)
-        for _, path, size, refs in items:
+        packs_ = {path for path, _, _ in packs}
+        for mtime, path, size, refs in items:
             if total - freed <= limit:
                 break
+            if path in packs_:  # keeps its newest results that fit, rather than none
+                freed += self._shrink_pack(path, size, mtime, limit - (total - freed - size))
+                continue
             freed += self._unlink(path, size)
             self._unlink(self.lock(os.path.basename(path)).path, 0)
             self._unlink(self.listing_path(os.path.basename(path)), 0)  # counted with its entry
@@ -909,6 +913,31 @@ class Store:
         freed += self._drop_dangling_pointers(pointers)
         self._drop_stale_locks(recent - _STALE_TMP_SECONDS * 1_000_000_000)
         return freed
+
+    def _shrink_pack(self, path: str, size: int, mtime: int, room: int) -> int:
+        """Rewrite a pack with its newest entries that fit in ``room`` bytes; return bytes freed.
+
+        It keeps its name and its time of last use. An unreadable pack, or one with no room
+        left, is removed.
+        """
+        entries = self._read_pack(path) if room > 0 else None
+        kept: dict[str, dict[str, Any]] = {}
+        used = len(_PACK_MAGIC) + _MAC + 16  # the header, and the dict's own bytes
+        newest = sorted((entries or {}).items(), key=lambda item: -item[1].get("created", 0))
+        for key, entry in newest:
+            used += len(marshal.dumps(key)) + len(marshal.dumps(entry))
+            if used > room:
+                break
+            kept[key] = entry
+        self._packed = None  # read again when next needed
+        if not kept:
+            return self._unlink(path, size)
+        try:
+            self._write_signed(path, _PACK_MAGIC, marshal.dumps(kept))
+            os.utime(path, ns=(mtime, mtime), follow_symlinks=_UTIME_FOLLOWS)
+            return size - os.lstat(path).st_size
+        except OSError:
+            return self._unlink(path, size)
 
     def _drop_unowned(
         self,

@@ -477,6 +477,22 @@ def test_the_size_limit_holds_after_a_run_that_stored_many_results(
     assert stats["bytes"] <= 4096
 
 
+def test_a_size_limit_smaller_than_a_pack_keeps_some_results(
+    fake: list[str], tmp_path: Path, isolated_cache: Path
+) -> None:
+    limit = subprocess.run([sys.executable, "-m", "jobstamps", "--max-size", "4K"], check=False)
+    assert limit.returncode == 0
+    names = write({f"f{i:03}.py": "fine\n" for i in range(100)})
+    argv = ["--jobs", "1", "--", *fake, "--", *names]
+    assert per_file(*argv).returncode == 0
+    runs(tmp_path)
+    stats = Store(str(isolated_cache)).stats()
+    assert 0 < stats["entries"] < 100
+    assert stats["bytes"] <= 4096
+    assert per_file(*argv).returncode == 0
+    assert 0 < len(ran_files(tmp_path)) < 100  # some results were kept and replayed
+
+
 # -- explanations, faults --------------------------------------------------------------------------
 
 

@@ -1089,6 +1089,28 @@ def test_trim_evicts_a_pack_whole_by_when_it_was_last_used(tmp_path: Path) -> No
     assert all(fresh.read(key)[0] is None for key in new)
 
 
+def test_a_size_limit_smaller_than_a_pack_keeps_its_newest_results(tmp_path: Path) -> None:
+    packing = packing_store(tmp_path / "cache")
+    keys = [key_named(n) for n in range(4 * PACK_MIN)]
+    with packing.batch():
+        for number, key in enumerate(keys):  # the later keys are the newer results
+            packing.write(key, entry(created=number, payload={"data": b"x" * 100}))
+    (pack,) = support.cache_packs(packing.root)
+    set_mtime(pack, 500)
+    mtime = os.stat(pack).st_mtime_ns
+    limit = os.stat(pack).st_size // 3
+    assert packing.trim(limit) > 0
+    assert support.cache_packs(packing.root) == [pack]  # the same pack, made smaller
+    assert os.stat(pack).st_size <= limit
+    assert os.stat(pack).st_mtime_ns == mtime  # as recently used as before
+    reader = packing_store(packing.root)
+    kept = [key for key in keys if reader.read(key)[0] is not None]
+    assert 0 < len(kept) < len(keys) // 3
+    assert kept == keys[-len(kept) :]  # the newest
+    assert packing.trim(1) > 0
+    assert support.cache_packs(packing.root) == []
+
+
 def test_clear_removes_the_packs(tmp_path: Path) -> None:
     packing = packing_store(tmp_path / "cache")
     keys = [key_named(n) for n in range(PACK_MIN)]
