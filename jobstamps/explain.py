@@ -78,9 +78,11 @@ def describe_change(old: Sequence[str], new: Sequence[str]) -> str:
         elif isinstance(was, list) and isinstance(now, list):
             gone = [item for item in was if item not in now]
             added = [item for item in now if item not in was]
+            modified = _modified(gone, added)
             detail = "; ".join(
                 part
                 for part in (
+                    *modified,
                     f"was {', '.join(gone)}" if gone else "",
                     f"now {', '.join(added)}" if added else "",
                 )
@@ -94,6 +96,25 @@ def describe_change(old: Sequence[str], new: Sequence[str]) -> str:
     if not changes:
         return "nothing differs from the last result stored for this command line"
     return "since the last stored result, the " + "; the ".join(changes)
+
+
+_MODIFIED = " (modified "
+
+
+def _modified(gone: list[str], added: list[str]) -> list[str]:
+    """Say which directories of a Python environment were modified (an install, a removal).
+
+    The items said are taken out of ``gone`` and ``added``.
+    """
+    said = []
+    for old in [item for item in gone if _MODIFIED in item]:
+        where, _, when = old.partition(_MODIFIED)
+        new = next((item for item in added if item.startswith(where + _MODIFIED)), None)
+        if new is not None:
+            gone.remove(old)
+            added.remove(new)
+            said.append(f"{where} modified {_times(when[:-1], new[len(where + _MODIFIED) : -1])}")
+    return said
 
 
 def _env_change(was: list[str], now: list[str]) -> str:

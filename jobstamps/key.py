@@ -87,15 +87,19 @@ def executable_identity(path: str) -> str:
     return f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_mode:o}"
 
 
-def python_environment(executable: str, cwd: str, path: str | None) -> list[str]:
+def python_environment(
+    executable: str, cwd: str, path: str | None, installed_when: bool = True
+) -> list[str]:
     """Name what a Python executable imports from: its interpreter and installed distributions.
 
     For a Python interpreter, or a script whose ``#!`` line runs one (a console script such as
     ``bin/flake8``), returns the interpreter's identity and the names of the ``*.dist-info``
     and ``*.egg-info`` directories in ``lib/python*/site-packages`` (or ``dist-packages``) of
     its environment (the interpreter's ``..``), so that upgrading a plugin or library re-runs;
-    for anything else, nothing. Costs one small read and a listing per directory; the
-    interpreter is not started.
+    for anything else, nothing. With ``installed_when``, each such directory's modification
+    time too: reinstalling a distribution at the same version (a patched plugin) replaces its
+    ``.dist-info`` and re-runs. Costs one small read, and a listing and a stat per directory;
+    the interpreter is not started.
     """
     interpreter = python_interpreter(executable, cwd, path)
     if interpreter is None:
@@ -113,11 +117,13 @@ def python_environment(executable: str, cwd: str, path: str | None) -> list[str]
         return found
     for version in versions:
         for leaf in ("site-packages", "dist-packages"):
+            site = os.path.join(lib, version, leaf)
             try:
-                names = os.listdir(os.path.join(lib, version, leaf))
+                names = os.listdir(site)
+                when = f" (modified {os.stat(site).st_mtime_ns})" if installed_when else ""
             except OSError:
                 continue
-            found.append(f"{version}/{leaf}")
+            found.append(f"{version}/{leaf}{when}")
             found.extend(sorted(n for n in names if n.endswith((".dist-info", ".egg-info"))))
     return found
 

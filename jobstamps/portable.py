@@ -178,7 +178,8 @@ def program_fields(executable: str, cwd: str, base: str, store: Store) -> list[s
     fields = [name, content_digest(executable, store, script)]
     if interpreter is not None:
         fields.append(content_digest(interpreter, store))
-        found = key.python_environment(executable, cwd, path_variable)[1:]  # names only
+        # Names only: when a machine installed them is its own affair.
+        found = key.python_environment(executable, cwd, path_variable, installed_when=False)[1:]
         fields += [f"python:{len(found)}", *found]
     return fields
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -971,6 +972,14 @@ def test_a_distribution_installed_beside_a_console_script_reruns(tmp_path: Path)
     done = jobstamp("--explain", "--", tool)
     assert b"replayed" not in done.stderr
     assert "pyflakes-3.2.0.dist-info" in done.stderr.decode()
+    assert b"replayed" in jobstamp("--explain", "--", tool).stderr
+    # Reinstalled at the same version (a patched plugin): its .dist-info is made anew.
+    (site / "pyflakes-3.2.0.dist-info").rmdir()
+    time.sleep(0.05)
+    (site / "pyflakes-3.2.0.dist-info").mkdir()
+    done = jobstamp("--explain", "--", tool)
+    assert b"replayed" not in done.stderr
+    assert f"{site.parent.name}/site-packages modified " in done.stderr.decode()
 
 
 @pytest.mark.parametrize("method", [[], ["--use-hashes"]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,26 @@ def test_a_console_script_keys_its_environments_distributions(bare_venv: Path) -
     )
     assert command_key(command_fields("/", str(script), "mtime", ["lint"])[0]) != command_key(
         fields_after
+    )
+
+
+def test_reinstalling_a_distribution_at_the_same_version_changes_the_key(
+    bare_venv: Path,
+) -> None:
+    script = make_tool(bare_venv / "bin" / "lint", body="")
+    script.write_text(f"#!{bare_venv / 'bin' / 'python'}\nimport sys\n")
+    installed = site_packages(bare_venv) / "plugin-1.0.dist-info"
+    installed.mkdir()
+    before = command_key(command_fields("/", str(script), "mtime", ["lint"])[0])
+    assert command_key(command_fields("/", str(script), "mtime", ["lint"])[0]) == before
+    installed.rmdir()  # as pip reinstalls: the old one goes, a new one comes
+    time.sleep(0.05)  # pip takes far longer than the file system's clock tick
+    installed.mkdir()
+    assert command_key(command_fields("/", str(script), "mtime", ["lint"])[0]) != before
+    # A remote key names the distributions, not when this machine installed them.
+    assert not any(
+        "modified" in field
+        for field in python_environment(str(script), "/", None, installed_when=False)
     )
 
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -196,6 +197,11 @@ def test_a_python_console_script_is_named_without_its_interpreter_path(
         bindir = tmp_path / place / "bin"
         bindir.mkdir(parents=True)
         (bindir / "python").symlink_to(sys.executable)
+        # The same distribution, installed at another time on each machine.
+        (tmp_path / place / "lib" / "python3.11" / "site-packages" / "foo-1.0.dist-info").mkdir(
+            parents=True
+        )
+        time.sleep(0.05)
         script = bindir / "lint"
         script.write_text(f"#!{bindir / 'python'}\nimport sys\nsys.exit(0)\n")
         script.chmod(0o755)
