@@ -391,7 +391,7 @@ def _open_remote(store: Store) -> Any:
 
         from jobstamps.storage.remote import open_remote
 
-        remote = open_remote()
+        remote = open_remote(store=store)
         _remote.append(remote)
         if remote is not None:
 

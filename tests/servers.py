@@ -496,6 +496,41 @@ def one_at_a_time_server(entries: dict[str, bytes]) -> Iterator[str]:
         listener.close()
 
 
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers (a hung cache
+    server), counting the connections in :attr:`accepted`."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            self.accepted += 1
+            self._held.append(connection)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[SilentServer]:
+        """Accept connections in a thread of this process until the block ends."""
+        import threading
+
+        thread = threading.Thread(target=self._serve, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.listener.close()
+            for connection in self._held:
+                connection.close()
+            thread.join(5)
+
+
 def connect(url: str, **env: str) -> tuple[Remote, list[str]]:
     """Open the remote at ``url`` with ``JOBSTAMPS_REMOTE_*`` settings ``env``; return it and
     the list its warnings go to."""

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tracemalloc
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,15 @@ import pytest
 from jobstamps.errors import UsageError
 from jobstamps.storage.records import INLINE_LIMIT, Record, encode, sha256_hex
 from jobstamps.storage.remote import MAX_FAILURES, Settings, open_remote
-from servers import Nginx, Place, RedisServer, bad_http_server, connect, free_port
+from servers import (
+    Nginx,
+    Place,
+    RedisServer,
+    SilentServer,
+    bad_http_server,
+    connect,
+    free_port,
+)
 from support import JOBSTAMP, changed_env, counting, run_python, runs
 
 if TYPE_CHECKING:
@@ -69,6 +78,7 @@ def test_read_only_from_either_place_is_enough() -> None:
         ("http://host", {"JOBSTAMPS_REMOTE_TIMEOUT": "soon"}, "timeout 'soon'"),
         ("http://host", {"JOBSTAMPS_REMOTE_TIMEOUT": "0"}, "timeout '0'"),
         ("redis://host", {"JOBSTAMPS_REMOTE_TTL": "-5"}, "ttl '-5'"),
+        ("redis://host", {"JOBSTAMPS_REMOTE_RETRY": "later"}, "retry 'later'"),
     ],
 )
 def test_unusable_settings_are_one_line_usage_errors(
@@ -156,6 +166,65 @@ def test_a_refused_remote_warns_once_and_is_not_asked_again() -> None:
     assert remote.stats.as_dict()["errors"] == 1
     assert remote.stats.as_dict()["misses"] == 3
     remote.close()
+
+
+def silent_url(scheme: str, server: SilentServer) -> str:
+    return f"{scheme}://127.0.0.1:{server.port}/" + ("0" if scheme == "redis" else "cache")
+
+
+@pytest.mark.parametrize("scheme", ["http", "redis"])
+def test_a_server_that_does_not_answer_is_waited_for_once_then_left_alone(
+    tmp_path: Path, scheme: str
+) -> None:
+    if scheme == "redis":
+        pytest.importorskip("redis")
+    counter = tmp_path / "runs"
+    with SilentServer().running() as server:
+        env = changed_env(
+            {
+                "JOBSTAMPS_REMOTE": silent_url(scheme, server),
+                "JOBSTAMPS_REMOTE_TIMEOUT": "0.5",
+                "JOBSTAMPS_REMOTE_RETRY": "2",
+            }
+        )
+
+        def run(text: str) -> subprocess.CompletedProcess[bytes]:
+            command = [*JOBSTAMP, "--", *counting(counter, f"echo {text}")]
+            return subprocess.run(command, env=env, capture_output=True, timeout=60, check=False)
+
+        first = run("one")
+        assert (first.returncode, first.stdout) == (0, b"one\n")
+        assert first.stderr.count(b"\n") == 1, first.stderr
+        assert b"continuing without it" in first.stderr  # not asked again, not even to upload
+        assert server.accepted == 1
+        for text in ("two", "three"):  # other jobs, within the retry time: not asked at all
+            later = run(text)
+            assert (later.returncode, later.stdout) == (0, f"{text}\n".encode())
+            assert later.stderr.count(b"\n") == 1, later.stderr
+            assert b"could not be reached at " in later.stderr
+            assert b"so it is not asked again before " in later.stderr
+        assert server.accepted == 1
+        time.sleep(2.1)
+        assert run("four").stdout == b"four\n"
+        assert server.accepted == 2  # asked again once the retry time is over
+    assert runs(counter) == 4
+
+
+def test_a_retry_time_of_0_asks_a_silent_server_every_time(tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    with SilentServer().running() as server:
+        env = changed_env(
+            {
+                "JOBSTAMPS_REMOTE": silent_url("http", server),
+                "JOBSTAMPS_REMOTE_TIMEOUT": "0.3",
+                "JOBSTAMPS_REMOTE_RETRY": "0",
+            }
+        )
+        for text in ("one", "two"):
+            command = [*JOBSTAMP, "--", *counting(counter, f"echo {text}")]
+            done = subprocess.run(command, env=env, capture_output=True, timeout=60, check=False)
+            assert done.stdout == f"{text}\n".encode()
+    assert server.accepted == 2
 
 
 # -- every backend, on a real server ----------------------------------------------------------

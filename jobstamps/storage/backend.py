@@ -24,14 +24,21 @@ class RemoteError(Exception):
     """The remote failed (refused, down, slow, an unexpected status, a damaged body).
 
     ``refused`` says the server is not listening at all: no point in asking again.
+    ``down`` says it could not be reached or did not answer in time (``refused`` too): asking
+    again would only wait again.
     ``partial`` holds the entries a batch read before it failed; they are as good as any.
     """
 
     def __init__(
-        self, why: str, refused: bool = False, partial: dict[str, bytes] | None = None
+        self,
+        why: str,
+        refused: bool = False,
+        partial: dict[str, bytes] | None = None,
+        down: bool | None = None,
     ) -> None:
         super().__init__(why)
         self.refused = refused
+        self.down = refused if down is None else down
         self.partial = partial or {}
 
 

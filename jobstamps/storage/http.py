@@ -152,14 +152,18 @@ class HttpBackend(Backend):
         try:
             rest = self._get_pipelined(keys, found)
         except RemoteError as error:
-            raise RemoteError(str(error), refused=error.refused, partial=found) from None
+            raise RemoteError(
+                str(error), refused=error.refused, partial=found, down=error.down
+            ) from None
         if rest:  # the server does not suit pipelining: the rest, and from now on, one by one
             self._pipelining = False
             try:
                 found.update(self._get_each(rest))
             except RemoteError as error:
                 found.update(error.partial)
-                raise RemoteError(str(error), refused=error.refused, partial=found) from None
+                raise RemoteError(
+                    str(error), refused=error.refused, partial=found, down=error.down
+                ) from None
         return found
 
     def put_entry(self, key: str, data: bytes) -> None:
@@ -274,9 +278,9 @@ class HttpBackend(Backend):
         except ConnectionRefusedError:
             raise RemoteError("connection refused", refused=True) from None
         except TimeoutError:
-            raise RemoteError(f"no answer within {self._connect_timeout:g} s") from None
-        except OSError as error:
-            raise RemoteError(f"GET failed: {_why(error)}") from None
+            raise RemoteError(f"no answer within {self._connect_timeout:g} s", down=True) from None
+        except OSError as error:  # not reachable: no route, no such host
+            raise RemoteError(f"GET failed: {_why(error)}", down=True) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not self._https:
             return sock, False
@@ -288,7 +292,7 @@ class HttpBackend(Backend):
             return self._tls.wrap_socket(sock, server_hostname=self._host), False
         except TimeoutError:
             sock.close()
-            raise RemoteError(f"no answer within {self._connect_timeout:g} s") from None
+            raise RemoteError(f"no answer within {self._connect_timeout:g} s", down=True) from None
         except OSError as error:
             sock.close()
             raise RemoteError(f"GET failed: {_why(error)}") from None
@@ -324,7 +328,7 @@ class HttpBackend(Backend):
             if data is not None:
                 found[futures[future]] = data
         if first is not None:
-            raise RemoteError(str(first), refused=first.refused, partial=found)
+            raise _keeping(first, found)
         return found
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -401,10 +405,11 @@ class HttpBackend(Backend):
                 raise RemoteError("connection refused", refused=True) from None
             except TimeoutError:
                 connection.close()
-                raise RemoteError(f"no answer within {self._timeout:g} s") from None
+                raise RemoteError(f"no answer within {self._timeout:g} s", down=True) from None
             except (OSError, http.client.HTTPException) as error:
+                unreachable = isinstance(error, OSError) and connection.sock is None
                 connection.close()
-                raise RemoteError(f"{method} failed: {_why(error)}") from None
+                raise RemoteError(f"{method} failed: {_why(error)}", down=unreachable) from None
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
     def _exchange(
@@ -461,7 +466,9 @@ class HttpBackend(Backend):
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RemoteError(f"{what}: no complete answer within {self._timeout:g} s")
+                raise RemoteError(
+                    f"{what}: no complete answer within {self._timeout:g} s", down=True
+                )
             sock.settimeout(left)
             piece = response.read1(CHUNK)
             if not piece:
@@ -484,6 +491,11 @@ def _check_name(name: str) -> None:
     """Keys and digests go into URL paths: letters and digits only."""
     if not name or not name.isascii() or not name.isalnum():
         raise ValueError(f"{name!r} cannot name a remote entry")
+
+
+def _keeping(error: RemoteError, found: dict[str, bytes]) -> RemoteError:
+    """Return the same failure, with the entries ``found`` before it as its partial result."""
+    return RemoteError(str(error), refused=error.refused, partial=found, down=error.down)
 
 
 def _why(error: BaseException) -> str:

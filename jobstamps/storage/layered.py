@@ -47,7 +47,7 @@ def open_layered(
     from jobstamps.storage.remote import open_remote
 
     base = portable.base_directory(cwd, base_dir)
-    remote = open_remote(url, read_only=read_only)
+    remote = open_remote(url, read_only=read_only, store=engine.store)
     return Layered(engine, remote, base) if remote is not None else None
 
 

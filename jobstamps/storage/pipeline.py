@@ -260,7 +260,9 @@ class Lane:
             return sock.recv(_RECEIVE)
         except TimeoutError:
             why = "no complete answer" if reader.started else "no answer"
-            raise RemoteError(f"{self.what()}: {why} within {self.timeout:g} s") from None
+            raise RemoteError(
+                f"{self.what()}: {why} within {self.timeout:g} s", down=True
+            ) from None
         except _GONE:
             return b""
         except OSError as error:

@@ -62,10 +62,10 @@ class RedisBackend(Backend):
         """Run one exchange with the server, turning its failures into :class:`RemoteError`."""
         try:
             result = call()
-        except redis.exceptions.ConnectionError as error:
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             refused = isinstance(error.__cause__ or error.__context__, ConnectionRefusedError)
             refused = refused or "refused" in str(error).lower()
-            raise RemoteError(f"{what} failed: {error}", refused=refused) from None
+            raise RemoteError(f"{what} failed: {error}", refused=refused, down=True) from None
         except (redis.exceptions.RedisError, OSError) as error:
             raise RemoteError(f"{what} failed: {error}") from None
         self.stats.add(requests=requests)

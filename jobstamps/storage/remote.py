@@ -18,12 +18,18 @@ variable                       URL option      meaning
 ``JOBSTAMPS_REMOTE_PREFIX``    ``prefix``      Redis key prefix (default ``jobstamps:``)
 ``JOBSTAMPS_REMOTE_TTL``       ``ttl``         Redis expiry of what is stored, in seconds (0: none)
 ``JOBSTAMPS_REMOTE_CONNECTIONS`` ``connections`` parallel connections (default 8)
+``JOBSTAMPS_REMOTE_RETRY``     ``retry``       seconds a remote that could not be reached or did
+                                               not answer is left alone (default 60; 0: never)
 =============================  ==============  ==================================================
 
 Failure policy: a remote never fails a build and never causes a wrong replay. Every failure
 (refused, down, slow, an unexpected status, a damaged body, a record that does not verify) is
-a miss; the first prints ONE line on stderr for the whole invocation; a remote that was refused
-once or failed :data:`MAX_FAILURES` times is not asked again until the invocation ends.
+a miss; the first prints ONE line on stderr for the whole invocation; a remote that was refused,
+could not be reached or did not answer in time once, or failed :data:`MAX_FAILURES` times, is
+not asked again until the invocation ends. One that could not be reached or did not answer is
+also left alone by the invocations that start in the next ``retry`` seconds (each says so in
+one line): a build of many targets waits for an unreachable server once, not once per target.
+The mark is a memo in the local cache (see :meth:`Store.memo_path`).
 
 Importing this module costs nothing more than ``os``: the URL is parsed, and the backend and the
 record code are imported, only when a remote is configured and first needed.
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 
     from jobstamps.storage.backend import Backend, RemoteStats
     from jobstamps.storage.records import Record
+    from jobstamps.store import Store
 
 __all__ = ["BACKENDS", "MAX_FAILURES", "Remote", "Settings", "configured_url", "open_remote"]
 
@@ -59,6 +66,7 @@ MAX_FAILURES = 3
 DEFAULT_TIMEOUT = 5.0
 MAX_CONNECT_TIMEOUT = 2.0
 DEFAULT_CONNECTIONS = 8
+DEFAULT_RETRY = 60.0
 #: How long :meth:`Remote.close` waits for uploads still running.
 FLUSH_SECONDS = 30.0
 _FOREVER = 1e9
@@ -90,7 +98,8 @@ class Settings:
             schemes = ", ".join(f"{scheme}://" for scheme in BACKENDS)
             raise UsageError(f"remote cache URL {url!r} is not supported. Use one of {schemes}")
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        unknown = set(options) - {"layout", "read-only", "timeout", "prefix", "ttl", "connections"}
+        known = {"layout", "read-only", "timeout", "prefix", "ttl", "connections", "retry"}
+        unknown = set(options) - known
         if unknown:
             raise UsageError(f"remote cache URL {url!r} has unknown option {min(unknown)!r}")
         #: The URL to connect to: with credentials, without options.
@@ -114,6 +123,7 @@ class Settings:
         self.timeout = _number(option("timeout", "JOBSTAMPS_REMOTE_TIMEOUT", ""), DEFAULT_TIMEOUT)
         self.connect_timeout = min(self.timeout, MAX_CONNECT_TIMEOUT)
         self.ttl = int(_number(option("ttl", "JOBSTAMPS_REMOTE_TTL", ""), 0, "ttl"))
+        self.retry = _number(option("retry", "JOBSTAMPS_REMOTE_RETRY", ""), DEFAULT_RETRY, "retry")
         self.connections = max(
             1,
             int(
@@ -151,7 +161,7 @@ def _number(text: str, default: float, what: str = "timeout") -> float:
         value = float(text)
     except ValueError:
         value = -1
-    if not 0 <= value < _FOREVER or (what != "ttl" and value == 0):
+    if not 0 <= value < _FOREVER or (what not in {"ttl", "retry"} and value == 0):
         raise UsageError(f"remote cache {what} {text!r} is not a positive number of seconds")
     return value
 
@@ -161,11 +171,13 @@ def open_remote(
     env: Mapping[str, str] | None = None,
     read_only: bool = False,
     warn: Callable[[str], None] | None = None,
+    store: Store | None = None,
 ) -> Remote | None:
     """Return the configured remote (``url``, else ``JOBSTAMPS_REMOTE``), or ``None``.
 
     ``read_only`` (``--remote-read-only``) adds to the settings' own. A missing client library
-    warns (through ``warn``) and returns ``None``: the build goes on with the local cache.
+    warns (through ``warn``) and returns ``None``: the build goes on with the local cache. So
+    does a remote that ``store`` remembers as unreachable (see the module's text).
     Raises :class:`~jobstamps.errors.UsageError` for a URL or option that cannot work.
     """
     url = url or configured_url(env)
@@ -173,6 +185,12 @@ def open_remote(
         return None
     settings = Settings(url, env)
     settings.read_only = settings.read_only or read_only
+    down = _Down(store, settings) if store is not None and settings.retry else None
+    if down is not None:
+        why = down.since()
+        if why:
+            Remote(None, settings, warn).fail_with(why)
+            return None
     import importlib
 
     module, _, name = BACKENDS[settings.scheme].partition(":")
@@ -188,7 +206,58 @@ def open_remote(
         backend = backend_class(settings)
     except ValueError as error:
         raise UsageError(f"remote cache URL {settings.name} cannot be used ({error})") from None
-    return Remote(backend, settings, warn)
+    remote = Remote(backend, settings, warn)
+    if down is not None:
+        remote.on_down = down.mark
+    return remote
+
+
+class _Down:
+    """Remembers, in a local cache, that a remote could not be reached, for ``retry`` seconds."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        from jobstamps.fingerprint import digest_bytes
+
+        self.store = store
+        self.retry_ns = int(settings.retry * 1e9)
+        name = f"jobstamps-remote-down-1\0{settings.name}"
+        self.path = store.memo_path(digest_bytes(name.encode("utf-8", "surrogateescape")))
+
+    def since(self) -> str:
+        """Say why the remote is left alone now; ``""`` when it may be asked."""
+        import time
+
+        from jobstamps._fs import read_private
+
+        words = (read_private(self.path) or b"").decode("utf-8", "replace").split(" ", 1)
+        if len(words) != 2 or not words[0].isdigit():  # noqa: PLR2004 - the time, and why
+            return ""
+        failed = int(words[0])
+        now = time.time_ns()
+        if not now - self.retry_ns < failed <= now:
+            return ""
+        return (
+            f"it could not be reached at {_clock(failed)} ({words[1]}), so it is not asked "
+            f"again before {_clock(failed + self.retry_ns)} (JOBSTAMPS_REMOTE_RETRY sets how long)"
+        )
+
+    def mark(self, why: str) -> None:
+        """Note now that the remote could not be reached, and why; never fails the caller."""
+        import time
+
+        from jobstamps._fs import atomic_write
+
+        try:
+            self.store.create()
+            atomic_write(self.path, [f"{time.time_ns()} {why}".encode("utf-8", "replace")])
+        except OSError:
+            pass
+
+
+def _clock(ns: int) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(ns / 1e9))
 
 
 def _stderr(line: str) -> None:
@@ -226,6 +295,9 @@ class Remote:
         self._lock = threading.Lock()
         self._failures = 0
         self._warned = False
+        #: Called once when the server could not be reached or did not answer, with why.
+        self.on_down: Callable[[str], None] | None = None
+        self._marked = False
         self.usable = backend is not None
         self._uploads: ThreadPoolExecutor | None = None
         self._pending: set[Future[None]] = set()
@@ -252,11 +324,16 @@ class Remote:
             self._failures += 1
             rejected = isinstance(error, RecordError)
             self.stats.add(errors=1, rejected=int(rejected))
-            if error.refused or self._failures >= MAX_FAILURES:
+            if error.refused or error.down or self._failures >= MAX_FAILURES:
                 self.usable = False
-            if self._warned:
-                return
-            self._warned = True
+            marking = error.down and self.on_down is not None and not self._marked
+            self._marked = self._marked or marking
+            warned, self._warned = self._warned, True
+        if marking:
+            assert self.on_down is not None  # noqa: S101 - checked under the lock
+            self.on_down(str(error))
+        if warned:
+            return
         self._warn(
             f"jobstamp: remote cache {self.settings.name}: {error}; "
             + ("continuing without it" if not self.usable else "treating it as a miss")
@@ -266,7 +343,7 @@ class Remote:
         """Give up on this remote for the invocation, saying ``why`` (once)."""
         from jobstamps.storage.backend import RemoteError
 
-        self.fail(RemoteError(why, refused=True))
+        self.fail(RemoteError(why, refused=True, down=False))
 
     # -- reads ----------------------------------------------------------------------------
 
