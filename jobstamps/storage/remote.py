@@ -237,8 +237,8 @@ class _Down:
         if not now - self.retry_ns < failed <= now:
             return ""
         return (
-            f"it could not be reached at {_clock(failed)} ({words[1]}), so it is not asked "
-            f"again before {_clock(failed + self.retry_ns)} (JOBSTAMPS_REMOTE_RETRY sets how long)"
+            f"unreachable at {_clock(failed)} ({words[1]}), so not asked again before "
+            f"{_clock(failed + self.retry_ns)} (JOBSTAMPS_REMOTE_RETRY sets how long)"
         )
 
     def mark(self, why: str) -> None:
