@@ -525,10 +525,12 @@ class SilentServer:
         try:
             yield self
         finally:
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() up
             self.listener.close()
+            thread.join(5)
             for connection in self._held:
                 connection.close()
-            thread.join(5)
 
 
 def connect(url: str, **env: str) -> tuple[Remote, list[str]]:
