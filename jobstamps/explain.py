@@ -157,9 +157,13 @@ def _executable_change(was: str, now: str) -> str:
         said.append(f"size {''.join(old[1:2])} -> {''.join(new[1:2])} bytes")
     if old[2:3] != new[2:3]:
         said.append(f"modified {_times(''.join(old[2:3]), ''.join(new[2:3]))}")
-    if not said:
-        said.append("its inode, change time or installed packages changed")
-    return f"{new[0]}: " + ", ".join(said)
+    if old[4:5] != new[4:5]:
+        said.append("replaced by another file (another inode)")
+    elif old[3:4] != new[3:4]:
+        said.append(f"status changed {_times(''.join(old[3:4]), ''.join(new[3:4]))}")
+    if old[5:6] != new[5:6]:
+        said.append(f"mode {''.join(old[5:6]) or '?'} -> {''.join(new[5:6]) or '?'}")
+    return f"{new[0]}: " + ", ".join(said or ["its identity changed"])
 
 
 def _times(old: str, new: str) -> str:

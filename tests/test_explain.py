@@ -109,10 +109,16 @@ def test_executable_times_are_shown_as_local_dates() -> None:
     assert f"{day}.750501684 -> {day}.750501685" in close
     moved = describe_change(fields(exe="/bin/x\x001\x002"), fields(exe="/usr/bin/x\x001\x002"))
     assert moved.endswith("executable changed (/bin/x -> /usr/bin/x)")
-    other = describe_change(
-        fields(exe="/bin/x\x001\x002\x003"), fields(exe="/bin/x\x001\x002\x004")
+    copied = describe_change(  # cp -p of another tool: same size and times, another inode
+        fields(exe=f"/bin/x\x001\x00{old}\x00{old}\x007\x00755"),
+        fields(exe=f"/bin/x\x001\x00{old}\x00{new}\x008\x00755"),
     )
-    assert other.endswith("(/bin/x: its inode, change time or installed packages changed)")
+    assert copied.endswith("(/bin/x: replaced by another file (another inode))")
+    touched = describe_change(
+        fields(exe=f"/bin/x\x001\x00{old}\x00{old}\x007\x00755"),
+        fields(exe=f"/bin/x\x001\x00{old}\x00{new}\x007\x00644"),
+    )
+    assert touched.endswith(f"(/bin/x: status changed {day} -> {next_day}, mode 755 -> 644)")
 
 
 @pytest.mark.parametrize(
