@@ -93,6 +93,22 @@ def test_contents_paths_and_arguments_change_the_key(tmp_path: Path, store: Stor
     assert key_of(store, root, ["bin/show", "src/a.txt"]) != first
 
 
+def test_only_declared_environment_variables_change_the_key(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = checkout(tmp_path / "project")
+    argv = ["bin/show", "src/a.txt"]
+    monkeypatch.setenv("LINT_LEVEL", "1")
+    undeclared = key_of(store, root, argv)
+    declared = key_of(store, root, argv, env_names=["LINT_LEVEL"])
+    assert declared != undeclared
+    monkeypatch.setenv("LINT_LEVEL", "2")
+    assert key_of(store, root, argv) == undeclared
+    assert key_of(store, root, argv, env_names=["LINT_LEVEL"]) != declared
+    monkeypatch.delenv("LINT_LEVEL")
+    assert key_of(store, root, argv, env_names=["LINT_LEVEL"]) not in {declared, undeclared}
+
+
 def test_an_absolute_argument_differs_from_the_same_relative_one(
     tmp_path: Path, store: Store
 ) -> None:

@@ -817,3 +817,28 @@ def test_the_readme_ci_recipes_are_valid_yaml() -> None:
     assert restore["env"]["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
     (cache_step,) = [step for step in restore["steps"] if "cache" in step.get("uses", "")]
     assert cache_step["with"]["path"] == restore["env"]["JOBSTAMPS_CACHE_DIR"]
+
+
+def test_a_cache_restored_into_a_fresh_checkout_at_the_same_path_replays_with_hashes(
+    machines: tuple[Machine, Machine], project: Path, tmp_path: Path
+) -> None:
+    """The README's serverless recipe: save the cache after a job, restore it before the next."""
+    a, _ = machines
+    counter = tmp_path / "runs"
+    hashes = {"JOBSTAMPS_ALWAYS_USE_HASHES": "1"}
+    stored = a.jobstamp(*check_input(counter), url=None, **hashes)
+    saved = tmp_path / "saved-cache"
+    shutil.copytree(a.cache, saved)  # as a CI cache step keeps it: modes and times too
+    for run in range(2):
+        shutil.rmtree(a.cache)
+        shutil.rmtree(a.checkout)
+        shutil.copytree(project, a.checkout, symlinks=True)  # new inodes, new times
+        later = os.stat(a.checkout / "input.txt").st_mtime + 100 + run
+        os.utime(a.checkout / "input.txt", (later, later))
+        if run:
+            (a.checkout / "input.txt").write_text("changed input\n")
+        shutil.copytree(saved, a.cache)
+        again = a.jobstamp(*check_input(counter), url=None, **hashes)
+        assert runs(counter) == 1 + run
+        assert again.returncode == stored.returncode == 3
+        assert again.stdout == (a.checkout / "input.txt").read_bytes()

@@ -20,7 +20,14 @@ from jobstamps import portable
 from jobstamps._fs import open_private
 from jobstamps.engine import ReplayError
 from jobstamps.fingerprint import blake2b
-from jobstamps.storage.records import COMMAND, INLINE_LIMIT, PICKLE, Record, RecordError
+from jobstamps.storage.records import (
+    COMMAND,
+    INLINE_LIMIT,
+    PICKLE,
+    Record,
+    RecordError,
+    sha256_hex,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -262,8 +269,6 @@ class Layered:
                 blob = _sha256_file(path)
                 sources[blob[0]], data = path, b""
         elif len(data) > INLINE_LIMIT:
-            from jobstamps.storage.records import sha256_hex
-
             blob = (sha256_hex(data), len(data))
             sources[blob[0]], data = data, b""
         record = Record(
