@@ -533,6 +533,57 @@ class SilentServer:
                 connection.close()
 
 
+class SlowPutServer:
+    """An HTTP server on 127.0.0.1 whose every PUT takes ``delay`` seconds, counting how many
+    it answered (:attr:`puts`) and the most it held at once (:attr:`most_at_once`)."""
+
+    def __init__(self, delay: float) -> None:
+        import http.server
+        import threading
+
+        self.puts = self.most_at_once = 0
+        lock = threading.Lock()
+        active = [0]
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_PUT(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with lock:
+                    active[0] += 1
+                    server.most_at_once = max(server.most_at_once, active[0])
+                time.sleep(delay)
+                with lock:
+                    active[0] -= 1
+                    server.puts += 1
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cache"
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[SlowPutServer]:
+        """Serve in a thread of this process until the block ends."""
+        import threading
+
+        thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            thread.join(5)
+
+
 def connect(url: str, **env: str) -> tuple[Remote, list[str]]:
     """Open the remote at ``url`` with ``JOBSTAMPS_REMOTE_*`` settings ``env``; return it and
     the list its warnings go to."""

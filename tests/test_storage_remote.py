@@ -23,6 +23,7 @@ from servers import (
     Place,
     RedisServer,
     SilentServer,
+    SlowPutServer,
     bad_http_server,
     connect,
     free_port,
@@ -428,6 +429,18 @@ def test_a_server_stopped_during_a_blob_is_a_miss_and_one_warning(tmp_path: Path
             remote.close()
         assert len(warnings) == 1, warnings
         assert warnings[0].startswith(f"jobstamp: remote cache {server.url}")
+
+
+def test_uploads_go_out_in_parallel_and_bounded() -> None:
+    with SlowPutServer(delay=0.2).running() as server:
+        remote, warnings = connect(server.url, JOBSTAMPS_REMOTE_CONNECTIONS="8")
+        for index in range(16):
+            remote.put_record(Record(f"{index:040x}"))
+        assert remote.flush()
+        remote.close()
+    assert warnings == []
+    assert server.puts == 16
+    assert 1 < server.most_at_once <= 4  # a few at once, never one per result
 
 
 def test_uploads_still_running_at_the_deadline_are_dropped(tmp_path: Path) -> None:
