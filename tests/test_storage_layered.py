@@ -22,7 +22,7 @@ from test_make import MakeProject
 from test_precommit import git, hook_repo, pre_commit_config, run_pre_commit  # noqa: F401
 
 from jobstamps.storage.records import Record, decode, encode
-from jobstamps.store import PACK_MIN
+from jobstamps.store import PACK_MIN, Store
 from servers import Nginx, Place, RedisServer, free_port
 from support import (
     JOBSTAMP,
@@ -34,6 +34,7 @@ from support import (
     counting,
     counting_python,
     installed_env,
+    mounted,
     readme_code_blocks,
     run_folded,
     runs,
@@ -323,6 +324,25 @@ def test_a_20_mb_output_passes_through_the_command_line(
     assert second.returncode == 1
     assert hashlib.sha256(second.stdout).digest() == hashlib.sha256(first.stdout).digest()
     assert remote_lines(second.stderr) == []
+
+
+def test_a_full_local_disk_is_not_blamed_on_the_remote(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    code = "import sys; sys.stdout.write('x' * (2 << 20))"  # a blob, larger than the disk
+    command = ["--", *counting_python(counter, code)]
+    assert a.jobstamp(*command, url=place.url).returncode == 0
+    Store(str(b.cache)).create()
+    with mounted(b.cache / "v1" / "b"):  # 1 MB: B's downloads and results do not fit
+        second = b.jobstamp("--explain", *command, url=place.url)
+        assert (second.returncode, len(second.stdout)) == (0, 2 << 20)
+        assert remote_lines(second.stderr) == []  # the remote did nothing wrong
+        assert b"not filled from the remote cache: No space left on device" in second.stderr
+        assert os.listdir(b.cache / "v1" / "b") == []  # no temporary file left behind
+    assert runs(counter) == 2
+    assert b.stats()["remote errors"] == "0"
 
 
 def test_output_files_are_shared_with_restore_outputs(

@@ -139,7 +139,8 @@ class Layered:
                 self._release(blobs)
                 return False
         except (OSError, ReplayError) as error:
-            self.engine.say(f"not filled from the remote cache: {error}")
+            why = error.strerror if isinstance(error, OSError) and error.strerror else error
+            self.engine.say(f"not filled from the remote cache: {why}")
             self._release(blobs)
             return False
         problem = self.engine.adopt(job, item.deps, {**payload, **item.extra}, blobs)
@@ -204,9 +205,13 @@ class Layered:
                 view = view[os.write(fd, view) :]
 
         try:
-            fetched = self.remote.fetch_blob(digest, size, sink)
-        finally:
-            os.close(fd)
+            try:
+                fetched = self.remote.fetch_blob(digest, size, sink)
+            finally:
+                os.close(fd)
+        except BaseException:
+            os.unlink(tmp)
+            raise
         if not fetched:
             os.unlink(tmp)
             return None

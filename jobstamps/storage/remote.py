@@ -374,7 +374,9 @@ class Remote:
         """Pass blob ``digest`` of ``size`` bytes (as a record names it) to ``sink`` in pieces.
 
         Returns ``True`` only when every byte arrived and matched the digest; on ``False`` the
-        caller discards whatever ``sink`` received.
+        caller discards whatever ``sink`` received. An ``OSError`` of ``sink`` (a full local
+        disk) is the caller's, not the remote's: the blob is still read to its end, so the
+        connection stays usable, and then the error is raised.
         """
         import hashlib
 
@@ -385,14 +387,19 @@ class Remote:
         assert self.backend is not None  # noqa: S101 - usable means there is one
         hasher = hashlib.sha256()
         received = 0
+        local: OSError | None = None
 
         def check(piece: bytes) -> None:
-            nonlocal received
+            nonlocal received, local
             received += len(piece)
             if received > size:
                 raise RemoteError(f"blob {digest[:12]} is larger than recorded")
             hasher.update(piece)
-            sink(piece)
+            if local is None:
+                try:
+                    sink(piece)
+                except OSError as error:
+                    local = error
 
         try:
             if not self.backend.get_blob(digest, check, size):
@@ -400,6 +407,8 @@ class Remote:
         except Exception as error:  # noqa: BLE001 - see fail()
             self.fail(error)
             return False
+        if local is not None:
+            raise local
         if received != size or hasher.hexdigest() != digest:
             self.fail(RemoteError(f"blob {digest[:12]} does not match its digest"))
             return False
