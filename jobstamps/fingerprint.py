@@ -38,6 +38,7 @@ __all__ = [
     "changed_since",
     "check",
     "digest_bytes",
+    "digest_fd",
     "digest_file",
     "listing",
     "record",
@@ -72,6 +73,14 @@ def digest_bytes(data: bytes) -> str:
     return blake2b(data, digest_size=20).hexdigest()
 
 
+def digest_fd(fd: int) -> str:
+    """Return the digest of what is left to read from the open file ``fd``, read in blocks."""
+    hasher = blake2b(digest_size=20)
+    while chunk := os.read(fd, _CHUNK):
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
 def digest_file(path: str) -> str:
     """Return the digest of a file's contents (of every entry's name and contents, for a tree).
 
@@ -97,12 +106,9 @@ def _digest_one(path: str) -> str:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return _special(st)
-        hasher = blake2b(digest_size=20)
-        while chunk := os.read(fd, _CHUNK):
-            hasher.update(chunk)
+        return digest_fd(fd)
     finally:
         os.close(fd)
-    return hasher.hexdigest()
 
 
 # -- trees -----------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from jobstamps._fs import (
     read_secret,
 )
 from jobstamps.errors import CacheDirectoryError
-from jobstamps.fingerprint import blake2b
+from jobstamps.fingerprint import blake2b, digest_fd
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -514,15 +514,12 @@ class Store:
             fd = self.open_blob(digest)
         except OSError:
             return False
-        hasher = blake2b(digest_size=20)
         try:
-            while block := os.read(fd, _BLOCK):
-                hasher.update(block)
+            return digest_fd(fd) == digest
         except OSError:
             return False
         finally:
             os.close(fd)
-        return hasher.hexdigest() == digest
 
     def release_blob(self, digest: str) -> None:
         """Remove a blob made for an entry that was not stored, unless others use it.

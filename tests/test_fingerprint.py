@@ -57,6 +57,20 @@ def test_digest_file_is_the_digest_of_the_bytes(tmp_path: Path) -> None:
     assert len(digest_bytes(b"")) == 40
 
 
+def test_digest_fd_digests_what_is_left_to_read(tmp_path: Path) -> None:
+    # Blobs are checked through a descriptor opened without following links.
+    data = os.urandom(3 << 20)
+    path = tmp_path / "big"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert fingerprint.digest_fd(fd) == digest_bytes(data)
+        os.lseek(fd, 5, os.SEEK_SET)
+        assert fingerprint.digest_fd(fd) == digest_bytes(data[5:])
+    finally:
+        os.close(fd)
+
+
 def make_tree(root: Path) -> Path:
     (root / "sub").mkdir(parents=True)
     (root / "a.txt").write_text("a")
