@@ -425,17 +425,6 @@ def _ratio_line(label: str, ratio: float, relation: str, goal: float, met: bool)
 
 
 @functools.lru_cache(maxsize=1)
-def _import_jobstamps() -> str:
-    """Import jobstamps (from this checkout when it is not installed); return its version."""
-    try:
-        import jobstamps
-    except ImportError:
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        import jobstamps
-    return str(jobstamps.__version__)
-
-
-@functools.lru_cache(maxsize=1)
 def _diskcache_version() -> str:
     """Return the version of diskcache, or "" when it is not installed (it is optional)."""
     try:
@@ -464,7 +453,7 @@ def run(quick: bool) -> dict[str, Any]:
     for name in ENV_SETTINGS:
         os.environ.pop(name, None)
     try:
-        version = _import_jobstamps()
+        version = benchlib.import_jobstamps()
         joblib_version = _import_joblib()
         dep, paths = make_files(workdir, files=1_000 if quick else 10_000)
         small_deps = small_files(os.path.join(workdir, "small"), SMALL_DEPENDENCIES)

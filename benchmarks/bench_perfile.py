@@ -44,7 +44,6 @@ import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +84,13 @@ def run_quiet(command: list[str], env: dict[str, str], cwd: str | None = None) -
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise BenchError(f"{' '.join(command[:4])} ... failed:\n{tail}")
     return done.stdout
+
+
+def tool_versions(python: str, env: dict[str, str]) -> dict[str, str]:
+    """The versions of jobstamps and Python that ``python`` runs."""
+    code = "import platform, jobstamps; print(jobstamps.__version__, platform.python_version())"
+    version, release = run_quiet([python, "-c", code], env).split()
+    return {"jobstamps": version, "python": release}
 
 
 # -- the scene: an environment, a cache, and timed commands -------------------------------------
@@ -553,22 +559,14 @@ def environment(workdir: str, venv: str | None) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Set up, measure, and return every figure."""
     results: dict[str, Any] = {**benchlib.machine()}
-    workdir = tempfile.mkdtemp(prefix="jobstamps-bench-perfile-")
-    try:
+    with benchlib.workdir("bench_perfile", keep=args.keep) as workdir:
         scene = Scene(workdir, environment(workdir, args.venv))
-        code = "import platform, jobstamps; print(jobstamps.__version__, platform.python_version())"
-        version, python = run_quiet([scene.tool("python"), "-c", code], scene.env).split()
-        results.update({"jobstamps": version, "python": python})
+        results.update(tool_versions(scene.tool("python"), scene.env))
         if not args.skip_django:
             results["django"] = bench_django(scene, args.download_dir, args.rounds)
         if not args.skip_cmake:
             results["cmake"] = bench_cmake(scene, args.cmake_rounds)
         results["load_average_end"] = benchlib.load_average()
-    finally:
-        if args.keep:
-            say(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 

@@ -31,7 +31,6 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +43,7 @@ from bench_perfile import (
     fetch_django,
     run_quiet,
     settle,
+    tool_versions,
 )
 from benchlib import BenchError, clean_env, quantile
 
@@ -285,28 +285,19 @@ def table(results: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Set up, measure, and return every figure."""
     results: dict[str, Any] = {**benchlib.machine()}
-    workdir = tempfile.mkdtemp(prefix="jobstamps-bench-remote-")
-    try:
+    with benchlib.workdir("bench_remote", keep=args.keep) as workdir:
         if args.venv is not None:
             bindir = benchlib.bin_dir(os.path.abspath(args.venv))
         else:
             venv = os.path.join(workdir, "venv")
             requirements = ("flake8", "pre-commit", "redis>=5")
             bindir = benchlib.install(venv, clean_env(), *requirements, who="bench_remote")
-        code = "import platform, jobstamps; print(jobstamps.__version__, platform.python_version())"
-        python = os.path.join(bindir, "python")
-        version, release = run_quiet([python, "-c", code], clean_env()).split()
-        results.update({"jobstamps": version, "python": release})
+        results.update(tool_versions(os.path.join(bindir, "python"), clean_env()))
         with servers(workdir) as urls:
             if not args.skip_django:
                 results["django"] = bench_django(workdir, bindir, urls, args)
             results["lookups"] = bench_lookups(urls)
         results["load_average_end"] = benchlib.load_average()
-    finally:
-        if args.keep:
-            say(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 

@@ -20,33 +20,17 @@ temporary directory).
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import benchlib
 from benchlib import quantile
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
 WAYS = ("one file each", "one batch")
-
-
-@functools.lru_cache(maxsize=1)
-def _import_jobstamps() -> str:
-    """Import jobstamps (from this checkout when it is not installed); return its version."""
-    try:
-        import jobstamps
-    except ImportError:
-        sys.path.insert(0, benchlib.REPO)
-        import jobstamps
-    return str(jobstamps.__version__)
 
 
 def results(count: int) -> dict[str, dict[str, Any]]:
@@ -113,13 +97,12 @@ def files_under(root: str) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure, and return every figure."""
-    results_: dict[str, Any] = {**benchlib.machine(), "jobstamps": _import_jobstamps()}
+    results_: dict[str, Any] = {**benchlib.machine(), "jobstamps": benchlib.import_jobstamps()}
     entries = results(args.results)
     keys = list(entries)
     samples: dict[str, dict[str, list[float]]] = {way: {"write": [], "read": []} for way in WAYS}
     files: dict[str, int] = {}
-    workdir = tempfile.mkdtemp(prefix="jobstamps-bench-store-", dir=args.dir)
-    try:
+    with benchlib.workdir("bench_store", directory=args.dir) as workdir:
         for turn in range(args.rounds):
             order = WAYS if turn % 2 == 0 else WAYS[::-1]
             for way in order:
@@ -128,8 +111,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 samples[way]["read"].append(read(root, keys))
                 files[way] = files_under(root)
                 shutil.rmtree(root)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     summary: dict[str, Any] = {}
     for way, measured in samples.items():
         summary[way] = {
@@ -185,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help="make the caches in this directory (default: TMPDIR)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    measure: Callable[[argparse.Namespace], dict[str, Any]] = run
-    return benchlib.report("bench_store", args, measure, table)
+    return benchlib.report("bench_store", args, run, table)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,19 @@ first on ``sys.path``).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # jobstamps.fingerprint.RACY_WINDOW_NS: a file changed within this time of being recorded is
@@ -42,6 +46,31 @@ class BenchError(Exception):
 def clean_env() -> dict[str, str]:
     """This process's environment without the settings that would skew or redirect a run."""
     return {name: value for name, value in os.environ.items() if name not in DROPPED_ENV}
+
+
+@functools.lru_cache(maxsize=1)
+def import_jobstamps() -> str:
+    """Import jobstamps (from this checkout when it is not installed); return its version."""
+    try:
+        import jobstamps
+    except ImportError:
+        sys.path.insert(0, REPO)
+        import jobstamps
+    return str(jobstamps.__version__)
+
+
+@contextlib.contextmanager
+def workdir(who: str, *, keep: bool = False, directory: str | None = None) -> Iterator[str]:
+    """A new temporary directory (in ``directory``), removed afterwards unless ``keep``: then
+    its path is said on stderr. ``who`` names the benchmark."""
+    path = tempfile.mkdtemp(prefix=f"jobstamps-{who.replace('_', '-')}-", dir=directory)
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"{who}: kept {path}", file=sys.stderr, flush=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def bin_dir(venv: str) -> str:

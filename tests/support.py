@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
     from types import ModuleType
-    from typing import Any
+    from typing import IO, Any
 
 
 # -- Integration tests: an installed copy driven by real tools (cmake, make) -------------------
@@ -189,13 +189,15 @@ def jobstamp(
     env: Mapping[str, str | None] | None = None,
     stdin: int | None = subprocess.DEVNULL,
     data: bytes | None = None,
+    stdout: int | IO[bytes] = subprocess.PIPE,
     merged: bool = False,
     timeout: float = TIMEOUT,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``python -m jobstamps ARGS`` to its end, capturing stdout and stderr as bytes.
 
     ``env`` changes the inherited environment (``None`` unsets a variable); ``data`` is fed
-    on stdin; ``merged`` sends stderr into the stdout pipe, as ``2>&1`` would.
+    on stdin; ``stdout`` is where its output goes instead of the captured pipe; ``merged``
+    sends stderr into the stdout pipe, as ``2>&1`` would.
     """
     return subprocess.run(
         [*JOBSTAMP, *(os.fspath(arg) for arg in args)],
@@ -203,7 +205,7 @@ def jobstamp(
         env=changed_env(env),
         stdin=None if data is not None else stdin,
         input=data,
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.STDOUT if merged else subprocess.PIPE,
         timeout=timeout,
         check=False,

@@ -23,31 +23,39 @@ class QuickRun(NamedTuple):
     env_cache: Path  # the cache its environment names, which it must not use
 
 
+def run_script(name: str, tmp: Path, *args: str, **env: str) -> dict[str, Any]:
+    """Run ``benchmarks/NAME ARGS --json`` with its temporary files in ``tmp`` (and ``env``
+    added to its environment); return the results it printed."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp,
+        env={**os.environ, "TMPDIR": str(tmp), **env},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    results: dict[str, Any] = json.loads(result.stdout)
+    return results
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
     """Run ``bench_api.py --quick --json`` once, for all the tests of this module."""
     tmp = tmp_path_factory.mktemp("bench-tmp")
     env_cache = tmp_path_factory.mktemp("bench-env") / "jobstamps"
-    env = {
-        **os.environ,
-        "TMPDIR": str(tmp),
-        "JOBSTAMPS_CACHE_DIR": str(env_cache),
-        "XDG_CACHE_HOME": str(env_cache.parent / "xdg"),
+    results = run_script(
+        "bench_api.py",
+        tmp,
+        "--quick",
+        JOBSTAMPS_CACHE_DIR=str(env_cache),
+        XDG_CACHE_HOME=str(env_cache.parent / "xdg"),
         # This checkout, not a copy installed beside the tests (module fixtures run before
         # the autouse isolated_cache sets PYTHONPATH).
-        "PYTHONPATH": str(BENCHMARKS.parent),
-    }
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_api.py"), "--quick", "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp,
-        env=env,
-        timeout=600,
+        PYTHONPATH=str(BENCHMARKS.parent),
     )
-    assert result.returncode == 0, result.stderr
-    return QuickRun(json.loads(result.stdout), tmp, env_cache)
+    return QuickRun(results, tmp, env_cache)
 
 
 def load_bench_api() -> Any:
@@ -147,23 +155,6 @@ def test_bench_api_table_shows_ratios_and_goals(quick_run: QuickRun) -> None:
     assert "hash / mtime" in text
     assert "goal <= 1.5x: " in text
     assert "1,000 dependency files" in text
-
-
-def run_script(name: str, tmp: Path, *args: str) -> dict[str, Any]:
-    """Run ``benchmarks/NAME ARGS --json`` with its temporary files in ``tmp``; return the
-    results it printed."""
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / name), *args, "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp,
-        env={**os.environ, "TMPDIR": str(tmp)},
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    results: dict[str, Any] = json.loads(result.stdout)
-    return results
 
 
 @pytest.mark.slow

@@ -522,20 +522,32 @@ def notes(names: list[str], word: str = "strict") -> list[str]:
     return [f"{name}:1:1: note: {word} checked" for name in names]
 
 
+def checks_all_in_batches(perfile: PerFileProject, word: str = "strict") -> list[list[str]]:
+    """Build ``check``, which must check every source in a batch or two; return its runs."""
+    before = len(perfile.runs())
+    result = perfile.build_target("check")
+    assert result.returncode == 0, result.stdout
+    runs = perfile.runs()[before:]
+    assert 1 <= len(runs) <= 2, runs  # JOBS 2: a batch or two, not a run per file
+    assert sorted(name for run in runs for name in run) == perfile.sources
+    assert messages(result) == notes(perfile.sources, word)
+    return runs
+
+
+def replays_all(perfile: PerFileProject, build: Path | None = None) -> None:
+    """Build ``check`` (in ``build``), which must replay every source's note and run nothing."""
+    before = perfile.runs()
+    result = perfile.build_target("check", build=build)
+    assert result.returncode == 0, result.stdout
+    assert perfile.runs() == before
+    assert messages(result) == notes(perfile.sources)
+
+
 def test_per_file_first_build_checks_all_in_batches_and_a_no_op_build_none(
     perfile: PerFileProject,
 ) -> None:
-    first = perfile.build_target("check")
-    assert first.returncode == 0, first.stdout
-    runs = perfile.runs()
-    assert 1 <= len(runs) <= 2, runs  # JOBS 2: a batch or two, not a run per file
-    assert sorted(name for run in runs for name in run) == perfile.sources
-    assert messages(first) == notes(perfile.sources)
-
-    second = perfile.build_target("check")
-    assert second.returncode == 0, second.stdout
-    assert perfile.runs() == runs
-    assert messages(second) == notes(perfile.sources)
+    checks_all_in_batches(perfile)
+    replays_all(perfile)
 
 
 def test_per_file_failure_replays_until_the_file_is_fixed(
@@ -602,27 +614,17 @@ def test_per_file_with_use_hashes_a_touched_file_is_not_checked(perfile: PerFile
 
 def test_per_file_a_changed_dependency_checks_all_in_batches(perfile: PerFileProject) -> None:
     assert perfile.build_target("check").returncode == 0
-    before = len(perfile.runs())
     (perfile.source / "check.cfg").write_text("lenient\n")
-    result = perfile.build_target("check")
-    assert result.returncode == 0, result.stdout
-    runs = perfile.runs()[before:]
-    assert 1 <= len(runs) <= 2, runs
-    assert sorted(name for run in runs for name in run) == perfile.sources
-    assert messages(result) == notes(perfile.sources, "lenient")
+    checks_all_in_batches(perfile, "lenient")
 
 
 def test_per_file_a_fresh_build_directory_checks_nothing(
     perfile: PerFileProject, tmp_path: Path
 ) -> None:
     assert perfile.build_target("check").returncode == 0
-    before = perfile.runs()
     fresh = tmp_path / "fresh-build"
     assert perfile.configure(fresh).returncode == 0
-    result = perfile.build_target("check", build=fresh)
-    assert result.returncode == 0, result.stdout
-    assert perfile.runs() == before
-    assert messages(result) == notes(perfile.sources)
+    replays_all(perfile, fresh)
 
 
 def test_per_file_sources_are_passed_relative_to_the_working_directory(

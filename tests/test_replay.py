@@ -13,7 +13,6 @@ from jobstamps.engine import ReplayError
 from jobstamps.replay import replay
 from jobstamps.store import Store
 from support import (
-    JOBSTAMP,
     TIMEOUT,
     cache_blobs,
     cache_entries,
@@ -311,13 +310,7 @@ def test_a_full_disk_on_stdout_is_reported_live_and_on_replay(
     command = counting_python(counter, MILLION + f"raise SystemExit({status})")
     for count in (1, 1):  # the live run, then the replay
         with open("/dev/full", "wb") as full:
-            done = subprocess.run(
-                [*JOBSTAMP, "--", *command],
-                stdout=full,
-                stderr=subprocess.PIPE,
-                timeout=TIMEOUT,
-                check=False,
-            )
+            done = jobstamp("--", *command, stdout=full)
         assert done.returncode == expected
         assert done.stderr == b"jobstamp: cannot write standard output (No space left on device)\n"
         assert runs(counter) == count
@@ -346,13 +339,7 @@ def test_a_non_blocking_stdout_gets_every_byte_live_and_on_replay(tmp_path: Path
             [sys.executable, "-c", SLOW_READER], stdin=read_end, stdout=subprocess.PIPE
         ) as reader:
             os.close(read_end)
-            done = subprocess.run(
-                [*JOBSTAMP, "--", *command],
-                stdout=write_end,
-                stderr=subprocess.PIPE,
-                timeout=TIMEOUT,
-                check=False,
-            )
+            done = jobstamp("--", *command, stdout=write_end)
             os.close(write_end)
             received, _ = reader.communicate(timeout=TIMEOUT)
         assert (done.returncode, done.stderr) == (0, b"")

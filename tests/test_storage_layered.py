@@ -707,6 +707,29 @@ def with_client(installed: Path, place: Place) -> Path:
     return installed
 
 
+def machine_env(root: Path, place: Place) -> dict[str, str]:
+    """A machine at ``root``: a local cache of its own, sharing through ``place``."""
+    return {"JOBSTAMPS_CACHE_DIR": str(root / "cache"), "JOBSTAMPS_REMOTE": place.url}
+
+
+def configured_copy(
+    root: Path, project: str, python_option: str, installed: Path, *, c_sources: bool = False
+) -> Path:
+    """Copy tests/cmake/``project`` into ``root`` as a repository (with C sources if
+    ``c_sources``) and configure it, ``python_option`` naming the installed Python; return its
+    build directory."""
+    source = root / "source"
+    shutil.copytree(PROJECTS / project, source)
+    (source / ".git").mkdir()
+    if c_sources:
+        c_project(source)
+    build = source / "build"
+    python = f"-D{python_option}={installed / 'python'}"
+    configured = configure(source, build, "Ninja", installed_env(installed), python)
+    assert configured.returncode == 0, configured.stdout
+    return build
+
+
 @pytest.mark.slow
 def test_a_cmake_target_on_machine_b_replays_what_machine_a_stored(
     with_client: Path, place: Place, tmp_path: Path
@@ -714,18 +737,11 @@ def test_a_cmake_target_on_machine_b_replays_what_machine_a_stored(
     installed = with_client
     outputs = []
     for name in ("a", "b"):
-        source = tmp_path / name / "source"
-        shutil.copytree(PROJECTS / "lint_project", source)
-        (source / ".git").mkdir()
-        build = source / "build"
-        python = f"-DLINT_PYTHON={installed / 'python'}"
-        configured = configure(source, build, "Ninja", installed_env(installed), python)
-        assert configured.returncode == 0, configured.stdout
+        build = configured_copy(tmp_path / name, "lint_project", "LINT_PYTHON", installed)
         env = installed_env(
             installed,
             LINT_COUNTS=str(tmp_path / name / "counts"),
-            JOBSTAMPS_CACHE_DIR=str(tmp_path / name / "cache"),
-            JOBSTAMPS_REMOTE=place.url,
+            **machine_env(tmp_path / name, place),
         )
         built = run_folded(["cmake", "--build", str(build), "--target", "replay"], env)
         assert built.returncode == 0, built.stdout
@@ -742,21 +758,11 @@ def test_a_cmake_per_file_target_on_machine_b_replays_what_machine_a_stored(
     installed = with_client
     logs = []
     for name in ("a", "b"):
-        source = tmp_path / name / "source"
-        shutil.copytree(PROJECTS / "perfile_project", source)
-        (source / ".git").mkdir()
-        c_project(source)
-        build = source / "build"
-        python = f"-DCHECK_PYTHON={installed / 'python'}"
-        configured = configure(source, build, "Ninja", installed_env(installed), python)
-        assert configured.returncode == 0, configured.stdout
-        log = tmp_path / name / "check.log"
-        env = installed_env(
-            installed,
-            CHECK_LOG=str(log),
-            JOBSTAMPS_CACHE_DIR=str(tmp_path / name / "cache"),
-            JOBSTAMPS_REMOTE=place.url,
+        build = configured_copy(
+            tmp_path / name, "perfile_project", "CHECK_PYTHON", installed, c_sources=True
         )
+        log = tmp_path / name / "check.log"
+        env = installed_env(installed, CHECK_LOG=str(log), **machine_env(tmp_path / name, place))
         built = run_folded(["cmake", "--build", str(build), "--target", "check_hashed"], env)
         assert built.returncode == 0, built.stdout
         assert "src/f00.c:1:1: note: plain checked" in built.stdout
@@ -774,11 +780,7 @@ def test_a_make_target_on_machine_b_replays_what_machine_a_stored(
     for name in ("a", "b"):
         project = MakeProject(tmp_path / name / "project", installed)
         (project.root / ".git").mkdir()
-        made = project.make(
-            "hashes",
-            JOBSTAMPS_CACHE_DIR=str(tmp_path / name / "cache"),
-            JOBSTAMPS_REMOTE=place.url,
-        )
+        made = project.make("hashes", **machine_env(tmp_path / name, place))
         assert made.returncode == 0, made.stdout
         outputs.append((cmake_runs(project.counts, "hashes"), made.stdout))
     assert [count for count, _ in outputs] == [1, 0]
