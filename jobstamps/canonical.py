@@ -402,13 +402,25 @@ def _code_digest(func: Any) -> bytes:
         try:
             import inspect
 
-            hasher.update(inspect.getsource(func).encode("utf-8", "surrogatepass"))
-        except (OSError, TypeError):
+            if _has_source_file(inspect.unwrap(func)):  # getsource reads what func wraps
+                hasher.update(inspect.getsource(func).encode("utf-8", "surrogatepass"))
+        except (OSError, TypeError, ValueError):
             pass
         hasher.update(_code_bytes(code))
         digest = hasher.digest()
         _code_digests[code] = digest
     return digest
+
+
+def _has_source_file(func: Any) -> bool:
+    """Whether ``func`` was compiled from a file, so that its source can be read back.
+
+    Code compiled from a string (``exec``, ``eval``: a namedtuple's ``__new__``, a dataclass's
+    ``__init__``) names a pseudo-file such as ``<string>``, and the lines found under that name
+    belong to whatever else was registered there (3.13 registers ``python -c``'s script).
+    """
+    code = getattr(func, "__code__", None)
+    return code is not None and not code.co_filename.startswith("<")
 
 
 def _code_bytes(code: CodeType) -> bytes:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -459,6 +460,23 @@ def test_keys_are_equal_across_processes_and_hash_seeds(
     for there in (first, second):
         assert there["values"] == here["values"]
         assert there["call"] == here["call"]
+
+
+def test_keys_are_equal_whether_the_process_ran_dash_c_or_a_script(tmp_path: Path) -> None:
+    # Python 3.13 files ``python -c``'s script under ``<string>``, the pseudo-file that code
+    # made by ``exec`` (a namedtuple's ``__new__``) names: its source must not reach the key.
+    (tmp_path / "keys_subject.py").write_text(textwrap.dedent(KEYS_MODULE), encoding="utf-8")
+    script = tmp_path / "keys_script.py"
+    script.write_text(KEYS_SCRIPT, encoding="utf-8")
+    from_file = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=support.TIMEOUT,
+        check=True,
+    )
+    from_dash_c = support.run_python(KEYS_SCRIPT, str(tmp_path))
+    assert json.loads(from_file.stdout)["values"] == json.loads(from_dash_c.stdout)["values"]
 
 
 EDIT_SCRIPT = """
