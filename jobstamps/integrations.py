@@ -1,14 +1,14 @@
 """Paths of the installed CMake package and Make include (``--cmake-dir``, ``--make-include``).
 
-Imports only ``os``, ``sys`` and ``sysconfig`` (and the error type when it fails): the command
-line answers these options at start-up.
+Imports only ``os`` and ``sys`` (``sysconfig`` and the error type only when the package's own
+copy is missing): the command line answers these options at start-up, and from Python 3.12
+``sysconfig`` brings ``threading`` and more with it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 
 __all__ = ["cmake_dir", "make_include"]
 
@@ -23,10 +23,12 @@ def cmake_dir() -> str:
     ``share/cmake/Jobstamps``. Raises ``JobstampsError`` when neither exists, as in a plain
     source checkout, where the config file has not been generated.
     """
-    candidates = [
-        os.path.join(_HERE, "cmake"),
-        os.path.join(sysconfig.get_path("data"), "share", "cmake", "Jobstamps"),
-    ]
+    inside = os.path.join(_HERE, "cmake")
+    if os.path.isfile(os.path.join(inside, "JobstampsConfig.cmake")):
+        return inside
+    import sysconfig
+
+    candidates = [inside, os.path.join(sysconfig.get_path("data"), "share", "cmake", "Jobstamps")]
     return _first_holding("JobstampsConfig.cmake", candidates, "the CMake package")
 
 
