@@ -176,6 +176,37 @@ def load_module(path: Path, source: str, monkeypatch: pytest.MonkeyPatch) -> Mod
     return module
 
 
+def python_for_user(uid: int) -> str:
+    """Return a Python 3.10+ that user ``uid`` can run with this tree on ``PYTHONPATH``.
+
+    Root reads everything, so permission tests drop to another user with ``setpriv``. The
+    test skips (saying why) where that cannot work: not root, no ``setpriv``, or no Python the
+    user can run, as when the interpreter lives under a home directory closed to others.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.name != "posix" or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to run as another user")
+    for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+        done = subprocess.run(
+            [
+                setpriv,
+                f"--reuid={uid}",
+                f"--regid={uid}",
+                "--clear-groups",
+                candidate,
+                "-c",
+                "import sys, jobstamps; assert sys.version_info >= (3, 10)",
+            ],
+            cwd="/",
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        if done.returncode == 0:
+            return candidate
+    pytest.skip(f"no Python 3.10+ with this tree that user {uid} can run ({sys.executable} is not)")
+
+
 # -- command-line tests: the real ``python -m jobstamps`` in a subprocess -----------------------
 
 #: How long any one subprocess of a test may take before the test fails instead of hanging.

@@ -32,6 +32,7 @@ from support import (
     counting,
     counting_python,
     jobstamp,
+    python_for_user,
     read_until,
     runs,
     started,
@@ -999,42 +1000,12 @@ def test_a_fifo_dependency_is_never_opened(tmp_path: Path, method: list[str], wh
     assert runs(counter) == 1
 
 
-def _python_for(uid: int) -> str | None:
-    """A Python 3.10+ that user ``uid`` can run with this tree on ``PYTHONPATH``, if any."""
-    import shutil
-
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        return None
-    for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
-        done = subprocess.run(
-            [
-                setpriv,
-                f"--reuid={uid}",
-                f"--regid={uid}",
-                "--clear-groups",
-                candidate,
-                "-c",
-                "import sys, jobstamps; assert sys.version_info >= (3, 10)",
-            ],
-            cwd="/",
-            capture_output=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-        if done.returncode == 0:
-            return candidate
-    return None
-
-
 def test_an_unreadable_folder_in_a_directory_dependency_runs_the_command(tmp_path: Path) -> None:
     # Root reads everything: the test drops to user 65534 (nobody), as another user would be.
     import tempfile
     from pathlib import Path
 
-    python = _python_for(65534)
-    if python is None:
-        pytest.skip("needs root, setpriv and a Python user 65534 can run")
+    python = python_for_user(65534)
     work = Path(tempfile.mkdtemp(prefix="jobstamps-nobody-"))
     try:
         (work / "tree" / "locked").mkdir(parents=True)
@@ -1194,12 +1165,10 @@ def test_a_full_disk_under_an_existing_cache_is_one_line(
         subprocess.run(["umount", mount], check=True)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.getuid() != 0, reason="needs root to be someone else")
 def test_a_cache_that_cannot_be_created_under_a_read_only_or_missing_home_is_one_line(
     tmp_path: Path,
 ) -> None:
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv is missing")
+    python = python_for_user(65534)
     shared = tempfile.mkdtemp()  # where the other user can write the job's counter
     os.chmod(shared, 0o777)  # noqa: S103 - another user writes there
     counter = Path(shared, "counter")
@@ -1210,7 +1179,9 @@ def test_a_cache_that_cannot_be_created_under_a_read_only_or_missing_home_is_one
                 "--reuid=65534",
                 "--regid=65534",
                 "--clear-groups",
-                *JOBSTAMP,
+                python,
+                "-m",
+                "jobstamps",
                 "--",
                 *counting(counter, NOISY),
             ],
