@@ -191,6 +191,16 @@ def test_every_code_example_is_run_by_a_test() -> None:
         assert f'"{page}"' in (tests / test_file).read_text(), (page, test_file)
 
 
+def test_the_readme_examples_are_the_docs_examples() -> None:
+    readme = (REPO / "README.rst").read_text()
+    examples = re.findall(r"\.\. code-block:: (\w+)\n\n((?:   .*\n|\n)+)", readme)
+    assert len(examples) >= 6
+    docs = [code for page in pages() for _, code in docs_examples(page)]
+    for language, body in examples:
+        code = "\n".join(line[3:] for line in body.splitlines()).strip("\n") + "\n"
+        assert any(code in example for example in docs), (language, code)
+
+
 @pytest.fixture
 def flake8_project(tmp_path: Path, installed: Path) -> tuple[Path, dict[str, str]]:
     """A project as the shell examples expect it, and an environment with jobstamp and flake8."""
@@ -271,3 +281,16 @@ def test_man_finds_the_page_of_the_environment_on_path(installed: Path, tmp_path
     assert shown.returncode == 0, shown.stderr
     assert "jobstamp - run a command, or replay its stored output" in shown.stdout
     assert "--dependencies PATH..." in shown.stdout
+
+
+def test_ci_runs_the_test_command_of_the_readme_and_the_contributing_guide() -> None:
+    def test_command(text: str) -> str:
+        (command,) = [
+            line.strip() for line in text.splitlines() if line.strip().endswith("-m pytest")
+        ]
+        return command
+
+    command = test_command((REPO / "README.rst").read_text())
+    assert command.startswith("python3 -m venv .venv && ")
+    assert test_command((REPO / "CONTRIBUTING.rst").read_text()) == command
+    assert test_command((REPO / ".ci" / "run").read_text()) == command
