@@ -14,7 +14,6 @@ from jobstamps._version import __version__  # noqa: E402 - needs the path set ab
 
 project = "jobstamps"
 author = "The jobstamps developers"
-copyright = f"%Y, {author}"  # noqa: A001 - the name Sphinx reads
 release = __version__
 version = ".".join(__version__.split(".")[:2])
 
@@ -48,6 +47,7 @@ def _release_date() -> str:
 
 
 today = _release_date()
+copyright = f"{today[:4]}, {author}"  # noqa: A001 - the name Sphinx reads
 man_pages = [
     (
         "reference/cli",

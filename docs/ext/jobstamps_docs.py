@@ -89,7 +89,7 @@ def options_rst(content: list[str]) -> list[str]:
     for name, label in option_labels().items():
         help_text = TABLE[name][3]
         sentence = f"{help_text[0].upper()}{help_text[1:]}"
-        lines += [label, f"   {sentence.rstrip('.')}.", ""]
+        lines += [label, f"   {sentence if sentence.endswith('.') else sentence + '.'}", ""]
         if extras.get(name):
             lines += [f"   {line}" if line else "" for line in extras[name]]
             lines.append("")
