@@ -7,14 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
-    from pathlib import Path
     from types import ModuleType
     from typing import IO, Any
 
@@ -63,38 +64,38 @@ def installed_output(bindir: Path, *command: str) -> str:
     ).stdout.strip()
 
 
-def readme_code_blocks(readme: Path, section: str, language: str) -> list[str]:
-    """Return the ``.. code-block:: <language>`` bodies in one ``-----`` section of README.rst.
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
-    Tests run these examples, so that the README cannot drift from what works.
+
+def docs_examples(page: str) -> list[tuple[str, str]]:
+    """Return each ``.. code-block:: <language>`` of ``docs/<page>.rst``: language and body.
+
+    Tests run these examples, so that the documentation cannot drift from what works.
     """
-    lines = readme.read_text(encoding="utf-8").splitlines()
-    titles = [
-        i for i in range(1, len(lines)) if lines[i] and set(lines[i]) == {"-"} and lines[i - 1]
-    ]
-    starts = [i for i in titles if lines[i - 1].strip() == section]
-    if not starts:
-        message = f"README.rst has no section {section!r}"
-        raise LookupError(message)
-    start = starts[0] + 1
-    end = next((i - 1 for i in titles if i > start), len(lines))
-    blocks: list[str] = []
-    index = start
-    while index < end:
-        if lines[index].strip() == f".. code-block:: {language}":
-            index += 1
-            body: list[str] = []
-            while index < end and (not lines[index].strip() or lines[index].startswith("   ")):
-                body.append(lines[index][3:])
-                index += 1
-            blocks.append("\n".join(body).strip("\n") + "\n")
-        else:
-            index += 1
-    return blocks
+    lines = (DOCS / f"{page}.rst").read_text(encoding="utf-8").splitlines()
+    examples: list[tuple[str, str]] = []
+    for index, line in enumerate(lines):
+        directive = line.strip()
+        if not directive.startswith(".. code-block::"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        body: list[str] = []
+        for text in lines[index + 1 :]:
+            if text.strip() and len(text) - len(text.lstrip()) <= indent:
+                break
+            body.append(text)
+        code = textwrap.dedent("\n".join(body)).strip("\n") + "\n"
+        examples.append((directive.split("::")[1].strip(), code))
+    return examples
+
+
+def docs_code_blocks(page: str, language: str) -> list[str]:
+    """Return the bodies of the ``language`` examples of ``docs/<page>.rst``, in order."""
+    return [code for kind, code in docs_examples(page) if kind == language]
 
 
 def flake8_example(root: Path, bindir: Path) -> tuple[Path, dict[str, str]]:
-    """Lay out the project of the README examples in ``root``: ``src/app.py`` and ``.flake8``.
+    """Lay out the project of the docs' examples in ``root``: ``src/app.py`` and ``.flake8``.
 
     ``app.py`` has an unused import, which flake8 reports as F401. Returns its path and the
     environment to run the example in (see :func:`installed_env`).
@@ -407,8 +408,8 @@ def checker_runs(log: Path) -> list[list[str]]:
     return [line.split("\t") if line else [] for line in log.read_text().splitlines()]
 
 
-def readme_c_example(root: Path) -> tuple[Path, Path]:
-    """Lay out the C project of the README's per-file examples: ``src/app.c``, whose
+def docs_c_example(root: Path) -> tuple[Path, Path]:
+    """Lay out the C project of the documentation's per-file examples: ``src/app.c``, whose
     out-of-bounds read cppcheck reports, ``src/util.c`` and ``include/app.h``. Returns the
     paths of the two sources."""
     (root / "src").mkdir(parents=True)

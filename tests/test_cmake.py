@@ -20,11 +20,11 @@ from support import (
     C_SOURCE,
     c_project,
     checker_runs,
+    docs_c_example,
+    docs_code_blocks,
     flake8_example,
     installed_env,
     installed_output,
-    readme_c_example,
-    readme_code_blocks,
     run_folded,
 )
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 PROJECTS = HERE / "cmake"
-README = HERE.parent / "README.rst"
 GENERATORS = ["Unix Makefiles", "Ninja"]
 
 pytestmark = pytest.mark.slow
@@ -415,12 +414,12 @@ def test_calling_it_before_find_package_says_what_to_do(installed: Path, tmp_pat
 
 
 @pytest.mark.parametrize("generator", GENERATORS)
-def test_the_readme_example_works(installed: Path, tmp_path: Path, generator: str) -> None:
-    cmakelists, _ = readme_code_blocks(README, "CMake", "cmake")
+def test_the_docs_example_works(installed: Path, tmp_path: Path, generator: str) -> None:
+    cmakelists, _ = docs_code_blocks("quickstart/cmake", "cmake")
     source = tmp_path / "example"
     app, env = flake8_example(source, installed)
     (source / "CMakeLists.txt").write_text(cmakelists)
-    assert shutil.which("flake8", path=env["PATH"]), "the README example needs flake8 on PATH"
+    assert shutil.which("flake8", path=env["PATH"]), "the example needs flake8 on PATH"
     build = tmp_path / "build"
     assert configure(source, build, generator, env).returncode == 0
 
@@ -666,10 +665,10 @@ def test_per_file_cppcheck_checks_only_what_changed(perfile: PerFileProject) -> 
 
 @pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
 @pytest.mark.parametrize("generator", GENERATORS)
-def test_the_readme_per_file_example_works(installed: Path, tmp_path: Path, generator: str) -> None:
-    _, cmakelists = readme_code_blocks(README, "CMake", "cmake")
+def test_the_docs_per_file_example_works(installed: Path, tmp_path: Path, generator: str) -> None:
+    _, cmakelists = docs_code_blocks("quickstart/cmake", "cmake")
     source = tmp_path / "example"
-    app, util = readme_c_example(source)
+    app, util = docs_c_example(source)
     (source / "CMakeLists.txt").write_text(cmakelists)
     env = installed_env(installed)
     build = tmp_path / "build"

@@ -1091,7 +1091,7 @@ def test_concurrent_identical_jobs_run_once(
 
 
 def run_example(code: str) -> list[Any]:
-    """Run README example code; return the value of each of its expression statements."""
+    """Run example code of the docs; return the value of each of its expression statements."""
     import ast
 
     tree = ast.parse(code)
@@ -1105,15 +1105,14 @@ def run_example(code: str) -> list[Any]:
             append.value.args = [statement.value]
             statement = append  # noqa: PLW2901 - the statement that records the value
         module = ast.fix_missing_locations(ast.Module(body=[statement], type_ignores=[]))
-        exec(compile(module, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
+        exec(compile(module, "python-api.rst", "exec"), namespace)  # noqa: S102 - our own docs
     return values
 
 
-def test_the_readme_api_examples_hit_right_after_the_run(
+def test_the_docs_api_examples_hit_right_after_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = Path(__file__).resolve().parent.parent / "README.rst"
-    original, decorated = support.readme_code_blocks(readme, "Python API", "python")
+    decorated, original = support.docs_code_blocks("quickstart/python-api", "python")
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.py").write_text("import os\n")
     (tmp_path / "setup.cfg").write_text("[flake8]\n")

@@ -14,11 +14,11 @@ from support import (
     C_SOURCE,
     c_project,
     checker_runs,
+    docs_c_example,
+    docs_code_blocks,
     flake8_example,
     installed_env,
     installed_output,
-    readme_c_example,
-    readme_code_blocks,
     run_folded,
 )
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 LINTER = HERE / "cmake" / "lint_project" / "lint.py"
 CHECKER = HERE / "cmake" / "perfile_project" / "check.py"
-README = HERE.parent / "README.rst"
 
 pytestmark = pytest.mark.slow
 
@@ -186,8 +185,8 @@ def test_a_failing_command_fails_make_both_times(project: MakeProject) -> None:
     assert runs(project.counts, "failing") == 1
 
 
-def test_the_readme_example_works(tmp_path: Path, installed: Path) -> None:
-    makefile = next(b for b in readme_code_blocks(README, "GNU Make", "make") if "_run," in b)
+def test_the_docs_example_works(tmp_path: Path, installed: Path) -> None:
+    makefile = next(b for b in docs_code_blocks("quickstart/make", "make") if "_run," in b)
     app, env = flake8_example(tmp_path, installed)
     (tmp_path / "Makefile").write_text(makefile)
 
@@ -400,14 +399,14 @@ def test_jobstamp_each_with_cppcheck_checks_only_what_changed(
 
 
 @pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
-def test_the_readme_per_file_example_works(tmp_path: Path, installed: Path) -> None:
-    blocks = readme_code_blocks(README, "GNU Make", "make")
+def test_the_docs_per_file_example_works(tmp_path: Path, installed: Path) -> None:
+    blocks = docs_code_blocks("quickstart/make", "make")
     first = next(b for b in blocks if "_run," in b).splitlines()
     # The per-file example goes on from the first one's include line.
     include = first[: next(i for i, line in enumerate(first) if line.startswith("include")) + 1]
     per_file = next(b for b in blocks if "jobstamp_each" in b)
     (tmp_path / "Makefile").write_text("\n".join([*include, "", per_file]))
-    app, util = readme_c_example(tmp_path)
+    app, util = docs_c_example(tmp_path)
     env = installed_env(installed)
 
     def make(*args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ import pytest
 from jobstamps import precommit
 from jobstamps.engine import Engine
 from jobstamps.store import Store
-from support import stand_in_linter
+from support import docs_code_blocks, stand_in_linter
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -453,21 +453,11 @@ def invocations(project: Path) -> list[str]:
     return names
 
 
-def readme_yaml_blocks() -> list[str]:
-    """Return the YAML examples of README.rst's pre-commit section, in order."""
-    text = (REPO / "README.rst").read_text()
-    header = "\npre-commit\n----------\n"
-    section = text[text.index(header) + len(header) :]
-    next_header = re.search(r"\n[^\n]+\n-{3,}\n", section)
-    section = section[: next_header.start()] if next_header else section
-    blocks = re.findall(r"\.\. code-block:: yaml\n\n((?:   .*\n|\n)+)", section)
-    return [textwrap.dedent(block) for block in blocks]
-
-
 @pytest.fixture
-def readme_blocks() -> list[str]:
-    blocks = readme_yaml_blocks()
-    assert len(blocks) == 3, "README.rst's pre-commit section should have three YAML examples"
+def docs_blocks() -> list[str]:
+    """The YAML examples of the pre-commit quick start: generic, system, ready-made hook."""
+    blocks = docs_code_blocks("quickstart/pre-commit", "yaml")
+    assert len(blocks) == 3, "the pre-commit quick start should have three YAML examples"
     return blocks
 
 
@@ -482,7 +472,7 @@ def test_generic_hook_lints_each_file_once_then_replays(
         f"""
         - id: jobstamp
           args: [--use-hashes, --, {json.dumps(str(wrapper))}, --]
-          additional_dependencies: [flake8, flake8-bugbear]  # as README.rst: one environment
+          additional_dependencies: [flake8, flake8-bugbear]  # as the docs: one environment
           types: [python]
         """,
     )
@@ -510,14 +500,14 @@ def test_generic_hook_lints_each_file_once_then_replays(
 
 
 @pytest.mark.slow
-def test_readme_example_runs_and_replays(
+def test_the_docs_example_runs_and_replays(
     project: Path,
     hook_repo: tuple[str, str],
     pre_commit_home: Path,
-    readme_blocks: list[str],
+    docs_blocks: list[str],
     isolated_cache: Path,
 ) -> None:
-    config = readme_blocks[0]
+    config = docs_blocks[0]
     config, repos = re.subn(
         r"(?m)^(\s*- repo: ).*$", lambda m: m.group(1) + json.dumps(hook_repo[0]), config
     )
@@ -542,14 +532,14 @@ def test_readme_example_runs_and_replays(
 
 
 @pytest.mark.slow
-def test_readme_ready_made_flake8_hook(
+def test_the_docs_ready_made_flake8_hook(
     project: Path,
     hook_repo: tuple[str, str],
     pre_commit_home: Path,
-    readme_blocks: list[str],
+    docs_blocks: list[str],
     isolated_cache: Path,
 ) -> None:
-    pre_commit_config(project, hook_repo, readme_blocks[2])
+    pre_commit_config(project, hook_repo, docs_blocks[2])
     (project / "good.py").write_text(f"x = {'1 + ' * 21}1\n")  # 89 characters: fine at 100
     (project / "bad.py").write_text("def f(x=[]):\n    return x\n")  # flake8-bugbear's B006
     first = run_pre_commit(project, pre_commit_home)
@@ -581,16 +571,16 @@ def system_env(installed: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_readme_system_hook_uses_the_current_environment(
+def test_the_docs_system_hook_uses_the_current_environment(
     project: Path,
     hook_repo: tuple[str, str],
     pre_commit_home: Path,
-    readme_blocks: list[str],
+    docs_blocks: list[str],
     system_env: Path,
 ) -> None:
     # flake8 on PATH is a wrapper that counts its runs, then runs the environment's flake8.
     wrapper = counting_wrapper(project.parent / "bin", "flake8", str(system_env / "flake8"))
-    pre_commit_config(project, hook_repo, readme_blocks[1])
+    pre_commit_config(project, hook_repo, docs_blocks[1])
     path = os.pathsep.join([str(wrapper.parent), str(system_env), os.environ["PATH"]])
     first = run_pre_commit(project, pre_commit_home, path=path)
     assert first.returncode == 1, first.stdout + first.stderr

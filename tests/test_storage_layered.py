@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -33,15 +32,16 @@ from support import (
     checker_runs,
     counting,
     counting_python,
+    docs_code_blocks,
     installed_env,
     mounted,
-    readme_code_blocks,
     run_folded,
     runs,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
 SECRET = "shared secret"  # noqa: S105 - a test's
 WARNING = "jobstamp: remote cache "
@@ -674,7 +674,7 @@ def test_pre_commit_on_machine_b_replays_what_machine_a_stored(
         git(root, "init", "--quiet")
         (root / "good.py").write_text("x = 1\n")
         (root / "bad.py").write_text("import os\n")
-        # The hook's environment needs redis-py for a Redis remote, as README.rst says.
+        # The hook's environment needs redis-py for a Redis remote, as the docs say.
         pre_commit_config(
             root,
             hook_repo,
@@ -787,16 +787,14 @@ def test_a_make_target_on_machine_b_replays_what_machine_a_stored(
     assert "hashes: checked  in project" in outputs[1][1]
 
 
-# -- README.rst's recipes -----------------------------------------------------------------------
-
-README = Path(__file__).resolve().parent.parent / "README.rst"
+# -- The recipes of the docs -------------------------------------------------------------------
 
 
-class ReadmeNginx(Nginx):
-    """nginx serving README.rst's server block, moved to a free port and temporary paths."""
+class DocsNginx(Nginx):
+    """nginx serving the team cache guide's server block, moved to a free port and temp paths."""
 
     def config(self) -> str:
-        (block,) = readme_code_blocks(README, "Sharing results", "nginx")
+        (block,) = docs_code_blocks("howto/team-cache", "nginx")
         block = textwrap.dedent(block)
         block = block.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
         block = block.replace("/var/cache/jobstamps", str(self.root))
@@ -805,12 +803,12 @@ class ReadmeNginx(Nginx):
         return base[: base.index("    server {")] + textwrap.indent(block, "    ") + "}\n"
 
 
-def test_the_readme_nginx_server_block_is_a_team_cache(
+def test_the_docs_nginx_server_block_is_a_team_cache(
     machines: tuple[Machine, Machine], tmp_path: Path
 ) -> None:
     a, b = machines
     counter = tmp_path / "runs"
-    with ReadmeNginx(tmp_path / "nginx").running() as server:
+    with DocsNginx(tmp_path / "nginx").running() as server:
         host = f"127.0.0.1:{server.port}/jobstamps"
         writer = f"http://{server.USER}:{server.PASSWORD}@{host}"
         stored = a.jobstamp(*check_input(counter), url=writer)
@@ -827,24 +825,28 @@ def test_the_readme_nginx_server_block_is_a_team_cache(
         assert len(remote_lines(refused.stderr)) == 1
 
 
-def test_the_readme_ci_recipes_are_valid_yaml() -> None:
+def test_the_docs_ci_recipes_are_valid_yaml() -> None:
     yaml = pytest.importorskip("yaml")
-    blocks = readme_code_blocks(README, "Sharing results", "yaml")
-    assert len(blocks) == 2
-    jobs = yaml.safe_load(textwrap.dedent(blocks[0]))
-    lint = jobs["jobs"]["lint"]
+    (workflow,) = [yaml.safe_load(b) for b in docs_code_blocks("quickstart/ci", "yaml")]
+    github, gitlab, redis = [yaml.safe_load(b) for b in docs_code_blocks("howto/ci-cache", "yaml")]
+    lint = redis["jobs"]["lint"]
     assert lint["services"]["redis"]["image"].startswith("redis")
     assert lint["env"]["JOBSTAMPS_REMOTE"].startswith("redis://localhost:6379")
-    restore = yaml.safe_load(textwrap.dedent(blocks[1]))
-    assert restore["env"]["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
-    (cache_step,) = [step for step in restore["steps"] if "cache" in step.get("uses", "")]
-    assert cache_step["with"]["path"] == restore["env"]["JOBSTAMPS_CACHE_DIR"]
+    for restore in (github, workflow["jobs"]["lint"]):
+        assert restore["env"]["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
+        (cache_step,) = [step for step in restore["steps"] if "cache" in step.get("uses", "")]
+        assert cache_step["with"]["path"] == restore["env"]["JOBSTAMPS_CACHE_DIR"]
+    variables = gitlab["lint"]["variables"]
+    assert variables["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
+    # GitLab caches paths inside the project only, given relative to it.
+    (cached,) = gitlab["lint"]["cache"]["paths"]
+    assert variables["JOBSTAMPS_CACHE_DIR"] == f"$CI_PROJECT_DIR/{cached}"
 
 
 def test_a_cache_restored_into_a_fresh_checkout_at_the_same_path_replays_with_hashes(
     machines: tuple[Machine, Machine], project: Path, tmp_path: Path
 ) -> None:
-    """The README's serverless recipe: save the cache after a job, restore it before the next."""
+    """The docs' serverless recipe: save the cache after a job, restore it before the next."""
     a, _ = machines
     counter = tmp_path / "runs"
     hashes = {"JOBSTAMPS_ALWAYS_USE_HASHES": "1"}
