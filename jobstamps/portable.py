@@ -44,8 +44,10 @@ __all__ = [
     "relative",
 ]
 
-#: Marks an argument that was an absolute path inside the base directory.
-_BASE = "{base}"
+#: Starts an argument that was an absolute path inside the base directory (then written
+#: relative to it), and every other argument, as given: no argument can pass for another.
+_BASE = "{base}/"
+_VERBATIM = "="
 
 
 def base_directory(cwd: str, given: str | None = None) -> str:
@@ -86,10 +88,14 @@ def relative(path: str, base: str) -> str:
 
 
 def _argument(arg: str, base: str) -> str:
-    """Write a command argument that is an absolute path inside ``base`` relative to it."""
+    """Write a command argument that is an absolute path inside ``base`` relative to it.
+
+    Each form has a mark of its own, so an argument that is literally ``{base}/x`` is not
+    taken for the path ``x`` in the base directory.
+    """
     if os.path.isabs(arg) and os.path.normpath(arg) == arg and inside(arg, base):
-        return f"{_BASE}/{relative(arg, base)}"
-    return arg
+        return _BASE + relative(arg, base)
+    return _VERBATIM + arg
 
 
 def content_digest(path: str, store: Store, script: bool = False) -> str:
@@ -204,7 +210,7 @@ def command_key(
     ``program`` comes from :func:`program_fields`.
     """
     fields = [
-        "jobstamps-remote-per-file-1" if per_file else "jobstamps-remote-1",
+        "jobstamps-remote-per-file-2" if per_file else "jobstamps-remote-2",
         relative(cwd, base),
         f"program:{len(program)}",
         *program,

@@ -231,3 +231,13 @@ def test_a_python_console_script_is_named_without_its_interpreter_path(
     assert keys[0] == keys[2]
     assert keys[1] == keys[3]
     assert keys[0] != keys[1]  # another name
+
+
+def test_an_argument_spelling_the_base_mark_is_not_the_path_in_the_base_directory(
+    tmp_path: Path, store: Store
+) -> None:
+    root = checkout(tmp_path / "project")
+    literal = key_of(store, root, ["bin/show", "{base}/msg"])
+    path = key_of(store, root, ["bin/show", str(root / "msg")])
+    assert literal != path
+    assert key_of(store, root, ["bin/show", "msg"]) not in {literal, path}
