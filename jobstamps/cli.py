@@ -251,6 +251,7 @@ class _Sharing:
         self.opened = False
         self.layered: Layered | None = None
         self.shared: Shared | None = None
+        self.described: tuple[Job, list[Any]] | None = None  # what ``shared`` was worked out for
 
     def run(
         self,
@@ -283,8 +284,16 @@ class _Sharing:
         from jobstamps import fingerprint, portable
         from jobstamps.storage.layered import Shared
 
+        self.described = (job, deps)
         if job.outputs and not job.restore_outputs:
             self.engine.say("not shared: output files are shared only with --restore-outputs")
+            return None
+        outside = portable.first_outside(job.outputs, base)
+        if outside is not None:
+            self.engine.say(
+                f"not shared: output file {outside} is outside the base directory {base} "
+                "(--base-dir sets it)"
+            )
             return None
         digests = portable.dependency_digests(job.dependencies, deps)
         if digests is None:
@@ -332,7 +341,7 @@ class _Sharing:
         layered = self._open()
         if layered is None or layered.remote.settings.read_only:
             return
-        if self.shared is None or self.shared.job is not job or self.shared.deps != deps:
+        if self.described is None or self.described[0] is not job or self.described[1] != deps:
             self.shared = self._describe(job, layered.base, deps)  # --force, or changed since
         if self.shared is not None:
             layered.upload(self.shared, deps, payload)

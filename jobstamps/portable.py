@@ -38,6 +38,7 @@ __all__ = [
     "command_key",
     "content_digest",
     "dependency_digests",
+    "first_outside",
     "inside",
     "program_fields",
     "python_key",
@@ -85,6 +86,15 @@ def relative(path: str, base: str) -> str:
     if inside(path, base):
         return path[len(base.rstrip(os.sep)) + 1 :]
     return path
+
+
+def first_outside(paths: Sequence[str], base: str) -> str | None:
+    """Return the first of ``paths`` outside ``base``, if any.
+
+    An output file is restored where the other machine's base directory puts it: one outside
+    it has no such place, so a result with one is not shared.
+    """
+    return next((path for path in paths if not inside(path, base)), None)
 
 
 def _argument(arg: str, base: str) -> str:

@@ -864,3 +864,25 @@ def test_a_cache_restored_into_a_fresh_checkout_at_the_same_path_replays_with_ha
         assert runs(counter) == 1 + run
         assert again.returncode == stored.returncode == 3
         assert again.stdout == (a.checkout / "input.txt").read_bytes()
+
+
+def test_an_output_file_outside_the_base_directory_is_cached_locally_but_not_shared(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs"
+    outside = tmp_path / "elsewhere" / "made.txt"
+    command = [
+        "--restore-outputs",
+        "--output-files",
+        str(outside),
+        "--",
+        *counting(counter, f"mkdir -p {outside.parent}; echo made > {outside}"),
+    ]
+    for machine in machines:
+        for _ in range(2):
+            result = machine.jobstamp(*command, url=place.url)
+            assert (result.returncode, result.stderr) == (0, b"")
+    assert runs(counter) == 2  # once per machine: replayed locally, never shared
+    assert place.uploads() == 0
+    said = machines[0].jobstamp("--explain", "--force", *command, url=place.url).stderr.decode()
+    assert said.count(f"not shared: output file {outside} is outside the base directory") == 1
