@@ -6,6 +6,7 @@ its own; the remote is nginx (WebDAV) or redis-server on 127.0.0.1.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import shutil
@@ -886,3 +887,154 @@ def test_an_output_file_outside_the_base_directory_is_cached_locally_but_not_sha
     assert place.uploads() == 0
     said = machines[0].jobstamp("--explain", "--force", *command, url=place.url).stderr.decode()
     assert said.count(f"not shared: output file {outside} is outside the base directory") == 1
+
+
+# -- launchers: what a program name runs --------------------------------------------------------
+
+LAUNCHER = '#!/bin/sh\nexec sh "$(dirname "$(readlink -f "$0")")/../lib/main.sh" "$@"\n'
+SHIM = '#!/bin/sh\nexec tool-real "$@"\n'  # runs whichever version PATH finds
+
+
+def tool_version(version: str) -> str:
+    """The code of a tool's version: 1.0 passes, any other fails; each run is counted."""
+    status = 0 if version == "1.0" else 1
+    return f'echo ran >> "$COUNTER"\necho "tool {version} checked $1"\nexit {status}\n'
+
+
+def executable(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def install_tool(machine: Machine, home: Path, layout: str, version: str) -> tuple[str, str]:
+    """Install version ``version`` of a tool the way ``layout`` does; return the command that
+    runs it and the PATH to run it with."""
+    path = os.environ["PATH"]
+    if layout == "node_modules":  # .bin/tool -> ../tool/bin/tool, beside package.json
+        package = machine.checkout / "node_modules" / "tool"
+        executable(package / "bin" / "tool", LAUNCHER)
+        executable(package / "lib" / "main.sh", tool_version(version))
+        (package / "package.json").write_text(f'{{"name": "tool", "version": "{version}"}}\n')
+        link = machine.checkout / "node_modules" / ".bin" / "tool"
+        link.parent.mkdir(exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path("..") / "tool" / "bin" / "tool")
+        return "node_modules/.bin/tool", path
+    if layout == "jar":  # a wrapper in bin/, the code in lib/, a VERSION file at the top
+        top = home / "opt" / "tool"
+        executable(top / "bin" / "tool", LAUNCHER)
+        executable(top / "lib" / "main.sh", tool_version(version))
+        (top / "VERSION").write_text(f"{version}\n")
+        for link, target in [
+            (home / "bin" / "tool", Path("..") / "links" / "tool"),  # a chain of links
+            (home / "links" / "tool", top / "bin" / "tool"),
+        ]:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+        return "tool", f"{home / 'bin'}{os.pathsep}{path}"
+    shims = home / ".toolenv" / ("shims" if layout == "shim" else "bin")
+    executable(shims / "tool", SHIM)
+    real = home / ".toolenv" / "versions" / version
+    executable(real / "tool-real", tool_version(version))
+    return "tool", os.pathsep.join([str(shims), str(real), path])
+
+
+@pytest.mark.parametrize("layout", ["node_modules", "jar"])
+def test_a_launcher_of_another_version_does_not_replay_and_of_the_same_version_does(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path, layout: str
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    tool, path = install_tool(a, tmp_path / "a", layout, "1.0")
+    passed = a.jobstamp("--", tool, "input.txt", url=place.url, PATH=path, COUNTER=str(counter))
+    assert (passed.returncode, passed.stdout) == (0, b"tool 1.0 checked input.txt\n")
+    tool, path = install_tool(b, tmp_path / "b", layout, "2.0")
+    failed = b.jobstamp("--", tool, "input.txt", url=place.url, PATH=path, COUNTER=str(counter))
+    assert (failed.returncode, failed.stdout) == (1, b"tool 2.0 checked input.txt\n")
+    assert runs(counter) == 2
+    tool, path = install_tool(b, tmp_path / "b", layout, "1.0")  # the same tool as A's
+    shared = b.jobstamp("--", tool, "input.txt", url=place.url, PATH=path, COUNTER=str(counter))
+    assert (shared.returncode, shared.stdout) == (0, passed.stdout)
+    assert runs(counter) == 2
+
+
+@pytest.mark.parametrize("layout", ["shim", "wrapper on PATH"])
+def test_a_shim_choosing_its_version_elsewhere_is_never_shared(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path, layout: str
+) -> None:
+    counter = tmp_path / "runs"
+    for machine, version in zip(machines, ("1.0", "1.0"), strict=True):
+        tool, path = install_tool(machine, tmp_path / machine.cache.parent.name, layout, version)
+        result = machine.jobstamp(
+            "--explain", "--", tool, "input.txt", url=place.url, PATH=path, COUNTER=str(counter)
+        )
+        assert (result.returncode, result.stdout) == (0, b"tool 1.0 checked input.txt\n")
+        what = "shim" if layout == "shim" else "shell script outside the base directory"
+        (said,) = [line for line in result.stderr.decode().splitlines() if "not shared" in line]
+        assert what in said
+    assert runs(counter) == 2  # identical tools, but what they run could not be told apart
+    assert place.uploads() == 0
+
+
+# -- diagnosing a remote miss -------------------------------------------------------------------
+
+
+def python_tool(home: Path, *distributions: str) -> Path:
+    """A console script in an environment of its own at ``home`` holding ``distributions``."""
+    bindir = home / "env" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "python").symlink_to(sys.executable)
+    site = home / "env" / "lib" / "python3.12" / "site-packages"
+    for name in distributions:
+        (site / f"{name}.dist-info").mkdir(parents=True)
+    code = 'import os, sys\nopen(os.environ["COUNTER"], "a").write("ran\\n")\nprint("checked")\n'
+    executable(bindir / "lint", f"#!{bindir / 'python'}\n{code}")
+    return bindir / "lint"
+
+
+def test_show_key_names_the_part_of_a_remote_key_that_differs_between_machines(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    tools = [
+        python_tool(tmp_path / "a", "flake8-7.0.0"),
+        python_tool(tmp_path / "b", "flake8-7.0.0", "unrelated-1.0"),  # pip install unrelated
+    ]
+    secret = {"COUNTER": str(counter), "API_TOKEN": "hunter2"}
+    options = ["--env", "API_TOKEN", "--dependencies", "input.txt", "--"]
+    args = ["input.txt", "--password=hunter2", str(a.checkout / "other.txt")]
+    a.jobstamp(*options, tools[0], *args, url=place.url, **secret)
+    missed = b.jobstamp("--explain", *options, tools[1], *args, url=place.url, **secret)
+    assert runs(counter) == 2
+    said = missed.stderr.decode()
+    assert "was asked and has no result for this job's remote key" in said
+    assert "--show-key" in said
+    listings = []
+    for machine, tool in zip(machines, tools, strict=True):
+        args[-1] = str(machine.checkout / "other.txt")
+        shown = machine.jobstamp("--show-key", *options, tool, *args, url=None, **secret)
+        assert shown.returncode == 0
+        assert b"hunter2" not in shown.stdout + shown.stderr
+        listings.append(shown.stdout.decode().splitlines())
+    assert runs(counter) == 2  # --show-key runs nothing
+    diff = list(difflib.unified_diff(listings[0], listings[1], lineterm="", n=0))[2:]
+    changed = sorted(line[1:].partition("  ")[2] for line in diff if line[:1] in "+-")
+    assert changed == [
+        "program: 6",  # its parts, the environment's among them
+        "program: 7",
+        "python environment: 2",
+        "python environment: 3",
+        "python unrelated-1.0.dist-info",
+        "remote key",
+        "remote key",
+    ]
+    assert "argument 3 {base}/other.txt" in [line[18:] for line in listings[0]]
+    assert "dependency input.txt" in [line[18:] for line in listings[0]]
+    listed = a.jobstamp("--show-key", *per_file("good.py", "bad.py"), url=None)
+    assert [line for line in listed.stdout.decode().splitlines() if line.startswith("file ")] == [
+        "file good.py",
+        "file bad.py",
+    ]
