@@ -22,9 +22,10 @@ from test_cmake import runs as cmake_runs
 from test_make import MakeProject
 from test_precommit import git, hook_repo, pre_commit_config, run_pre_commit  # noqa: F401
 
+from jobstamps import __version__
 from jobstamps.storage.records import Record, decode, encode
 from jobstamps.store import PACK_MIN, Store
-from servers import Nginx, Place, RedisServer, free_port
+from servers import Place, RedisServer, ShippedNginx, free_port
 from support import (
     JOBSTAMP,
     c_project,
@@ -793,25 +794,12 @@ def test_a_make_target_on_machine_b_replays_what_machine_a_stored(
 README = Path(__file__).resolve().parent.parent / "README.rst"
 
 
-class ReadmeNginx(Nginx):
-    """nginx serving README.rst's server block, moved to a free port and temporary paths."""
-
-    def config(self) -> str:
-        (block,) = readme_code_blocks(README, "Sharing results", "nginx")
-        block = textwrap.dedent(block)
-        block = block.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
-        block = block.replace("/var/cache/jobstamps", str(self.root))
-        block = block.replace("/etc/nginx/jobstamps.htpasswd", str(self.directory / "htpasswd"))
-        base = super().config()
-        return base[: base.index("    server {")] + textwrap.indent(block, "    ") + "}\n"
-
-
-def test_the_readme_nginx_server_block_is_a_team_cache(
+def test_the_shipped_nginx_configuration_is_a_team_cache(
     machines: tuple[Machine, Machine], tmp_path: Path
 ) -> None:
     a, b = machines
     counter = tmp_path / "runs"
-    with ReadmeNginx(tmp_path / "nginx").running() as server:
+    with ShippedNginx(tmp_path / "nginx").running() as server:
         host = f"127.0.0.1:{server.port}/jobstamps"
         writer = f"http://{server.USER}:{server.PASSWORD}@{host}"
         stored = a.jobstamp(*check_input(counter), url=writer)
@@ -828,18 +816,30 @@ def test_the_readme_nginx_server_block_is_a_team_cache(
         assert len(remote_lines(refused.stderr)) == 1
 
 
-def test_the_readme_ci_recipes_are_valid_yaml() -> None:
+def test_the_readme_ci_recipes_carry_results_across_runs() -> None:
     yaml = pytest.importorskip("yaml")
-    blocks = readme_code_blocks(README, "Sharing results", "yaml")
-    assert len(blocks) == 2
-    jobs = yaml.safe_load(textwrap.dedent(blocks[0]))
-    lint = jobs["jobs"]["lint"]
-    assert lint["services"]["redis"]["image"].startswith("redis")
-    assert lint["env"]["JOBSTAMPS_REMOTE"].startswith("redis://localhost:6379")
-    restore = yaml.safe_load(textwrap.dedent(blocks[1]))
-    assert restore["env"]["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
-    (cache_step,) = [step for step in restore["steps"] if "cache" in step.get("uses", "")]
-    assert cache_step["with"]["path"] == restore["env"]["JOBSTAMPS_CACHE_DIR"]
+    blocks = [
+        yaml.safe_load(textwrap.dedent(b))
+        for b in readme_code_blocks(README, "Sharing results", "yaml")
+    ]
+    ci_cache, hooks, team_server = blocks
+    for recipe in (ci_cache, team_server):
+        lint = recipe["jobs"]["lint"]
+        assert "services" not in lint  # a container started empty in each job shares nothing
+        cached = [step["with"]["path"] for step in lint["steps"] if "cache" in step.get("uses", "")]
+        assert "~/.cache/pre-commit" in cached  # the hooks' environments, too
+        installs = [step["run"] for step in lint["steps"] if "pip install" in step.get("run", "")]
+        assert installs
+        assert all("==" in word for run in installs for word in run.split()[2:])  # pinned
+    lint = ci_cache["jobs"]["lint"]
+    assert lint["env"]["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
+    assert lint["env"]["JOBSTAMPS_CACHE_DIR"] in [s["with"]["path"] for s in lint["steps"][2:4]]
+    env = team_server["jobs"]["lint"]["env"]
+    assert env["JOBSTAMPS_REMOTE"].startswith("${{ secrets.")
+    assert env["JOBSTAMPS_REMOTE_READ_ONLY"].endswith("&& '1' || '0' }}")  # "" would be on
+    ((hook,),) = [repo["hooks"] for repo in hooks["repos"]]
+    assert hooks["repos"][0]["rev"] == f"v{__version__}"
+    assert "redis" in hook["additional_dependencies"]
 
 
 def test_a_cache_restored_into_a_fresh_checkout_at_the_same_path_replays_with_hashes(
