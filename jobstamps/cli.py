@@ -126,7 +126,7 @@ class _Invocation:
         if not os.access(executable, os.X_OK):
             _error(f"cannot run {self.command[0]}: permission denied. Make it executable")
             return 126
-        if settings.disabled():
+        if settings.disabled() and not options.show_key:
             if options.explain or settings.debugging():
                 _say(f"running {_quoted(self.command)}: caching is off (JOBSTAMPS_DISABLED is set)")
             return _run_plain(self.command)

@@ -51,8 +51,11 @@ def files_run(executable: str, cwd: str, base: str) -> list[tuple[str, str, bool
         target = _target(program)
         interpreter = _interpreter(target, cwd, path_variable)
         found.append((what, target, interpreter is not None))
-        if interpreter is None or key.python_interpreter(target, cwd, path_variable) is not None:
-            return found  # a binary; or Python, whose environment is keyed on its own
+        python = key.python_interpreter(target, cwd, path_variable)
+        if python is not None and python != target:
+            _target(python)  # keyed with its environment on its own, unless it is a shim
+        if interpreter is None or python is not None:
+            return found  # a binary, or Python
         manifest = _manifest(target, base)
         if manifest is not None:
             found.append(("package version file", manifest, False))

@@ -165,7 +165,7 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
     if not os.access(executable, os.X_OK):
         error_line(f"cannot run {command[0]}: permission denied. Make it executable")
         return 126
-    if not files or settings.disabled():
+    if (not files or settings.disabled()) and not options.show_key:
         # No file names (pass_filenames: false, always_run): what it reads is unknown, so no cache.
         return run_uncached(command, files, executable)
     try:

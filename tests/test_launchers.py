@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -115,3 +116,18 @@ def test_an_interpreter_missing_from_path_is_not_shareable(
     script = program(base / "tool", "#!/usr/bin/env no-such-interpreter\n")
     with pytest.raises(NotShareableError, match="no-such-interpreter"):
         run_by(script, base)
+
+
+def test_a_python_script_run_by_a_shim_found_on_path_is_not_shareable(
+    tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shims = tmp_path / ".pyenv" / "shims"
+    program(shims / "python3", '#!/usr/bin/env bash\nexec pyenv exec "$0" "$@"\n')
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    script = program(base / "tools" / "check.py", "#!/usr/bin/env python3\nprint('ok')\n")
+    with pytest.raises(NotShareableError, match="version manager's shim"):
+        run_by(script, base)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python3").symlink_to(sys.executable)  # an installed Python
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert run_by(script, base) == [("program", str(script), True)]

@@ -1017,6 +1017,10 @@ def test_show_key_names_the_part_of_a_remote_key_that_differs_between_machines(
         args[-1] = str(machine.checkout / "other.txt")
         shown = machine.jobstamp("--show-key", *options, tool, *args, url=None, **secret)
         assert shown.returncode == 0
+        off = machine.jobstamp(
+            "--show-key", *options, tool, *args, url=None, JOBSTAMPS_DISABLED="1", **secret
+        )
+        assert off.stdout == shown.stdout  # even with caching off: shown, not run
         assert b"hunter2" not in shown.stdout + shown.stderr
         listings.append(shown.stdout.decode().splitlines())
     assert runs(counter) == 2  # --show-key runs nothing
@@ -1038,3 +1042,45 @@ def test_show_key_names_the_part_of_a_remote_key_that_differs_between_machines(
         "file good.py",
         "file bad.py",
     ]
+
+
+MAKER = """
+import os, sys
+from jobstamps import jobstamp
+
+def make(path):
+    with open(os.environ["COUNTER"], "a") as counter:
+        counter.write("ran\\n")
+    with open(path, "w") as made:
+        made.write("made\\n")
+    return "done"
+
+out = sys.argv[1]
+print(jobstamp.run(make, out, jobstamps_output_files=[out], jobstamps_restore_outputs=True))
+"""
+
+
+def test_the_api_keeps_a_result_with_an_output_outside_the_base_directory_local(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs"
+    outside = tmp_path / "elsewhere" / "made.txt"
+    outside.parent.mkdir()
+    said = b""
+    for machine in machines:
+        (machine.checkout / "maker.py").write_text(MAKER)
+        for _ in range(2):
+            result = machine.run(
+                [sys.executable, "maker.py", str(outside)],
+                place.url,
+                COUNTER=str(counter),
+                JOBSTAMPS_REMOTE_KEY=SECRET,
+                JOBSTAMPS_DEBUG="1",
+            )
+            assert (result.returncode, result.stdout) == (0, b"done\n")
+            assert b"internal error" not in result.stderr
+            assert remote_lines(result.stderr) == []
+            said += result.stderr
+    assert runs(counter) == 2  # once a machine
+    assert place.uploads() == 0
+    assert said.count(f"not shared: output file {outside} is outside".encode()) == 2
