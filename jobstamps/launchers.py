@@ -94,7 +94,8 @@ def _interpreter(script: str, cwd: str, path_variable: str | None) -> str | None
         raise NotShareableError(f"{script} has an empty #! line")
     name = words[0]
     if os.path.basename(name) == "env":
-        name = next((word for word in words[1:] if not word.startswith("-")), "")
+        # the first word that is no option of env and no assignment (env -S A=1 node)
+        name = next((w for w in words[1:] if not w.startswith("-") and "=" not in w), "")
         found = key.resolve_executable(name, cwd, path_variable) if name else None
         if found is None:
             raise NotShareableError(f"the interpreter {name or '?'} of {script} is not on PATH")

@@ -47,6 +47,7 @@ _AS_THE_COMMAND = (
     "--base-dir",
     "--show-key",
 )
+_CHANGING = "a dependency is missing, unreadable or changing"
 _REPORT = "Please report this bug with the command line and the output of jobstamp --version"
 
 
@@ -649,7 +650,7 @@ class PerFile:
             job = self.job(file)
             deps = [fingerprint.record(path, job.method) for path in job.dependencies]
             parts = self._parts(program, base, index, deps)
-            text = portable.show(parts) if parts is not None else "not shared: missing\n"
+            text = portable.show(parts) if parts is not None else f"not shared: {_CHANGING}\n"
             code = code if parts is not None else 1
             os.write(1, f"file {file}\n{text}".encode("utf-8", "surrogateescape"))
         return code

@@ -131,3 +131,14 @@ def test_a_python_script_run_by_a_shim_found_on_path_is_not_shareable(
     (tmp_path / "bin" / "python3").symlink_to(sys.executable)  # an installed Python
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     assert run_by(script, base) == [("program", str(script), True)]
+
+
+def test_env_options_and_assignments_before_the_interpreter_are_skipped(
+    tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = tmp_path / "bin" / "node"
+    node.parent.mkdir()
+    shutil.copy(BINARY, node)
+    monkeypatch.setenv("PATH", str(node.parent))
+    script = program(base / "cli.js", "#!/usr/bin/env -S NODE_OPTIONS=--x node --flag\n")
+    assert run_by(script, base)[1] == ("interpreter of program", str(node), False)
