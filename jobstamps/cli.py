@@ -173,8 +173,8 @@ class _Invocation:
             writer = Writer()
             return _delivered(write_back(payload, store, writer), writer.problem())
 
+        # The remote is only named here: a hit reads none of its settings.
         if options.show_key or options.remote or os.environ.get("JOBSTAMPS_REMOTE"):
-            # (checked by name: a hit)
             sharing = _Sharing(self, engine, cwd, executable, fields, merged, stdin_data)
             code = sharing.run(job, compute, replay)
         else:
