@@ -360,6 +360,10 @@ def _with_remote(
         if remote is None or (job.outputs and not job.restore_outputs):
             return False
         base = portable.base_directory(os.getcwd())
+        outside = portable.first_outside(job.outputs, base)
+        if outside is not None:
+            shared_engine.say(f"not shared: output file {outside} is outside {base}")
+            return False
         deps = [fingerprint.record(path, job.method) for path in job.dependencies]
         digests = portable.dependency_digests(job.dependencies, deps)
         if digests is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from jobstamps.errors import CacheDirectoryError, JobstampsError, UsageError
+from jobstamps.errors import CacheDirectoryError, JobstampsError, NotShareableError, UsageError
 from jobstamps.options import USAGE, Options, parse
 
 TYPE_CHECKING = False
@@ -126,7 +126,7 @@ class _Invocation:
         if not os.access(executable, os.X_OK):
             _error(f"cannot run {self.command[0]}: permission denied. Make it executable")
             return 126
-        if settings.disabled():
+        if settings.disabled() and not options.show_key:
             if options.explain or settings.debugging():
                 _say(f"running {_quoted(self.command)}: caching is off (JOBSTAMPS_DISABLED is set)")
             return _run_plain(self.command)
@@ -173,7 +173,8 @@ class _Invocation:
             writer = Writer()
             return _delivered(write_back(payload, store, writer), writer.problem())
 
-        if options.remote or os.environ.get("JOBSTAMPS_REMOTE"):  # checked by name: a hit
+        # The remote is only named here: a hit reads none of its settings.
+        if options.show_key or options.remote or os.environ.get("JOBSTAMPS_REMOTE"):
             sharing = _Sharing(self, engine, cwd, executable, fields, merged, stdin_data)
             code = sharing.run(job, compute, replay)
         else:
@@ -251,6 +252,7 @@ class _Sharing:
         self.opened = False
         self.layered: Layered | None = None
         self.shared: Shared | None = None
+        self.described: tuple[Job, list[Any]] | None = None  # what ``shared`` was worked out for
 
     def run(
         self,
@@ -258,7 +260,12 @@ class _Sharing:
         compute: Callable[[], tuple[int, dict[str, Any] | None, list[tuple[str, int]]]],
         replay: Callable[[dict[str, Any]], int],
     ) -> int:
-        """Run the job through the engine, with the remote behind the local cache."""
+        """Run the job through the engine, with the remote behind the local cache.
+
+        With ``--show-key``, show its remote key instead.
+        """
+        if self.options.show_key:
+            return self.show(job)
         self.engine.fill, self.engine.stored = self.fill, self.stored
         try:
             return self.engine.run(job, compute, replay, force=self.options.force)
@@ -278,35 +285,67 @@ class _Sharing:
             )
         return self.layered
 
-    def _describe(self, job: Job, base: str, deps: list[Any]) -> Shared | None:
-        """Describe ``job`` to the remote, from the dependency fingerprints ``deps``."""
+    def parts(self, job: Job, base: str, deps: list[Any]) -> list[tuple[str, str]]:
+        """Work out the parts of ``job``'s remote key from the dependency fingerprints ``deps``.
+
+        Raises :class:`NotShareableError`, saying why, for a result that is kept locally only.
+        """
         from jobstamps import fingerprint, portable
-        from jobstamps.storage.layered import Shared
 
         if job.outputs and not job.restore_outputs:
-            self.engine.say("not shared: output files are shared only with --restore-outputs")
-            return None
+            raise NotShareableError("output files are shared only with --restore-outputs")
+        outside = portable.first_outside(job.outputs, base)
+        if outside is not None:
+            raise NotShareableError(
+                f"output file {outside} is outside the base directory {base} (--base-dir sets it)"
+            )
         digests = portable.dependency_digests(job.dependencies, deps)
         if digests is None:
-            self.engine.say("not shared: a dependency is missing, unreadable or changing")
-            return None
+            raise NotShareableError("a dependency is missing, unreadable or changing")
         stdin = fingerprint.digest_bytes(self.stdin_data) if self.stdin_data is not None else "-"
         try:
-            program = portable.program_fields(self.executable, self.cwd, base, self.engine.store)
-            remote_key = portable.command_key(
-                program,
-                base,
-                self.cwd,
-                self.command,
-                job.dependencies,
-                digests,
-                job.outputs,
-                self.options.env,
-                stdin,
-                self.merged,
-            )
+            program = portable.program_parts(self.executable, self.cwd, base, self.engine.store)
         except OSError as error:
-            self.engine.say(f"not shared: the program cannot be read ({error.strerror or error})")
+            why = error.strerror or error
+            raise NotShareableError(f"the program cannot be read ({why})") from None
+        return portable.command_parts(
+            program,
+            base,
+            self.cwd,
+            self.command,
+            job.dependencies,
+            digests,
+            job.outputs,
+            self.options.env,
+            stdin,
+            self.merged,
+        )
+
+    def show(self, job: Job) -> int:
+        """Write the parts of ``job``'s remote key on stdout (``--show-key``); run nothing."""
+        from jobstamps import fingerprint, portable
+
+        base = portable.base_directory(self.cwd, self.options.base_dir)
+        deps = [fingerprint.record(path, job.method) for path in job.dependencies]
+        try:
+            text = portable.show(self.parts(job, base, deps))
+        except NotShareableError as error:
+            text, code = f"not shared: {error}\n", 1
+        else:
+            code = 0
+        os.write(1, text.encode("utf-8", "surrogateescape"))
+        return code
+
+    def _describe(self, job: Job, base: str, deps: list[Any]) -> Shared | None:
+        """Describe ``job`` to the remote, from the dependency fingerprints ``deps``."""
+        from jobstamps import portable
+        from jobstamps.storage.layered import Shared
+
+        self.described = (job, deps)
+        try:
+            remote_key = portable.command_key(self.parts(job, base, deps))
+        except NotShareableError as error:
+            self.engine.say(f"not shared: {error}")
             return None
         return Shared(job, remote_key, deps, extra={"fields": self.fields})
 
@@ -332,7 +371,7 @@ class _Sharing:
         layered = self._open()
         if layered is None or layered.remote.settings.read_only:
             return
-        if self.shared is None or self.shared.job is not job or self.shared.deps != deps:
+        if self.described is None or self.described[0] is not job or self.described[1] != deps:
             self.shared = self._describe(job, layered.base, deps)  # --force, or changed since
         if self.shared is not None:
             layered.upload(self.shared, deps, payload)

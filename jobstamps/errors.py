@@ -6,6 +6,7 @@ __all__ = [
     "CacheDirectoryError",
     "CommandError",
     "JobstampsError",
+    "NotShareableError",
     "UnhashableArgumentError",
     "UsageError",
 ]
@@ -32,6 +33,10 @@ class CacheDirectoryError(JobstampsError, OSError):
         self.path = path if why else ""
         self.why = why or path
         self.advice = advice if why else ""
+
+
+class NotShareableError(JobstampsError):
+    """A result is kept locally only: its remote key could not see all it depends on."""
 
 
 class UnhashableArgumentError(JobstampsError, TypeError):

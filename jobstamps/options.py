@@ -114,6 +114,15 @@ TABLE: dict[str, tuple[str, str, str, str]] = {
             "working directory; also JOBSTAMPS_BASE_DIR)"
         ),
     ),
+    "--show-key": (
+        "show_key",
+        "flag",
+        "",
+        (
+            "print what the command's remote key is made of, a digest a line, and run "
+            "nothing: diff two machines' listings to see why one misses"
+        ),
+    ),
     "--show-stats": (
         "show_stats",
         "action",
@@ -187,6 +196,7 @@ class Options:
         self.remote: str | None = None
         self.remote_read_only = False
         self.base_dir: str | None = None
+        self.show_key = False
         self.show_stats = False
         self.zero_stats = False
         self.clear = False

@@ -16,7 +16,7 @@ import stat
 
 from jobstamps import fingerprint, key, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
-from jobstamps.errors import CacheDirectoryError, UsageError
+from jobstamps.errors import CacheDirectoryError, NotShareableError, UsageError
 from jobstamps.options import TABLE, env_name
 from jobstamps.replay import Writer
 from jobstamps.store import Store
@@ -45,7 +45,9 @@ _AS_THE_COMMAND = (
     "--remote",
     "--remote-read-only",
     "--base-dir",
+    "--show-key",
 )
+_CHANGING = "a dependency is missing, unreadable or changing"
 _REPORT = "Please report this bug with the command line and the output of jobstamp --version"
 
 
@@ -164,7 +166,7 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
     if not os.access(executable, os.X_OK):
         error_line(f"cannot run {command[0]}: permission denied. Make it executable")
         return 126
-    if not files or settings.disabled():
+    if (not files or settings.disabled()) and not options.show_key:
         # No file names (pass_filenames: false, always_run): what it reads is unknown, so no cache.
         return run_uncached(command, files, executable)
     try:
@@ -177,7 +179,7 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
         error_line(f"{error}; running the command without the cache")
         return run_uncached(command, files, executable)
     try:
-        return checker.run(files)
+        return checker.show(files) if options.show_key else checker.run(files)
     except KeyboardInterrupt:
         return 130
 
@@ -576,30 +578,17 @@ class PerFile:
             return stale
         base = self.layered.base
         try:
-            program = portable.program_fields(self.executable, self.cwd, base, self.store)
-        except OSError as error:
-            self.notes.append(f"not shared: the program cannot be read ({error.strerror})")
+            program = self._program(base)
+        except NotShareableError as error:
+            self.notes.append(f"not shared: {error}")
             return stale
         for index in stale:
             recording = recordings[index]
-            job = recording.job
-            digests = portable.dependency_digests(job.dependencies, recording.deps)
-            if digests is None:
-                continue
-            remote_key = portable.command_key(
-                program,
-                base,
-                self.cwd,
-                [*self.command, self.files[index]],
-                job.dependencies,
-                digests,
-                (),
-                options.env,
-                "-",
-                self.merged,
-                per_file=True,
-            )
-            self.remote_jobs[index] = Shared(job, remote_key, list(recording.deps), inline=True)
+            parts = self._parts(program, base, index, recording.deps)
+            if parts is not None:
+                remote_key = portable.command_key(parts)
+                job = recording.job
+                self.remote_jobs[index] = Shared(job, remote_key, list(recording.deps), inline=True)
         if options.force:  # run them all; share what they store
             return stale
         filled = self.layered.fill(list(self.remote_jobs.values()))
@@ -611,6 +600,60 @@ class PerFile:
             else:
                 self.notes.append(f"replayed {self.files[index]} from the remote cache")
         return left
+
+    def _program(self, base: str) -> list[tuple[str, str]]:
+        """Identify the program for every file's remote key; raise :class:`NotShareableError`."""
+        from jobstamps import portable
+
+        try:
+            return portable.program_parts(self.executable, self.cwd, base, self.store)
+        except OSError as error:
+            raise NotShareableError(f"the program cannot be read ({error.strerror})") from None
+
+    def _parts(
+        self, program: list[tuple[str, str]], base: str, index: int, deps: list[Any]
+    ) -> list[tuple[str, str]] | None:
+        """Return the parts of file ``index``'s remote key; ``None`` if a dependency changed."""
+        from jobstamps import portable
+
+        job = self.job(self.files[index])
+        digests = portable.dependency_digests(job.dependencies, deps)
+        if digests is None:
+            return None
+        return portable.command_parts(
+            program,
+            base,
+            self.cwd,
+            [*self.command, self.files[index]],
+            job.dependencies,
+            digests,
+            (),
+            self.options.env,
+            "-",
+            self.merged,
+            per_file=True,
+        )
+
+    def show(self, files: list[str]) -> int:
+        """Write each file's remote key parts on stdout (``--show-key``); run nothing."""
+        from jobstamps import portable
+
+        self.files = list(dict.fromkeys(files))
+        base = portable.base_directory(self.cwd, self.options.base_dir)
+        try:
+            program = self._program(base)
+        except NotShareableError as error:
+            os.write(1, f"not shared: {error}\n".encode("utf-8", "surrogateescape"))
+            return 1
+        code = 0
+        for index, file in enumerate(self.files):
+            job = self.job(file)
+            deps = [fingerprint.record(path, job.method) for path in job.dependencies]
+            parts = self._parts(program, base, index, deps)
+            text = portable.show(parts) if parts is not None else f"not shared: {_CHANGING}\n"
+            code = code if parts is not None else 1
+            os.write(1, f"file {file}\n{text}".encode("utf-8", "surrogateescape"))
+        return code
 
     def _upload(self, index: int, payload: Payload, deps: list[Any]) -> None:
         """Share a file's stored result, unless its failure was pinned on a whole batch."""

@@ -11,11 +11,15 @@ machine, useless for another. A remote key is worked out only on a local miss, f
   the dependencies, the outputs and every command argument that is an absolute path inside
   the base directory are written relative to it; a path outside it stays absolute, and so
   matches only on machines that have the same path;
-- the executable by content (its digest is remembered in the local cache by its path and
-  stat, so it is read once), its Python environment's distributions (names only) and its
-  path relative to the base directory, or else its name alone (``flake8``);
+- the executable by the contents of what it runs (:mod:`jobstamps.launchers`: the end of its
+  link chain, a script's interpreter and package version file; each digest is remembered in
+  the local cache by path and stat, so it is read once), its Python environment's
+  distributions (names only), and its path relative to the base directory, or else its name
+  alone (``flake8``); a program that cannot be identified (a shim) is not shared;
 - the environment only as declared (``--env``, by digests), and whether stdout and stderr
   are terminals and merged.
+
+Each field of the key comes with a label that shows no secret, for ``--show-key``.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from __future__ import annotations
 import os
 import time
 
-from jobstamps import fingerprint, key
+from jobstamps import fingerprint, key, launchers
 from jobstamps._fs import atomic_write, read_private
 from jobstamps.errors import UsageError
+from jobstamps.launchers import inside
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,19 +38,27 @@ if TYPE_CHECKING:
 
     from jobstamps.store import Store
 
+    #: A part of a remote key: a label that can be shown, and the field that is keyed.
+    Part = tuple[str, str]
+
 __all__ = [
     "base_directory",
     "command_key",
+    "command_parts",
     "content_digest",
     "dependency_digests",
+    "first_outside",
     "inside",
-    "program_fields",
+    "program_parts",
     "python_key",
     "relative",
+    "show",
 ]
 
-#: Marks an argument that was an absolute path inside the base directory.
-_BASE = "{base}"
+#: Starts an argument that was an absolute path inside the base directory (then written
+#: relative to it), and every other argument, as given: no argument can pass for another.
+_BASE = "{base}/"
+_VERBATIM = "="
 
 
 def base_directory(cwd: str, given: str | None = None) -> str:
@@ -71,11 +84,6 @@ def base_directory(cwd: str, given: str | None = None) -> str:
     return directory
 
 
-def inside(path: str, base: str) -> bool:
-    """Whether the absolute ``path`` is ``base`` or below it."""
-    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
-
-
 def relative(path: str, base: str) -> str:
     """Write the absolute ``path`` relative to ``base`` if it is inside; else leave it as is."""
     if path == base:
@@ -85,11 +93,24 @@ def relative(path: str, base: str) -> str:
     return path
 
 
+def first_outside(paths: Sequence[str], base: str) -> str | None:
+    """Return the first of ``paths`` outside ``base``, if any.
+
+    An output file is restored where the other machine's base directory puts it: one outside
+    it has no such place, so a result with one is not shared.
+    """
+    return next((path for path in paths if not inside(path, base)), None)
+
+
 def _argument(arg: str, base: str) -> str:
-    """Write a command argument that is an absolute path inside ``base`` relative to it."""
+    """Write a command argument that is an absolute path inside ``base`` relative to it.
+
+    Each form has a mark of its own, so an argument that is literally ``{base}/x`` is not
+    taken for the path ``x`` in the base directory.
+    """
     if os.path.isabs(arg) and os.path.normpath(arg) == arg and inside(arg, base):
-        return f"{_BASE}/{relative(arg, base)}"
-    return arg
+        return _BASE + relative(arg, base)
+    return _VERBATIM + arg
 
 
 def content_digest(path: str, store: Store, script: bool = False) -> str:
@@ -165,27 +186,44 @@ def dependency_digests(
     return digests
 
 
-def program_fields(executable: str, cwd: str, base: str, store: Store) -> list[str]:
-    """Identify an executable by name, content and Python environment, not by where it is.
+def program_parts(executable: str, cwd: str, base: str, store: Store) -> list[Part]:
+    """Identify an executable by name and by the contents of what it runs, not by where it is.
 
-    Work it out once per invocation and pass it to :func:`command_key` for every job.
-    Raises :class:`OSError` when the executable cannot be read.
+    What it runs: the end of its link chain, its ``#!`` line's interpreter, the version file
+    of its package (:func:`jobstamps.launchers.files_run`), and a Python environment's
+    distributions. Work it out once per invocation and pass it to :func:`command_key` for
+    every job. Raises :class:`~jobstamps.errors.NotShareableError` for a program that cannot be
+    identified (a shim) and :class:`OSError` for one that cannot be read.
     """
     path_variable = os.environ.get("PATH")
-    name = relative(executable, base) if inside(executable, base) else os.path.basename(executable)
+    name = _portable_name(executable, base)
+    parts = [(f"program name {name}", name)]
+    for what, path, script in launchers.files_run(executable, cwd, base):
+        shown = _portable_name(path, base)
+        digest = content_digest(path, store, script)
+        parts.append((f"{what} {shown}", f"{what}\0{shown}\0{digest}"))
     interpreter = key.python_interpreter(executable, cwd, path_variable)
-    script = interpreter is not None and interpreter != executable
-    fields = [name, content_digest(executable, store, script)]
     if interpreter is not None:
-        fields.append(content_digest(interpreter, store))
+        parts.append(("python interpreter", content_digest(interpreter, store)))
         # Names only: when a machine installed them is its own affair.
         found = key.python_environment(executable, cwd, path_variable, installed_when=False)[1:]
-        fields += [f"python:{len(found)}", *found]
-    return fields
+        parts.append((f"python environment: {len(found)}", f"python:{len(found)}"))
+        parts += [(f"python {item}", item) for item in found]
+    return parts
 
 
-def command_key(
-    program: Sequence[str],
+def _portable_name(path: str, base: str) -> str:
+    """Name a file by its path relative to ``base`` if it is inside, else by its name alone."""
+    return relative(path, base) if inside(path, base) else os.path.basename(path)
+
+
+def command_key(parts: Sequence[Part]) -> str:
+    """Return the remote key made of ``parts`` (from :func:`command_parts`)."""
+    return key.command_key([field for _, field in parts])
+
+
+def command_parts(
+    program: Sequence[Part],
     base: str,
     cwd: str,
     argv: Sequence[str],
@@ -196,31 +234,54 @@ def command_key(
     stdin_digest: str,
     merged: bool,
     per_file: bool = False,
-) -> str:
-    """Return the remote key of a command invocation (see the module's text).
+) -> list[Part]:
+    """Return the parts of the remote key of a command invocation (see the module's text).
 
     ``per_file`` marks the result of one file of a batch (:mod:`jobstamps.perfile`): its own
     lines of the batch's output, not the whole output of the command run on it alone.
-    ``program`` comes from :func:`program_fields`.
+    ``program`` comes from :func:`program_parts`. Each part is ``(label, field)``: the label
+    names it in :func:`show` without any value that could be a secret (an argument that is
+    no path in the base directory, a variable's value); the field is what is keyed.
     """
-    fields = [
-        "jobstamps-remote-per-file-1" if per_file else "jobstamps-remote-1",
-        relative(cwd, base),
-        f"program:{len(program)}",
+    cwd_shown = relative(cwd, base)
+    arguments = [_argument(arg, base) for arg in argv[1:]]
+    return [
+        ("format", "jobstamps-remote-per-file-2" if per_file else "jobstamps-remote-2"),
+        (f"working directory {cwd_shown}", cwd_shown),
+        (f"program: {len(program)}", f"program:{len(program)}"),
         *program,
-        key.streams_field(merged),
-        f"argv:{len(argv)}",
-        program[0],  # the program as it is named here, not as on the machine that stored it
-        *(_argument(arg, base) for arg in argv[1:]),
-        f"deps:{len(dependencies)}",
-        *(f"{relative(p, base)}\0{d}" for p, d in zip(dependencies, digests, strict=True)),
-        f"outputs:{len(outputs)}",
-        *(relative(path, base) for path in outputs),
-        f"env:{len(env_names)}",
-        *(key.env_field(name) for name in env_names),
-        f"stdin:{stdin_digest}",
+        ("output streams", key.streams_field(merged)),
+        (f"arguments: {len(argv)}", f"argv:{len(argv)}"),
+        # the program as it is named here, not as on the machine that stored it
+        (f"argument 0 {program[0][1]}", program[0][1]),
+        *(
+            (f"argument {number} {arg if arg.startswith(_BASE) else '(shown by digest)'}", arg)
+            for number, arg in enumerate(arguments, 1)
+        ),
+        (f"dependencies: {len(dependencies)}", f"deps:{len(dependencies)}"),
+        *(
+            (f"dependency {relative(p, base)}", f"{relative(p, base)}\0{d}")
+            for p, d in zip(dependencies, digests, strict=True)
+        ),
+        (f"outputs: {len(outputs)}", f"outputs:{len(outputs)}"),
+        *((f"output {relative(path, base)}", relative(path, base)) for path in outputs),
+        (f"environment: {len(env_names)}", f"env:{len(env_names)}"),
+        *((f"environment {name}", key.env_field(name)) for name in env_names),
+        ("standard input", f"stdin:{stdin_digest}"),
     ]
-    return key.command_key(fields)
+
+
+def show(parts: Sequence[Part]) -> str:
+    """Write the remote key and its parts, each with a digest, one a line, for ``diff``.
+
+    Two machines' listings differ in the lines of the parts that differ.
+    """
+    lines = [f"{command_key(parts)}  remote key"]
+    lines += [
+        f"{fingerprint.digest_bytes(field.encode('utf-8', 'surrogateescape'))[:16]}  {label}"
+        for label, field in parts
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def python_key(

@@ -19,13 +19,13 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from jobstamps.storage.remote import Remote
 
@@ -106,6 +106,9 @@ class Nginx:
     self-signed certificate for 127.0.0.1 at :attr:`certificate`.
     """
 
+    #: Whether to start it with the directives that keep it one process in the foreground
+    #: (:meth:`config` has them, else).
+    FOREGROUND = False
     USER = "ci"
     PASSWORD = "hunter2"  # noqa: S105 - a test server's
     TOKEN = "t0ken"  # noqa: S105 - a test server's
@@ -180,6 +183,7 @@ http {{
         (self.directory / "htpasswd").write_text(f"{self.USER}:{{PLAIN}}{self.PASSWORD}\n")
         log = self.directory / "error.log"
         command = [nginx, "-p", str(self.directory), "-c", str(conf), "-e", str(log)]
+        command += ["-g", "daemon off; master_process off;"] if self.FOREGROUND else []
         with _running(command, self.port, self.directory / "stdout.log", self.directory) as proc:
             self.process = proc
             yield self
@@ -211,6 +215,35 @@ http {{
             if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.01)
+
+
+#: The nginx configuration shipped for a team cache (README.rst, "Recipes").
+SHIPPED_NGINX = Path(__file__).resolve().parent.parent / "contrib" / "nginx-jobstamps.conf"
+
+
+class ShippedNginx(Nginx):
+    """nginx started from :data:`SHIPPED_NGINX`, its port and paths moved into ``directory``.
+
+    Writes need :attr:`USER` with :attr:`PASSWORD` under ``/jobstamps/``; reads need nothing.
+    """
+
+    FOREGROUND = True
+
+    def config(self) -> str:
+        text = SHIPPED_NGINX.read_text()
+        d = self.directory
+        for shipped, here in [
+            ("listen 8080;", f"listen 127.0.0.1:{self.port};"),
+            ("/var/cache/jobstamps;", f"{self.root};"),
+            ("/var/cache/nginx-jobstamps-temp;", f"{d}/client_body;"),
+            ("/etc/nginx/jobstamps.htpasswd;", f"{d}/htpasswd;"),
+            ("/run/nginx-jobstamps.pid;", f"{d}/nginx.pid;"),
+            ("/var/log/nginx/jobstamps-error.log", f"{d}/error.log"),
+            ("/var/log/nginx/jobstamps-access.log", f"{self.access_log}"),
+        ]:
+            assert text.count(shipped) == 1, f"{shipped} is not in {SHIPPED_NGINX} once"
+            text = text.replace(shipped, here)
+        return text
 
 
 #: ``(location, URL prefix, environment)`` of each protected location of :class:`Nginx`, with

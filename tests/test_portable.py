@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 PROGRAM = '#!/bin/sh\ncat "$@"\n'
+BINARY = os.path.realpath(shutil.which("true") or "/bin/true")  # a program that is no script
 
 
 def checkout(root: Path) -> Path:
@@ -54,16 +55,18 @@ def key_of(
     parts.update(changes)
     executable: str = parts["executable"]  # type: ignore[assignment]
     return portable.command_key(
-        portable.program_fields(executable, where, base, store),
-        base,
-        where,
-        argv,
-        deps,
-        digests,
-        [],
-        parts["env_names"],  # type: ignore[arg-type]
-        parts["stdin_digest"],  # type: ignore[arg-type]
-        parts["merged"],  # type: ignore[arg-type]
+        portable.command_parts(
+            portable.program_parts(executable, where, base, store),
+            base,
+            where,
+            argv,
+            deps,
+            digests,
+            [],
+            parts["env_names"],  # type: ignore[arg-type]
+            parts["stdin_digest"],  # type: ignore[arg-type]
+            parts["merged"],  # type: ignore[arg-type]
+        )
     )
 
 
@@ -137,12 +140,12 @@ def test_an_executable_outside_the_base_directory_is_named_by_its_name_and_conte
     for place in ("venv-a", "venv-b"):
         program = tmp_path / place / "bin" / "lint"
         program.parent.mkdir(parents=True)
-        program.write_text(PROGRAM)
-        program.chmod(0o755)
+        shutil.copy(BINARY, program)
         programs.append(program)
     keys = [key_of(store, root, ["lint"], executable=str(p)) for p in programs]
     assert keys[0] == keys[1]
-    programs[1].write_text(PROGRAM + "# upgraded\n")
+    with programs[1].open("ab") as upgrade:
+        upgrade.write(b"upgraded")
     assert key_of(store, root, ["lint"], executable=str(programs[1])) != keys[0]
 
 
@@ -231,3 +234,13 @@ def test_a_python_console_script_is_named_without_its_interpreter_path(
     assert keys[0] == keys[2]
     assert keys[1] == keys[3]
     assert keys[0] != keys[1]  # another name
+
+
+def test_an_argument_spelling_the_base_mark_is_not_the_path_in_the_base_directory(
+    tmp_path: Path, store: Store
+) -> None:
+    root = checkout(tmp_path / "project")
+    literal = key_of(store, root, ["bin/show", "{base}/msg"])
+    path = key_of(store, root, ["bin/show", str(root / "msg")])
+    assert literal != path
+    assert key_of(store, root, ["bin/show", "msg"]) not in {literal, path}

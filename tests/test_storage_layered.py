@@ -6,6 +6,7 @@ its own; the remote is nginx (WebDAV) or redis-server on 127.0.0.1.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import shutil
@@ -20,9 +21,10 @@ from test_cmake import runs as cmake_runs
 from test_make import MakeProject
 from test_precommit import git, hook_repo, pre_commit_config, run_pre_commit  # noqa: F401
 
+from jobstamps import __version__
 from jobstamps.storage.records import Record, decode, encode
 from jobstamps.store import PACK_MIN, Store
-from servers import Nginx, Place, RedisServer, free_port
+from servers import Place, RedisServer, ShippedNginx, free_port
 from support import (
     JOBSTAMP,
     c_project,
@@ -790,25 +792,12 @@ def test_a_make_target_on_machine_b_replays_what_machine_a_stored(
 # -- The recipes of the docs -------------------------------------------------------------------
 
 
-class DocsNginx(Nginx):
-    """nginx serving the team cache guide's server block, moved to a free port and temp paths."""
-
-    def config(self) -> str:
-        (block,) = docs_code_blocks("howto/team-cache", "nginx")
-        block = textwrap.dedent(block)
-        block = block.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
-        block = block.replace("/var/cache/jobstamps", str(self.root))
-        block = block.replace("/etc/nginx/jobstamps.htpasswd", str(self.directory / "htpasswd"))
-        base = super().config()
-        return base[: base.index("    server {")] + textwrap.indent(block, "    ") + "}\n"
-
-
-def test_the_docs_nginx_server_block_is_a_team_cache(
+def test_the_shipped_nginx_configuration_is_a_team_cache(
     machines: tuple[Machine, Machine], tmp_path: Path
 ) -> None:
     a, b = machines
     counter = tmp_path / "runs"
-    with DocsNginx(tmp_path / "nginx").running() as server:
+    with ShippedNginx(tmp_path / "nginx").running() as server:
         host = f"127.0.0.1:{server.port}/jobstamps"
         writer = f"http://{server.USER}:{server.PASSWORD}@{host}"
         stored = a.jobstamp(*check_input(counter), url=writer)
@@ -825,22 +814,30 @@ def test_the_docs_nginx_server_block_is_a_team_cache(
         assert len(remote_lines(refused.stderr)) == 1
 
 
-def test_the_docs_ci_recipes_are_valid_yaml() -> None:
+def test_the_readme_ci_recipes_carry_results_across_runs() -> None:
     yaml = pytest.importorskip("yaml")
-    (workflow,) = [yaml.safe_load(b) for b in docs_code_blocks("quickstart/ci", "yaml")]
-    github, gitlab, redis = [yaml.safe_load(b) for b in docs_code_blocks("howto/ci-cache", "yaml")]
-    lint = redis["jobs"]["lint"]
-    assert lint["services"]["redis"]["image"].startswith("redis")
-    assert lint["env"]["JOBSTAMPS_REMOTE"].startswith("redis://localhost:6379")
-    for restore in (github, workflow["jobs"]["lint"]):
-        assert restore["env"]["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
-        (cache_step,) = [step for step in restore["steps"] if "cache" in step.get("uses", "")]
-        assert cache_step["with"]["path"] == restore["env"]["JOBSTAMPS_CACHE_DIR"]
-    variables = gitlab["lint"]["variables"]
-    assert variables["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
-    # GitLab caches paths inside the project only, given relative to it.
-    (cached,) = gitlab["lint"]["cache"]["paths"]
-    assert variables["JOBSTAMPS_CACHE_DIR"] == f"$CI_PROJECT_DIR/{cached}"
+    blocks = [
+        yaml.safe_load(textwrap.dedent(b))
+        for b in docs_code_blocks("howto/ci-cache", "yaml")
+    ]
+    ci_cache, hooks, team_server = blocks
+    for recipe in (ci_cache, team_server):
+        lint = recipe["jobs"]["lint"]
+        assert "services" not in lint  # a container started empty in each job shares nothing
+        cached = [step["with"]["path"] for step in lint["steps"] if "cache" in step.get("uses", "")]
+        assert "~/.cache/pre-commit" in cached  # the hooks' environments, too
+        installs = [step["run"] for step in lint["steps"] if "pip install" in step.get("run", "")]
+        assert installs
+        assert all("==" in word for run in installs for word in run.split()[2:])  # pinned
+    lint = ci_cache["jobs"]["lint"]
+    assert lint["env"]["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
+    assert lint["env"]["JOBSTAMPS_CACHE_DIR"] in [s["with"]["path"] for s in lint["steps"][2:4]]
+    env = team_server["jobs"]["lint"]["env"]
+    assert env["JOBSTAMPS_REMOTE"].startswith("${{ secrets.")
+    assert env["JOBSTAMPS_REMOTE_READ_ONLY"].endswith("&& '1' || '0' }}")  # "" would be on
+    ((hook,),) = [repo["hooks"] for repo in hooks["repos"]]
+    assert hooks["repos"][0]["rev"] == f"v{__version__}"
+    assert "redis" in hook["additional_dependencies"]
 
 
 def test_a_cache_restored_into_a_fresh_checkout_at_the_same_path_replays_with_hashes(
@@ -866,3 +863,222 @@ def test_a_cache_restored_into_a_fresh_checkout_at_the_same_path_replays_with_ha
         assert runs(counter) == 1 + run
         assert again.returncode == stored.returncode == 3
         assert again.stdout == (a.checkout / "input.txt").read_bytes()
+
+
+def test_an_output_file_outside_the_base_directory_is_cached_locally_but_not_shared(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs"
+    outside = tmp_path / "elsewhere" / "made.txt"
+    command = [
+        "--restore-outputs",
+        "--output-files",
+        str(outside),
+        "--",
+        *counting(counter, f"mkdir -p {outside.parent}; echo made > {outside}"),
+    ]
+    for machine in machines:
+        for _ in range(2):
+            result = machine.jobstamp(*command, url=place.url)
+            assert (result.returncode, result.stderr) == (0, b"")
+    assert runs(counter) == 2  # once per machine: replayed locally, never shared
+    assert place.uploads() == 0
+    said = machines[0].jobstamp("--explain", "--force", *command, url=place.url).stderr.decode()
+    assert said.count(f"not shared: output file {outside} is outside the base directory") == 1
+
+
+# -- launchers: what a program name runs --------------------------------------------------------
+
+LAUNCHER = '#!/bin/sh\nexec sh "$(dirname "$(readlink -f "$0")")/../lib/main.sh" "$@"\n'
+SHIM = '#!/bin/sh\nexec tool-real "$@"\n'  # runs whichever version PATH finds
+
+
+def tool_version(version: str) -> str:
+    """The code of a tool's version: 1.0 passes, any other fails; each run is counted."""
+    status = 0 if version == "1.0" else 1
+    return f'echo ran >> "$COUNTER"\necho "tool {version} checked $1"\nexit {status}\n'
+
+
+def executable(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def install_tool(machine: Machine, home: Path, layout: str, version: str) -> tuple[str, str]:
+    """Install version ``version`` of a tool the way ``layout`` does; return the command that
+    runs it and the PATH to run it with."""
+    path = os.environ["PATH"]
+    if layout == "node_modules":  # .bin/tool -> ../tool/bin/tool, beside package.json
+        package = machine.checkout / "node_modules" / "tool"
+        executable(package / "bin" / "tool", LAUNCHER)
+        executable(package / "lib" / "main.sh", tool_version(version))
+        (package / "package.json").write_text(f'{{"name": "tool", "version": "{version}"}}\n')
+        link = machine.checkout / "node_modules" / ".bin" / "tool"
+        link.parent.mkdir(exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path("..") / "tool" / "bin" / "tool")
+        return "node_modules/.bin/tool", path
+    if layout == "jar":  # a wrapper in bin/, the code in lib/, a VERSION file at the top
+        top = home / "opt" / "tool"
+        executable(top / "bin" / "tool", LAUNCHER)
+        executable(top / "lib" / "main.sh", tool_version(version))
+        (top / "VERSION").write_text(f"{version}\n")
+        for link, target in [
+            (home / "bin" / "tool", Path("..") / "links" / "tool"),  # a chain of links
+            (home / "links" / "tool", top / "bin" / "tool"),
+        ]:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+        return "tool", f"{home / 'bin'}{os.pathsep}{path}"
+    shims = home / ".toolenv" / ("shims" if layout == "shim" else "bin")
+    executable(shims / "tool", SHIM)
+    real = home / ".toolenv" / "versions" / version
+    executable(real / "tool-real", tool_version(version))
+    return "tool", os.pathsep.join([str(shims), str(real), path])
+
+
+@pytest.mark.parametrize("layout", ["node_modules", "jar"])
+def test_a_launcher_of_another_version_does_not_replay_and_of_the_same_version_does(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path, layout: str
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    tool, path = install_tool(a, tmp_path / "a", layout, "1.0")
+    passed = a.jobstamp("--", tool, "input.txt", url=place.url, PATH=path, COUNTER=str(counter))
+    assert (passed.returncode, passed.stdout) == (0, b"tool 1.0 checked input.txt\n")
+    tool, path = install_tool(b, tmp_path / "b", layout, "2.0")
+    failed = b.jobstamp("--", tool, "input.txt", url=place.url, PATH=path, COUNTER=str(counter))
+    assert (failed.returncode, failed.stdout) == (1, b"tool 2.0 checked input.txt\n")
+    assert runs(counter) == 2
+    tool, path = install_tool(b, tmp_path / "b", layout, "1.0")  # the same tool as A's
+    shared = b.jobstamp("--", tool, "input.txt", url=place.url, PATH=path, COUNTER=str(counter))
+    assert (shared.returncode, shared.stdout) == (0, passed.stdout)
+    assert runs(counter) == 2
+
+
+@pytest.mark.parametrize("layout", ["shim", "wrapper on PATH"])
+def test_a_shim_choosing_its_version_elsewhere_is_never_shared(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path, layout: str
+) -> None:
+    counter = tmp_path / "runs"
+    for machine, version in zip(machines, ("1.0", "1.0"), strict=True):
+        tool, path = install_tool(machine, tmp_path / machine.cache.parent.name, layout, version)
+        result = machine.jobstamp(
+            "--explain", "--", tool, "input.txt", url=place.url, PATH=path, COUNTER=str(counter)
+        )
+        assert (result.returncode, result.stdout) == (0, b"tool 1.0 checked input.txt\n")
+        what = "shim" if layout == "shim" else "shell script outside the base directory"
+        (said,) = [line for line in result.stderr.decode().splitlines() if "not shared" in line]
+        assert what in said
+    assert runs(counter) == 2  # identical tools, but what they run could not be told apart
+    assert place.uploads() == 0
+
+
+# -- diagnosing a remote miss -------------------------------------------------------------------
+
+
+def python_tool(home: Path, *distributions: str) -> Path:
+    """A console script in an environment of its own at ``home`` holding ``distributions``."""
+    bindir = home / "env" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "python").symlink_to(sys.executable)
+    site = home / "env" / "lib" / "python3.12" / "site-packages"
+    for name in distributions:
+        (site / f"{name}.dist-info").mkdir(parents=True)
+    code = 'import os, sys\nopen(os.environ["COUNTER"], "a").write("ran\\n")\nprint("checked")\n'
+    executable(bindir / "lint", f"#!{bindir / 'python'}\n{code}")
+    return bindir / "lint"
+
+
+def test_show_key_names_the_part_of_a_remote_key_that_differs_between_machines(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = machines
+    counter = tmp_path / "runs"
+    tools = [
+        python_tool(tmp_path / "a", "flake8-7.0.0"),
+        python_tool(tmp_path / "b", "flake8-7.0.0", "unrelated-1.0"),  # pip install unrelated
+    ]
+    secret = {"COUNTER": str(counter), "API_TOKEN": "hunter2"}
+    options = ["--env", "API_TOKEN", "--dependencies", "input.txt", "--"]
+    args = ["input.txt", "--password=hunter2", str(a.checkout / "other.txt")]
+    a.jobstamp(*options, tools[0], *args, url=place.url, **secret)
+    missed = b.jobstamp("--explain", *options, tools[1], *args, url=place.url, **secret)
+    assert runs(counter) == 2
+    said = missed.stderr.decode()
+    assert "was asked and has no result for this job's remote key" in said
+    assert "--show-key" in said
+    listings = []
+    for machine, tool in zip(machines, tools, strict=True):
+        args[-1] = str(machine.checkout / "other.txt")
+        shown = machine.jobstamp("--show-key", *options, tool, *args, url=None, **secret)
+        assert shown.returncode == 0
+        off = machine.jobstamp(
+            "--show-key", *options, tool, *args, url=None, JOBSTAMPS_DISABLED="1", **secret
+        )
+        assert off.stdout == shown.stdout  # even with caching off: shown, not run
+        assert b"hunter2" not in shown.stdout + shown.stderr
+        listings.append(shown.stdout.decode().splitlines())
+    assert runs(counter) == 2  # --show-key runs nothing
+    diff = list(difflib.unified_diff(listings[0], listings[1], lineterm="", n=0))[2:]
+    changed = sorted(line[1:].partition("  ")[2] for line in diff if line[:1] in "+-")
+    assert changed == [
+        "program: 6",  # its parts, the environment's among them
+        "program: 7",
+        "python environment: 2",
+        "python environment: 3",
+        "python unrelated-1.0.dist-info",
+        "remote key",
+        "remote key",
+    ]
+    assert "argument 3 {base}/other.txt" in [line[18:] for line in listings[0]]
+    assert "dependency input.txt" in [line[18:] for line in listings[0]]
+    listed = a.jobstamp("--show-key", *per_file("good.py", "bad.py"), url=None)
+    assert [line for line in listed.stdout.decode().splitlines() if line.startswith("file ")] == [
+        "file good.py",
+        "file bad.py",
+    ]
+
+
+MAKER = """
+import os, sys
+from jobstamps import jobstamp
+
+def make(path):
+    with open(os.environ["COUNTER"], "a") as counter:
+        counter.write("ran\\n")
+    with open(path, "w") as made:
+        made.write("made\\n")
+    return "done"
+
+out = sys.argv[1]
+print(jobstamp.run(make, out, jobstamps_output_files=[out], jobstamps_restore_outputs=True))
+"""
+
+
+def test_the_api_keeps_a_result_with_an_output_outside_the_base_directory_local(
+    machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs"
+    outside = tmp_path / "elsewhere" / "made.txt"
+    outside.parent.mkdir()
+    said = b""
+    for machine in machines:
+        (machine.checkout / "maker.py").write_text(MAKER)
+        for _ in range(2):
+            result = machine.run(
+                [sys.executable, "maker.py", str(outside)],
+                place.url,
+                COUNTER=str(counter),
+                JOBSTAMPS_REMOTE_KEY=SECRET,
+                JOBSTAMPS_DEBUG="1",
+            )
+            assert (result.returncode, result.stdout) == (0, b"done\n")
+            assert b"internal error" not in result.stderr
+            assert remote_lines(result.stderr) == []
+            said += result.stderr
+    assert runs(counter) == 2  # once a machine
+    assert place.uploads() == 0
+    assert said.count(f"not shared: output file {outside} is outside".encode()) == 2

@@ -104,6 +104,7 @@ class Layered:
         Returns the local keys filled: replay those through the engine as local hits.
         """
         records = self.remote.get_records([item.key for item in shared])
+        self._say_missing(len(shared) - sum(item.key in records for item in shared), len(shared))
         filled = set()
         try:
             with self.engine.store.batch():  # many results: written in one pack if the store may
@@ -117,6 +118,17 @@ class Layered:
         if filled:
             self._trim()
         return filled
+
+    def _say_missing(self, missing: int, asked: int) -> None:
+        """Say that the remote was asked and lacks results, and how to find out why."""
+        if not missing or not self.remote.usable:
+            return  # a remote that failed has said so already
+        what = "this job's remote key" if asked == 1 else f"{missing} of the {asked} remote keys"
+        self.engine.say(
+            f"the remote cache {self.remote.settings.name} was asked and has no result for "
+            f"{what}: to see why, diff the output of the same jobstamp command with --show-key "
+            "on this machine and on the one that stored the result"
+        )
 
     def _trim(self) -> None:
         """Keep the local cache within its size limit, once for every result filled."""
