@@ -285,9 +285,7 @@ def test_man_finds_the_page_of_the_environment_on_path(installed: Path, tmp_path
 
 def test_ci_runs_the_test_command_of_the_readme_and_the_contributing_guide() -> None:
     def test_command(text: str) -> str:
-        (command,) = [
-            line.strip() for line in text.splitlines() if line.strip().endswith("-m nox")
-        ]
+        (command,) = [line.strip() for line in text.splitlines() if line.strip().endswith("-m nox")]
         return command
 
     command = test_command((REPO / "README.rst").read_text())

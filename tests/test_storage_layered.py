@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -43,7 +44,6 @@ from support import (
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
 SECRET = "shared secret"  # noqa: S105 - a test's
 WARNING = "jobstamp: remote cache "
@@ -817,8 +817,7 @@ def test_the_shipped_nginx_configuration_is_a_team_cache(
 def test_the_readme_ci_recipes_carry_results_across_runs() -> None:
     yaml = pytest.importorskip("yaml")
     blocks = [
-        yaml.safe_load(textwrap.dedent(b))
-        for b in docs_code_blocks("howto/ci-cache", "yaml")
+        yaml.safe_load(textwrap.dedent(b)) for b in docs_code_blocks("howto/ci-cache", "yaml")
     ]
     ci_cache, hooks, team_server = blocks
     for recipe in (ci_cache, team_server):
