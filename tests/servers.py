@@ -217,7 +217,7 @@ http {{
             time.sleep(0.01)
 
 
-#: The nginx configuration shipped for a team cache (README.rst, "Recipes").
+#: The nginx configuration shipped for a team cache (docs/howto/team-cache.rst shows it).
 SHIPPED_NGINX = Path(__file__).resolve().parent.parent / "contrib" / "nginx-jobstamps.conf"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,15 +69,18 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def docs_examples(page: str) -> list[tuple[str, str]]:
-    """Return each ``.. code-block:: <language>`` of ``docs/<page>.rst``: language and body.
+    """Return each example of ``docs/<page>.rst``: language and body.
 
-    Tests run these examples, so that the documentation cannot drift from what works.
+    An example is a ``.. code-block:: <language>``, or a ``.. literalinclude:: <file>`` with a
+    ``:language:``, whose body is that file. Tests run these examples, so that the
+    documentation cannot drift from what works.
     """
-    lines = (DOCS / f"{page}.rst").read_text(encoding="utf-8").splitlines()
+    source = DOCS / f"{page}.rst"
+    lines = source.read_text(encoding="utf-8").splitlines()
     examples: list[tuple[str, str]] = []
     for index, line in enumerate(lines):
-        directive = line.strip()
-        if not directive.startswith(".. code-block::"):
+        directive, _, argument = line.strip().partition(":: ")
+        if directive not in {".. code-block", ".. literalinclude"}:
             continue
         indent = len(line) - len(line.lstrip())
         body: list[str] = []
@@ -84,8 +88,13 @@ def docs_examples(page: str) -> list[tuple[str, str]]:
             if text.strip() and len(text) - len(text.lstrip()) <= indent:
                 break
             body.append(text)
-        code = textwrap.dedent("\n".join(body)).strip("\n") + "\n"
-        examples.append((directive.split("::")[1].strip(), code))
+        if directive == ".. code-block":
+            code = textwrap.dedent("\n".join(body)).strip("\n") + "\n"
+            examples.append((argument.strip(), code))
+            continue
+        options = dict(re.findall(r"^\s+:(\w+):\s*(.*)$", "\n".join(body), re.MULTILINE))
+        included = (source.parent / argument.strip()).read_text(encoding="utf-8")
+        examples.append((options.get("language", "text"), included))
     return examples
 
 

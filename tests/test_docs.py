@@ -37,7 +37,7 @@ EXAMPLES_RUN_BY = {
     ("quickstart/python-api", "python"): "test_jobstamp.py",
     ("quickstart/ci", "yaml"): "test_storage_layered.py",
     ("howto/ci-cache", "yaml"): "test_storage_layered.py",
-    ("howto/team-cache", "nginx"): "test_storage_layered.py",
+    ("howto/team-cache", "nginx"): "test_storage_layered.py",  # contrib/nginx-jobstamps.conf
 }
 
 

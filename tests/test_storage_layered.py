@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,7 @@ from test_precommit import git, hook_repo, pre_commit_config, run_pre_commit  # 
 from jobstamps import __version__
 from jobstamps.storage.records import Record, decode, encode
 from jobstamps.store import PACK_MIN, Store
-from servers import Place, RedisServer, ShippedNginx, free_port
+from servers import SHIPPED_NGINX, Place, RedisServer, ShippedNginx, free_port
 from support import (
     JOBSTAMP,
     c_project,
@@ -814,12 +813,10 @@ def test_the_shipped_nginx_configuration_is_a_team_cache(
         assert len(remote_lines(refused.stderr)) == 1
 
 
-def test_the_readme_ci_recipes_carry_results_across_runs() -> None:
+def test_the_ci_recipes_carry_results_across_runs() -> None:
     yaml = pytest.importorskip("yaml")
-    blocks = [
-        yaml.safe_load(textwrap.dedent(b)) for b in docs_code_blocks("howto/ci-cache", "yaml")
-    ]
-    ci_cache, hooks, team_server = blocks
+    blocks = [yaml.safe_load(b) for b in docs_code_blocks("howto/ci-cache", "yaml")]
+    ci_cache, gitlab, hooks, team_server = blocks
     for recipe in (ci_cache, team_server):
         lint = recipe["jobs"]["lint"]
         assert "services" not in lint  # a container started empty in each job shares nothing
@@ -837,6 +834,22 @@ def test_the_readme_ci_recipes_carry_results_across_runs() -> None:
     ((hook,),) = [repo["hooks"] for repo in hooks["repos"]]
     assert hooks["repos"][0]["rev"] == f"v{__version__}"
     assert "redis" in hook["additional_dependencies"]
+    # GitLab caches only paths in the project directory: both caches live there.
+    job = gitlab["lint"]
+    assert job["variables"]["JOBSTAMPS_ALWAYS_USE_HASHES"] == "1"
+    kept = {job["variables"][name].replace("$CI_PROJECT_DIR/", "") for name in job["variables"]}
+    assert {".jobstamps-cache", ".pre-commit-cache"} <= kept
+    assert set(job["cache"]["paths"]) == {".jobstamps-cache", ".pre-commit-cache"}
+    (install,) = [run for run in job["script"] if "pip install" in run]
+    assert all("==" in word for word in install.split()[2:])
+    # The quick start's workflow is the first recipe with its triggers.
+    (workflow,) = [yaml.safe_load(b) for b in docs_code_blocks("quickstart/ci", "yaml")]
+    assert workflow["jobs"] == ci_cache["jobs"]
+    assert workflow[True] == ["push", "pull_request"]  # YAML 1.1 reads the key "on" as true
+
+
+def test_the_team_cache_page_shows_the_shipped_nginx_configuration() -> None:
+    assert docs_code_blocks("howto/team-cache", "nginx") == [SHIPPED_NGINX.read_text()]
 
 
 def test_a_cache_restored_into_a_fresh_checkout_at_the_same_path_replays_with_hashes(
