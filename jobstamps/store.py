@@ -58,11 +58,14 @@ __all__ = ["Store", "default_root"]
 
 _MAGIC = b"jobstamps-entry-2\n"
 _PACK_MAGIC = b"jobstamps-pack-1\n"
+_PACK_FAMILY = b"jobstamps-pack-"  # a pack of another version begins so too: left alone
 _PACKS = "packs"  # under e/: shards are named by two hex digits, so it is never one
 #: Fewer entries than this, stored at once, are written one file each.
 PACK_MIN = 32
 #: More packs than this are merged into one when the next is written.
 PACKS_MAX = 8
+#: No pack is written larger, and a larger one is never read: it is damaged and removed.
+PACK_MAX_BYTES = 256 << 20
 _MAC = 32
 _MARKER = ".jobstamps-cache"
 _MARKER_TEXT = b"This directory holds results stored by jobstamps; jobstamp --clear empties it.\n"
@@ -345,24 +348,44 @@ class Store:
             for key, entry in entries.items():
                 self.write(key, entry)
             return
-        body = marshal.dumps(entries)
-        name = f"{time.time_ns():016x}-{os.getpid()}-{os.urandom(4).hex()}"
-        path = os.path.join(self._data, "e", _PACKS, name)
         try:
             self.create()
-            makedirs(os.path.dirname(path))  # refuses a link: merging unlinks what is there
+            # Refuses a link: merging unlinks what is there.
+            makedirs(os.path.join(self._data, "e", _PACKS))
         except OSError as error:
             self._failed(error)
             raise
-        self._write_signed(path, _PACK_MAGIC, body)
+        written = self._write_packs(entries)
         # A single entry is read before the packs: an older one must not hide these.
         for key in entries:
             self._unlink(self.entry_path(key), 0)
         if self._packed is not None:
-            for key, entry in entries.items():
-                self._packed[key] = (path, entry)
+            for path, keys in written:
+                for key in keys:
+                    self._packed[key] = (path, entries[key])
         if len(self._pack_paths()) > PACKS_MAX:
             self._merge_packs()
+
+    def _write_packs(self, entries: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
+        """Write ``entries`` as packs of at most :data:`PACK_MAX_BYTES`; return their keys by pack.
+
+        Entries too many for one pack are split in halves; one too large alone gets a file.
+        """
+        body = marshal.dumps(entries)
+        if len(body) > PACK_MAX_BYTES:
+            items = list(entries.items())
+            if len(items) == 1:
+                self.write(*items[0])
+                return []
+            half = len(items) // 2
+            return [
+                *self._write_packs(dict(items[:half])),
+                *self._write_packs(dict(items[half:])),
+            ]
+        name = f"{time.time_ns():016x}-{os.getpid()}-{os.urandom(4).hex()}"
+        path = os.path.join(self._data, "e", _PACKS, name)
+        self._write_signed(path, _PACK_MAGIC, body)
+        return [(path, list(entries))]
 
     def _pack_paths(self) -> list[str]:
         """List the packs stored, oldest first (their names start with the time they were made)."""
@@ -381,9 +404,38 @@ class Store:
         return packed
 
     def _read_pack(self, path: str) -> dict[str, dict[str, Any]] | None:
-        """Return the entries of the pack at ``path`` if it is intact and ours, else None."""
-        data = read_private(path)
-        body = self._authentic(_PACK_MAGIC, data) if data is not None else None
+        """Return the entries of the pack at ``path`` if it is intact and ours, else None.
+
+        Its header and size are checked before it is read, and it is read within its size:
+        a damaged pack costs one small read, once, for it is removed then (a pack of another
+        version is left to that version).
+        """
+        entries = None
+        try:
+            fd = os.open(path, READ_FLAGS)
+        except FileNotFoundError:
+            return None  # merged or trimmed meanwhile
+        except OSError:
+            self._unlink(path, 0)  # a link, or a file we cannot read: not a pack of ours
+            return None
+        try:
+            st = os.fstat(fd)
+            head = os.read(fd, len(_PACK_MAGIC)) if stat.S_ISREG(st.st_mode) else b""
+            if head != _PACK_MAGIC and _another_version(head):
+                return None
+            if head == _PACK_MAGIC and st.st_size <= PACK_MAX_BYTES:
+                entries = self._pack_entries(head + _read_exactly(fd, st.st_size - len(head)))
+        except OSError:
+            return None  # an error reading says nothing about the pack
+        finally:
+            os.close(fd)
+        if entries is None:
+            self._unlink(path, 0)
+        return entries
+
+    def _pack_entries(self, data: bytes) -> dict[str, dict[str, Any]] | None:
+        """Return the entries of a pack's bytes if they are intact and ours, else None."""
+        body = self._authentic(_PACK_MAGIC, data)
         if body is None:
             return None
         try:
@@ -417,10 +469,7 @@ class Store:
         held, self._held = self._held, None
         try:
             if len(merged) >= PACK_MIN:
-                name = f"{time.time_ns():016x}-{os.getpid()}-{os.urandom(4).hex()}"
-                self._write_signed(
-                    os.path.join(self._data, "e", _PACKS, name), _PACK_MAGIC, marshal.dumps(merged)
-                )
+                self._write_packs(merged)
             else:
                 for key, entry in merged.items():
                     self.write(key, entry)
@@ -979,6 +1028,21 @@ class Store:
         except OSError:
             return 0
         return size
+
+
+def _another_version(head: bytes) -> bool:
+    """Whether a pack's first bytes name a version of the pack format other than ours."""
+    version = head[len(_PACK_FAMILY) :].partition(b"\n")[0]
+    return head.startswith(_PACK_FAMILY) and version.isdigit()
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """Read ``size`` bytes from ``fd`` (fewer if the file ends sooner), never more."""
+    parts = []
+    while size > 0 and (block := os.read(fd, min(size, _BLOCK))):
+        parts.append(block)
+        size -= len(block)
+    return b"".join(parts)
 
 
 class _Batch:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import support
+from jobstamps import store as store_module
 from jobstamps._fs import TMP_PREFIX, atomic_write
 from jobstamps.errors import CacheDirectoryError
 from jobstamps.fingerprint import blake2b, digest_bytes
@@ -970,6 +971,69 @@ def test_a_damaged_or_foreign_pack_is_a_miss_for_its_entries(tmp_path: Path, dam
         os.symlink(tmp_path / "elsewhere", pack)
     reader = packing_store(tmp_path / "cache")
     assert all(reader.read(key) == (None, NOT_STORED) for key in keys)
+
+
+def read_packed_in_a_fresh_process(cache: Path, keys: list[str]) -> tuple[int, int]:
+    """Look ``keys`` up as the per-file mode does; return how many hit and the peak memory (KiB)."""
+    code = (
+        "import resource, sys\n"
+        "from jobstamps.store import Store\n"
+        "store = Store(sys.argv[1])\n"
+        "store.packs = True\n"
+        "found = sum(store.read(key)[0] is not None for key in sys.argv[2:])\n"
+        "print(found, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    found, peak = support.run_python(code, str(cache), *keys).stdout.split()
+    return int(found), int(peak)
+
+
+@pytest.mark.parametrize("header", [b"", b"jobstamps-pack-1\n"])
+def test_a_huge_damaged_pack_is_never_read_whole_and_is_removed(
+    tmp_path: Path, header: bytes
+) -> None:
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    write_together(packing_store(tmp_path / "cache"), keys)
+    damaged = tmp_path / "cache" / "v1" / "e" / "packs" / "0000000000000000-1-zeros"
+    damaged.write_bytes(header)
+    os.truncate(damaged, 1 << 30)  # sparse: 1 GiB of zeros costs no disk
+    found, peak_kib = read_packed_in_a_fresh_process(tmp_path / "cache", keys)
+    assert found == len(keys)  # the intact pack still answers
+    assert peak_kib < 200 * 1024
+    assert not damaged.exists()
+    assert len(support.cache_packs(tmp_path / "cache")) == 1
+
+
+def test_a_pack_that_does_not_verify_is_removed_when_first_read(tmp_path: Path) -> None:
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    write_together(packing_store(tmp_path / "cache"), keys)
+    (pack,) = support.cache_packs(tmp_path / "cache")
+    data = Path(pack).read_bytes()
+    Path(pack).write_bytes(data[:-5] + bytes([data[-5] ^ 1]) + data[-4:])
+    assert packing_store(tmp_path / "cache").read(keys[0]) == (None, NOT_STORED)
+    assert support.cache_packs(tmp_path / "cache") == []
+
+
+def test_a_pack_of_another_version_is_left_alone_unread(tmp_path: Path) -> None:
+    keys = [key_named(n) for n in range(PACK_MIN)]
+    write_together(packing_store(tmp_path / "cache"), keys)
+    (pack,) = support.cache_packs(tmp_path / "cache")
+    data = Path(pack).read_bytes()
+    Path(pack).write_bytes(b"jobstamps-pack-2\n" + data[len(b"jobstamps-pack-1\n") :])
+    assert packing_store(tmp_path / "cache").read(keys[0]) == (None, NOT_STORED)
+    assert support.cache_packs(tmp_path / "cache") == [pack]
+
+
+def test_a_batch_larger_than_a_pack_may_be_is_split_into_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "PACK_MAX_BYTES", 3 * PACK_MIN * 1000)
+    keys = [key_named(n) for n in range(4 * PACK_MIN)]
+    write_together(packing_store(tmp_path / "cache"), keys, size=1000)
+    packs = support.cache_packs(tmp_path / "cache")
+    assert len(packs) > 1
+    assert all(os.stat(pack).st_size <= store_module.PACK_MAX_BYTES for pack in packs)
+    reader = packing_store(tmp_path / "cache")
+    assert all(reader.read(key)[0] is not None for key in keys)
 
 
 def test_an_unfinished_pack_is_never_read(tmp_path: Path) -> None:
