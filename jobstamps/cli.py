@@ -126,9 +126,10 @@ class _Invocation:
         if not os.access(executable, os.X_OK):
             _error(f"cannot run {self.command[0]}: permission denied. Make it executable")
             return 126
-        if settings.disabled():
+        uncached = self._why_uncached(cwd)
+        if uncached:
             if options.explain or settings.debugging():
-                _say(f"running {_quoted(self.command)}: caching is off (JOBSTAMPS_DISABLED is set)")
+                _say(f"running {_quoted(self.command)}: {uncached}")
             return _run_plain(self.command)
         # An unusable or unsafe directory is refused by the engine before anything runs.
         store = Store(options.stamp_directory)
@@ -180,6 +181,16 @@ class _Invocation:
             code = engine.run(job, compute, replay, force=options.force)
         self._warn_unwritable(store)
         return code
+
+    def _why_uncached(self, cwd: str) -> str:
+        """Say why the command must run without the cache; empty if it need not."""
+        from jobstamps import key, settings
+
+        if settings.disabled():
+            return "caching is off (JOBSTAMPS_DISABLED is set)"
+        named = [*self.command[1:], *self.options.dependencies, *self.options.output_files]
+        unkeyed = key.unfingerprintable(named, cwd)
+        return f"{unkeyed} is a pipe or a device, so it is not cached" if unkeyed else ""
 
     def _warn_unwritable(self, store: Store) -> None:
         """Say that a run's result could not be stored (a replay loses nothing by it)."""

@@ -167,6 +167,8 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
     if not files or settings.disabled():
         # No file names (pass_filenames: false, always_run): what it reads is unknown, so no cache.
         return run_uncached(command, files, executable)
+    if key.unfingerprintable([*command[1:], *options.dependencies, *files], cwd) is not None:
+        return run_uncached(command, files, executable)  # a pipe or a device: read once, as is
     try:
         checker = PerFile(options, command, executable, cwd)
     except OSError as error:  # CacheDirectoryError, or a path the system cannot follow
