@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 import support
-from jobstamps import store as store_module
 from jobstamps._fs import TMP_PREFIX, atomic_write
 from jobstamps.errors import CacheDirectoryError
 from jobstamps.fingerprint import blake2b, digest_bytes
-from jobstamps.store import PACK_MIN, PACKS_MAX, Store, default_root
+from jobstamps.storage.local import packs as packs_module
+from jobstamps.storage.local.packs import PACK_MIN, PACKS_MAX
+from jobstamps.store import Store, default_root
 
 KEY = "ab" + "0" * 38
 MAGIC = b"jobstamps-entry-2\n"
@@ -1026,12 +1027,12 @@ def test_a_pack_of_another_version_is_left_alone_unread(tmp_path: Path) -> None:
 def test_a_batch_larger_than_a_pack_may_be_is_split_into_several(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "PACK_MAX_BYTES", 3 * PACK_MIN * 1000)
+    monkeypatch.setattr(packs_module, "PACK_MAX_BYTES", 3 * PACK_MIN * 1000)
     keys = [key_named(n) for n in range(4 * PACK_MIN)]
     write_together(packing_store(tmp_path / "cache"), keys, size=1000)
     packs = support.cache_packs(tmp_path / "cache")
     assert len(packs) > 1
-    assert all(os.stat(pack).st_size <= store_module.PACK_MAX_BYTES for pack in packs)
+    assert all(os.stat(pack).st_size <= packs_module.PACK_MAX_BYTES for pack in packs)
     reader = packing_store(tmp_path / "cache")
     assert all(reader.read(key)[0] is not None for key in keys)
 
