@@ -1431,3 +1431,15 @@ def test_descriptors_of_jobstamp_s_own_never_reach_the_command(tmp_path: Path) -
     checked.write_text("checked\n")
     per_file = jobstamp("--per-file", "--", "sh", "-c", 'ls "/proc/$$/fd"', "lint", "--", checked)
     assert sorted(per_file.stdout.split()) == [b"0", b"1", b"2"]
+
+
+@pytest.mark.parametrize("per_file", [False, True], ids=["plain", "per_file"])
+def test_explain_names_the_pipe_that_keeps_a_command_uncached(per_file: bool) -> None:
+    front = [*JOBSTAMP, "--per-file", "--explain", "--", "cat", "--"]
+    if not per_file:
+        front = [*JOBSTAMP, "--explain", "--", "cat"]
+    script = f"{shlex.join(front)} <(echo piped)"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, timeout=TIMEOUT, check=False)
+    assert (done.stdout, done.returncode) == (b"piped\n", 0)
+    assert b"/dev/fd/" in done.stderr
+    assert b"is a pipe or a device" in done.stderr
