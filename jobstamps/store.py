@@ -67,6 +67,10 @@ _UTIME_FOLLOWS = os.utime not in os.supports_follow_symlinks
 _MEMORY_ENTRIES = 4096
 _STATS_BATCH = 256
 _TOUCH_EVERY_NS = 60 * 1_000_000_000
+#: Entry files larger than this are read only once their header is seen to be an entry's.
+_ENTRY_LARGE = 1 << 20
+#: No entry is this large: a larger file in an entry's place is damaged, and never read.
+_ENTRY_MAX = 256 << 20
 
 
 def default_root() -> str:
@@ -82,6 +86,20 @@ def default_root() -> str:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = xdg if xdg and os.path.isabs(xdg) else os.path.expanduser("~/.cache")
     return os.path.join(base, "jobstamps")
+
+
+def _read_entry(fd: int, size: int) -> bytes:
+    """Read an entry file of ``size`` bytes; of a large one that is not an entry, only its start.
+
+    A damaged file (a disk's zeros, a file put in the wrong place) must not cost its size in
+    memory on every lookup of its key.
+    """
+    if size <= _ENTRY_LARGE:
+        return os.read(fd, size + 1)
+    head = os.read(fd, len(_MAGIC))
+    if head != _MAGIC or size > _ENTRY_MAX:
+        return head  # not an entry: read as damaged
+    return head + os.read(fd, size + 1 - len(head))
 
 
 class Store:
@@ -182,7 +200,7 @@ class Store:
                 return None, "the stored entry cannot be read (not a file)"
             self._used[key] = st.st_mtime_ns
             signature = (st.st_ino, st.st_size, st.st_mtime_ns)
-            data = os.read(fd, st.st_size + 1)
+            data = _read_entry(fd, st.st_size)
         except OSError as error:
             return None, f"the stored entry cannot be read ({error.strerror})"
         finally:

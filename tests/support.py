@@ -463,3 +463,23 @@ def write_together(store: Store, keys: list[str], size: int = 0, **fields: objec
         for key in keys:
             extra = {"payload": {"data": os.urandom(size)}} if size else {}
             store.write(key, entry(**fields, **extra))
+
+
+def read_in_a_fresh_process(
+    cache: str | os.PathLike[str], keys: list[str], packs: bool = False
+) -> tuple[int, int]:
+    """Look ``keys`` up in a new process (with ``packs``, as the per-file mode does).
+
+    Return how many were found and the process's peak memory in KiB.
+    """
+    code = (
+        "import resource, sys\n"
+        "from jobstamps.store import Store\n"
+        "store = Store(sys.argv[1])\n"
+        "store.packs = sys.argv[2] == 'packs'\n"
+        "found = sum(store.read(key)[0] is not None for key in sys.argv[3:])\n"
+        "print(found, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    mode = "packs" if packs else "files"
+    found, peak = run_python(code, os.fspath(cache), mode, *keys).stdout.split()
+    return int(found), int(peak)

@@ -92,20 +92,6 @@ def test_a_damaged_or_foreign_pack_is_a_miss_for_its_entries(tmp_path: Path, dam
     assert all(reader.read(key) == (None, NOT_STORED) for key in keys)
 
 
-def read_packed_in_a_fresh_process(cache: Path, keys: list[str]) -> tuple[int, int]:
-    """Look ``keys`` up as the per-file mode does; return how many hit and the peak memory (KiB)."""
-    code = (
-        "import resource, sys\n"
-        "from jobstamps.store import Store\n"
-        "store = Store(sys.argv[1])\n"
-        "store.packs = True\n"
-        "found = sum(store.read(key)[0] is not None for key in sys.argv[2:])\n"
-        "print(found, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
-    )
-    found, peak = support.run_python(code, str(cache), *keys).stdout.split()
-    return int(found), int(peak)
-
-
 @pytest.mark.parametrize("header", [b"", b"jobstamps-pack-1\n"])
 def test_a_huge_damaged_pack_is_never_read_whole_and_is_removed(
     tmp_path: Path, header: bytes
@@ -115,7 +101,7 @@ def test_a_huge_damaged_pack_is_never_read_whole_and_is_removed(
     damaged = tmp_path / "cache" / "v1" / "e" / "packs" / "0000000000000000-1-zeros"
     damaged.write_bytes(header)
     os.truncate(damaged, 1 << 30)  # sparse: 1 GiB of zeros costs no disk
-    found, peak_kib = read_packed_in_a_fresh_process(tmp_path / "cache", keys)
+    found, peak_kib = support.read_in_a_fresh_process(tmp_path / "cache", keys, packs=True)
     assert found == len(keys)  # the intact pack still answers
     assert peak_kib < 200 * 1024
     assert not damaged.exists()

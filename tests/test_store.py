@@ -147,6 +147,24 @@ def test_a_damaged_entry_reads_as_a_miss(store: Store, damage: object) -> None:
     assert store.read(KEY) == (None, DAMAGED)
 
 
+def test_a_huge_damaged_entry_is_never_read_whole(store: Store) -> None:
+    store.write(OTHER, entry())
+    path = Path(store.entry_path(KEY))
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"")
+    os.truncate(path, 1 << 30)  # sparse: 1 GiB of zeros costs no disk
+    found, peak_kib = support.read_in_a_fresh_process(store.root, [KEY, OTHER])
+    assert found == 1
+    assert peak_kib < 200 * 1024
+    assert store.read(KEY) == (None, DAMAGED)
+
+
+def test_a_large_entry_reads_back_whole(store: Store) -> None:
+    large = entry(payload={"data": os.urandom(3 << 20)})
+    store.write(KEY, large)
+    assert store.read(KEY) == ({**large, "key": KEY}, "")
+
+
 def test_every_single_byte_flip_is_caught(store: Store) -> None:
     store.write(KEY, entry(payload={"pickle": b"result"}))
     path = Path(store.entry_path(KEY))
