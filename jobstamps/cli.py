@@ -126,10 +126,9 @@ class _Invocation:
         if not os.access(executable, os.X_OK):
             _error(f"cannot run {self.command[0]}: permission denied. Make it executable")
             return 126
-        if settings.disabled() and not options.show_key:
-            if options.explain or settings.debugging():
-                _say(f"running {_quoted(self.command)}: caching is off (JOBSTAMPS_DISABLED is set)")
-            return _run_plain(self.command)
+        plain = self._without_cache(cwd)
+        if plain is not None:
+            return plain
         # An unusable or unsafe directory is refused by the engine before anything runs.
         store = Store(options.stamp_directory)
         method = HASH if options.use_hashes or settings.always_hash() else MTIME
@@ -181,6 +180,30 @@ class _Invocation:
             code = engine.run(job, compute, replay, force=options.force)
         self._warn_unwritable(store)
         return code
+
+    def _without_cache(self, cwd: str) -> int | None:
+        """Run the command plain where it cannot be cached (``None`` where it can)."""
+        from jobstamps import settings
+
+        uncached = self._why_uncached(cwd)
+        if not uncached:
+            return None
+        if self.options.show_key:
+            _error(f"{_quoted(self.command)} has no key: {uncached}")
+            return 1
+        if self.options.explain or settings.debugging():
+            _say(f"running {_quoted(self.command)}: {uncached}")
+        return _run_plain(self.command)
+
+    def _why_uncached(self, cwd: str) -> str:
+        """Say why the command must run without the cache; empty if it need not."""
+        from jobstamps import key, settings
+
+        if settings.disabled() and not self.options.show_key:  # a key is shown all the same
+            return "caching is off (JOBSTAMPS_DISABLED is set)"
+        named = [*self.command[1:], *self.options.dependencies, *self.options.output_files]
+        unkeyed = key.unfingerprintable(named, cwd)
+        return f"{unkeyed} is a pipe or a device, so it is not cached" if unkeyed else ""
 
     def _warn_unwritable(self, store: Store) -> None:
         """Say that a run's result could not be stored (a replay loses nothing by it)."""

@@ -7,6 +7,7 @@ Imported on every ``jobstamp`` hit, so it stays small; Python calls are keyed by
 from __future__ import annotations
 
 import os
+import stat
 
 from jobstamps.fingerprint import blake2b
 
@@ -25,7 +26,11 @@ __all__ = [
     "resolve_executable",
     "same_destination",
     "streams_field",
+    "unfingerprintable",
 ]
+
+#: Names of a descriptor of this process: what they lead to cannot be fingerprinted.
+_DESCRIPTOR_NAMES = ("/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/", "/dev/stdin")
 
 
 def command_key(fields: Sequence[str]) -> str:
@@ -55,6 +60,28 @@ def _kernel_path(path: str) -> str:
     if tail in {"", os.curdir, os.pardir}:
         return os.path.realpath(path)
     return os.path.join(os.path.realpath(head), tail)
+
+
+def unfingerprintable(names: Sequence[str], cwd: str) -> str | None:
+    """Return the first of ``names`` that is a pipe or a device (not ``/dev/null``), else None.
+
+    Such an argument or dependency (``<(...)`` in bash is ``/dev/fd/63``) reads differently
+    each time while its name stays the same, so no result keyed on it may be stored or
+    replayed. A name is caught by its form even when that descriptor is closed here, and by
+    what it leads to; a name that merely contains one (``--config=/dev/fd/63``) counts too.
+    """
+    for name in names:
+        if any(form in name for form in _DESCRIPTOR_NAMES) or ("/proc/" in name and "/fd/" in name):
+            return name
+        try:
+            mode = os.stat(os.path.join(cwd, name)).st_mode
+        except (OSError, ValueError):
+            continue
+        if (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)) and (
+            os.path.realpath(os.path.join(cwd, name)) != os.devnull
+        ):
+            return name
+    return None
 
 
 def resolve_executable(name: str, cwd: str, path: str | None) -> str | None:

@@ -169,6 +169,11 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
     if (not files or settings.disabled()) and not options.show_key:
         # No file names (pass_filenames: false, always_run): what it reads is unknown, so no cache.
         return run_uncached(command, files, executable)
+    unkeyed = key.unfingerprintable([*command[1:], *options.dependencies, *files], cwd)
+    if unkeyed is not None:  # read once, as is: a result keyed on it would lie
+        if options.explain or settings.debugging():
+            error_line(f"running without the cache: {unkeyed} is a pipe or a device")
+        return run_uncached(command, files, executable)
     try:
         checker = PerFile(options, command, executable, cwd)
     except OSError as error:  # CacheDirectoryError, or a path the system cannot follow

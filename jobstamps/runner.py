@@ -209,6 +209,7 @@ def run(
                     stdin=subprocess.PIPE if stdin_data is not None else None,
                     stdout=out_w,
                     stderr=err_w,
+                    close_fds=False,  # see run_plain
                 )
             finally:
                 for fd in {out_w, err_w}:
@@ -359,9 +360,13 @@ def report_start_failure(name: str, error: OSError) -> int:
 
 
 def run_plain(argv: Sequence[str], executable: str | None = None) -> int:
-    """Run a command without recording it, as a shell would; return its exit status."""
+    """Run a command without recording it, as a shell would; return its exit status.
+
+    Descriptors this process inherited reach the command, as through ``env`` or ``nice``
+    (``<(...)`` in bash, a make jobserver); those it opened itself are not inheritable.
+    """
     try:
-        returncode = subprocess.call(list(argv), executable=executable)
+        returncode = subprocess.call(list(argv), executable=executable, close_fds=False)
     except OSError as error:
         return report_start_failure(argv[0], error)
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from jobstamps.store import Store
 from servers import bad_server, nginx, redis_server  # noqa: F401 - fixtures for remote tests
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,3 +55,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return bindir
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """A store created in a fresh directory."""
+    created = Store(str(tmp_path / "cache"))
+    created.create()
+    return created

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from jobstamps.store import Store
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from types import ModuleType
@@ -463,3 +465,62 @@ def mounted(directory: Path, *options: str) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["umount", str(directory)], check=True)
+
+
+# -- the local cache: keys and entries for tests of jobstamps.store and storage.local ------
+
+KEY = "ab" + "0" * 38
+
+
+OTHER = "cd" + "1" * 38
+
+
+NOT_STORED = "no result is stored for this key"
+
+
+def entry(**fields: object) -> dict[str, object]:
+    return {"deps": [], "outputs": [], "blobs": [], "payload": {"x": 1}, **fields}
+
+
+def set_mtime(path: str, seconds_ago: float) -> None:
+    when = time.time_ns() - int(seconds_ago * 1e9)
+    os.utime(path, ns=(when, when))
+
+
+def key_named(n: int) -> str:
+    return f"{n:02x}" + f"{n:038x}"
+
+
+def packing_store(root: str | Path) -> Store:
+    """A store that keeps entries written together in packs, as the per-file mode's does."""
+    made = Store(str(root))
+    made.packs = True
+    return made
+
+
+def write_together(store: Store, keys: list[str], size: int = 0, **fields: object) -> None:
+    """Write an entry for each key in one batch; ``size`` random bytes of payload each."""
+    with store.batch():
+        for key in keys:
+            extra = {"payload": {"data": os.urandom(size)}} if size else {}
+            store.write(key, entry(**fields, **extra))
+
+
+def read_in_a_fresh_process(
+    cache: str | os.PathLike[str], keys: list[str], packs: bool = False
+) -> tuple[int, int]:
+    """Look ``keys`` up in a new process (with ``packs``, as the per-file mode does).
+
+    Return how many were found and the process's peak memory in KiB.
+    """
+    code = (
+        "import resource, sys\n"
+        "from jobstamps.store import Store\n"
+        "store = Store(sys.argv[1])\n"
+        "store.packs = sys.argv[2] == 'packs'\n"
+        "found = sum(store.read(key)[0] is not None for key in sys.argv[3:])\n"
+        "print(found, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    mode = "packs" if packs else "files"
+    found, peak = run_python(code, os.fspath(cache), mode, *keys).stdout.split()
+    return int(found), int(peak)

@@ -6,6 +6,7 @@ import fcntl
 import os
 import pty
 import re
+import shlex
 import shutil
 import signal
 import struct
@@ -28,6 +29,7 @@ from support import (
     WAIT_FOR_FILE,
     cache_blobs,
     cache_entries,
+    cache_packs,
     changed_env,
     counting,
     counting_python,
@@ -997,7 +999,8 @@ def test_a_fifo_dependency_is_never_opened(tmp_path: Path, method: list[str], wh
             *method, "--dependencies", dep, "--", *counting(counter, "echo ok"), timeout=30
         )
         assert (done.returncode, done.stdout) == (0, b"ok\n")
-    assert runs(counter) == 1
+    # A FIFO named as a dependency reads differently each time: it is never keyed on.
+    assert runs(counter) == (2 if where == "as-the-dependency" else 1)
 
 
 def test_an_unreadable_folder_in_a_directory_dependency_runs_the_command(tmp_path: Path) -> None:
@@ -1343,3 +1346,71 @@ def test_links_planted_in_the_cache_are_never_followed_and_never_fail_the_comman
     assert victims["config"].read_text() == "max_size=10\n"
     assert victims["stats"].read_text() == "precious"
     assert not victims["lock"].exists()
+
+
+# -- descriptors: bash's <(...) and other pipes named as files ------------------------------
+
+#: A linter stand-in: prints the files it is given, and finds a problem in each.
+_LINT = ["sh", "-c", 'cat "$@"; exit 3', "lint"]
+_FRONT_ENDS = {
+    "plain": [*JOBSTAMP, "--", *_LINT],
+    "per_file": [*JOBSTAMP, "--per-file", "--", *_LINT, "--"],
+    "pre_commit": [sys.executable, "-m", "jobstamps.precommit", "--", *_LINT, "--"],
+}
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["cached", "disabled"])
+@pytest.mark.parametrize("front_end", list(_FRONT_ENDS))
+def test_a_process_substitution_reaches_the_command_and_is_never_replayed(
+    isolated_cache: Path, front_end: str, disabled: bool
+) -> None:
+    env = {"JOBSTAMPS_DISABLED": "1" if disabled else None}
+    for text in ("first round", "second round", "second round"):
+        script = f"{shlex.join(_FRONT_ENDS[front_end])} <(echo {shlex.quote(text)})"
+        done = subprocess.run(
+            ["bash", "-c", script],
+            env=changed_env(env),
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert (done.stdout, done.stderr, done.returncode) == (f"{text}\n".encode(), b"", 3)
+    assert cache_entries(isolated_cache) == []
+    assert cache_packs(isolated_cache) == []
+
+
+@pytest.mark.parametrize("front_end", ["plain", "per_file"])
+def test_a_fifo_given_as_a_dependency_runs_uncached(tmp_path: Path, front_end: str) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    file = tmp_path / "checked.txt"
+    file.write_text("checked\n")
+    counter = tmp_path / "count"
+    lint = counting(counter, "true")
+    command: list[str | os.PathLike[str]] = ["--dependencies", fifo, "--", *lint]
+    if front_end == "per_file":
+        command = ["--per-file", *command, "--"]
+    for _ in range(2):
+        assert jobstamp(*command, file).returncode == 0
+    assert runs(counter) == 2
+
+
+def test_descriptors_of_jobstamp_s_own_never_reach_the_command(tmp_path: Path) -> None:
+    listing = jobstamp("--", "sh", "-c", 'ls "/proc/$$/fd"').stdout.split()
+    assert sorted(listing) == [b"0", b"1", b"2"]
+    checked = tmp_path / "checked.txt"
+    checked.write_text("checked\n")
+    per_file = jobstamp("--per-file", "--", "sh", "-c", 'ls "/proc/$$/fd"', "lint", "--", checked)
+    assert sorted(per_file.stdout.split()) == [b"0", b"1", b"2"]
+
+
+@pytest.mark.parametrize("per_file", [False, True], ids=["plain", "per_file"])
+def test_explain_names_the_pipe_that_keeps_a_command_uncached(per_file: bool) -> None:
+    front = [*JOBSTAMP, "--per-file", "--explain", "--", "cat", "--"]
+    if not per_file:
+        front = [*JOBSTAMP, "--explain", "--", "cat"]
+    script = f"{shlex.join(front)} <(echo piped)"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, timeout=TIMEOUT, check=False)
+    assert (done.stdout, done.returncode) == (b"piped\n", 0)
+    assert b"/dev/fd/" in done.stderr
+    assert b"is a pipe or a device" in done.stderr

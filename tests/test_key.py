@@ -19,6 +19,7 @@ from jobstamps.key import (
     python_environment,
     resolve_executable,
     same_destination,
+    unfingerprintable,
 )
 
 
@@ -251,3 +252,13 @@ def test_other_executables_have_no_python_environment(tmp_path: Path) -> None:
     unreadable = make_tool(tmp_path / "gone")
     unreadable.unlink()
     assert python_environment(str(unreadable), "/", None) == []
+
+
+def test_pipes_and_devices_named_as_files_cannot_be_keyed_on(tmp_path: Path) -> None:
+    (tmp_path / "plain.txt").write_text("x")
+    os.mkfifo(tmp_path / "fifo")
+    assert unfingerprintable(["-v", "plain.txt", os.devnull, "missing"], str(tmp_path)) is None
+    for name in ("/dev/fd/63", "--config=/dev/fd/63", "/proc/self/fd/0", "/dev/stdin"):
+        assert unfingerprintable(["plain.txt", name], str(tmp_path)) == name
+    assert unfingerprintable(["plain.txt", "fifo"], str(tmp_path)) == "fifo"
+    assert unfingerprintable(["/dev/zero"], str(tmp_path)) == "/dev/zero"

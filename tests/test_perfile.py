@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from jobstamps import perfile
-from jobstamps.store import PACK_MIN, Store
+from jobstamps.storage.local.packs import PACK_MIN
+from jobstamps.store import Store
 from support import cache_entries, cache_packs, stand_in_linter
 
 BIN = Path(sys.executable).parent

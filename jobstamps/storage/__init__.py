@@ -1,6 +1,7 @@
 """Where results are kept: the local cache directory and remote caches shared by a team.
 
-The local directory (:mod:`jobstamps.store`) is always there and always looked at first. A
+The local directory (:mod:`jobstamps.store`, and :mod:`jobstamps.storage.local` beside the
+remote backends) is always there and always looked at first. A
 remote cache is optional, configured by ``JOBSTAMPS_REMOTE`` (or ``--remote``), and reached
 through one narrow interface, :class:`jobstamps.storage.backend.Backend`: entries by key and
 blobs by digest, both opaque bytes. One module per kind of server implements it:
