@@ -255,18 +255,29 @@ def test_a_linter_that_prints_only_a_summary_is_bisected(fake: list[str], tmp_pa
     ]
 
 
-def test_a_summary_line_after_named_messages_is_printed_once_and_not_stored(
+def test_a_summary_is_replayed_where_it_was_only_while_its_run_replays_whole(
     fake: list[str], tmp_path: Path
 ) -> None:
     names = write({"a.py": "named\n", "b.py": "fine\n", "c.py": "named\n"})
-    first = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
+    argv = ["--jobs", "1", "--", *fake, "--summary", "--", *names]
+    first = per_file(*argv)
     assert first.returncode == 1
     assert first.stdout == named("a.py") + named("c.py") + b"Found 2 errors.\n"
     # b.py printed nothing in a run that failed: it ran again, alone, and passed.
     assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py"], [b"b.py"]]
-    second = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
-    assert (second.returncode, second.stdout) == (1, named("a.py") + named("c.py"))
+    second = per_file(*argv)
+    assert (second.returncode, second.stdout) == (1, first.stdout)
     assert runs(tmp_path) == []
+    # a.py and c.py took their results from that run: b.py is not part of its summary.
+    Path("b.py").write_text("fine\n# edited\n")
+    third = per_file(*argv)
+    assert (third.returncode, third.stdout) == (1, first.stdout)
+    assert runs(tmp_path) == [[b"b.py"]]
+    # Without c.py's result from that run, its summary is stale: c.py's new run has its own.
+    Path("c.py").write_text("named\n# edited\n")
+    fourth = per_file(*argv)
+    assert fourth.stdout == named("a.py") + named("c.py") + b"Found 1 errors.\n"
+    assert runs(tmp_path) == [[b"c.py"]]
 
 
 def test_failures_shared_with_a_file_that_then_failed_alone_are_checked_again(
@@ -445,7 +456,7 @@ def test_real_linter_replays_exact_messages_and_reruns_only_what_changed(
 
     second = per_file(*argv)
     assert second.returncode == 1
-    assert second.stdout == b"".join(messages)  # no summary: it belongs to no file
+    assert second.stdout == first.stdout  # summaries too, where they were
     assert real_runs(tmp_path) == []
 
     Path("m1.py").write_text("import sys\n")
@@ -660,36 +671,6 @@ def test_help_names_the_form() -> None:
 # -- the rule, on recorded output ------------------------------------------------------------------
 
 
-def test_attribution_takes_summaries_and_preambles_from_no_file() -> None:
-    forms = perfile.path_forms(["a.c", "b.c"], "/src")
-    lines = [
-        (2, b"2 warnings generated.\n"),
-        (1, b"/src/a.c:3:5: warning: unused [x]\n"),
-        (1, b"int y = z;\n"),
-        (1, b"    ^\n"),
-        (1, b"inc/h.h:1:1: note: declared here\n"),
-        (1, b"./b.c:1:1: error: bad\n"),
-        (1, b"\n"),
-        (1, b"Found 2 errors.\n"),
-        (1, b"  indented after the summary\n"),
-    ]
-    owned, unowned = perfile.attribute(lines, forms)
-    assert owned == {0: lines[1:5], 1: lines[5:7]}
-    assert unowned == [lines[0], *lines[7:]]
-
-
-def test_attribution_sees_through_terminal_colours() -> None:
-    forms = perfile.path_forms(["a.py", "b.py"], "/w")
-    lines = [
-        (1, b"\x1b[1ma.py\x1b[0m\x1b[36m:\x1b[0m1\x1b[36m:\x1b[0m8: F401 unused\n"),
-        (1, b"\x1b[1;31mb.py\x1b[m:2:1: E1 bad\n"),
-        (1, b"\x1b[1mFound 2 errors.\x1b[0m\n"),
-    ]
-    owned, unowned = perfile.attribute(lines, forms)
-    assert owned == {0: lines[:1], 1: lines[1:2]}
-    assert unowned == lines[2:]
-
-
 def test_coloured_messages_are_divided_without_running_files_again(
     fake: list[str], tmp_path: Path
 ) -> None:
@@ -710,18 +691,6 @@ def test_coloured_messages_are_divided_without_running_files_again(
     second = per_file("--jobs", "1", "--", sys.executable, str(script), "--", *names)
     assert (second.returncode, second.stdout) == (1, expected)
     assert runs(tmp_path) == [[b"a.py", b"b.py"]]  # one run, divided: nothing ran again
-
-
-def test_attribution_prefers_the_longest_matching_path() -> None:
-    forms = perfile.path_forms(["x", "x:1.py"], "/w")
-    owned, _ = perfile.attribute([(1, b"x:1.py:3:4: m\n"), (1, b"x:3:4: n\n")], forms)
-    assert owned == {1: [(1, b"x:1.py:3:4: m\n")], 0: [(1, b"x:3:4: n\n")]}
-
-
-def test_lines_are_cut_per_stream_across_chunks() -> None:
-    data = b"a.py:1: one" + b"err\n" + b" two\nrest"
-    lines = perfile.split_lines([(1, 11), (2, 4), (1, 10)], data)
-    assert lines == [(2, b"err\n"), (1, b"a.py:1: one two\n"), (1, b"rest")]
 
 
 def test_batches_respect_jobs_and_the_length_limit() -> None:
