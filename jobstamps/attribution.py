@@ -97,18 +97,26 @@ def _located(text: bytes, forms: dict[bytes, int]) -> int | None:
     return found
 
 
-def _named(text: bytes, forms: dict[bytes, int]) -> int | None:
-    """Return the file a line names (see the module's text), or ``None``."""
+def _named(text: bytes, following: bytes | None, forms: dict[bytes, int]) -> int | None:
+    """Return the file a line names (see the module's text), or ``None``.
+
+    A word of a code excerpt (a line above its caret) names nothing, nor does a bare word of
+    an indented line (a code frame): there only a word with a location does (``--> a.py:1``).
+    """
     found = _located(text, forms)
     if found is not None:
         return found
     bare = text.strip()
     if bare in forms:
         return forms[bare]
+    if _caret(following):
+        return None
+    loose = not _indented(text)
     for word in bare.split():
-        for candidate in (word, word.rstrip(b":,;")):
-            if candidate in forms:
-                return forms[candidate]
+        if loose:
+            for candidate in (word, word.rstrip(b":,;")):
+                if candidate in forms:
+                    return forms[candidate]
         found = _located(word, forms)
         if found is not None:
             return found
@@ -164,11 +172,15 @@ def _stems(forms: dict[bytes, int]) -> dict[int, bytes]:
 def owners(lines: Sequence[Line], forms: dict[bytes, int]) -> list[int | None]:
     """Return, for each of ``lines``, the index of the file it is about, or ``None``."""
     plain = [_plain(data) for _, data in lines]
-    named = [_named(text, forms) for text in plain]
-    stems = _stems(forms)
     streams: dict[int, list[int]] = {}
     for position, (fd, _) in enumerate(lines):
         streams.setdefault(fd, []).append(position)
+    named: list[int | None] = [None] * len(lines)
+    for positions in streams.values():
+        for place, at in enumerate(positions):
+            following = plain[positions[place + 1]] if place + 1 < len(positions) else None
+            named[at] = _named(plain[at], following, forms)
+    stems = _stems(forms)
     result: list[int | None] = [None] * len(lines)
     for positions in streams.values():
         _headers(positions, plain, named, stems)

@@ -922,21 +922,26 @@ def _check_payload(payload: Payload) -> None:
     """Raise :class:`ReplayError` unless ``payload`` is a whole stored result."""
     try:
         size = len(payload["data"])
-        whole = sum(size for _, size in payload["chunks"]) == size
+        whole = sum(chunk for _, chunk in payload["chunks"]) == size
         whole = whole and isinstance(payload["code"], int)
-        offsets = [offset for offset, fd, data in payload.get("gaps", []) if fd and data]
-        whole = whole and len(offsets) == len(payload.get("gaps", []))
-        whole = whole and offsets == sorted(offsets) and all(0 <= o <= size for o in offsets)
-        whole = whole and all(
-            fd and isinstance(data, bytes) for fd, data in payload.get("tail", [])
-        )
-        if "run" in payload:
-            token, members = payload["run"]
-            whole = whole and isinstance(token, str) and isinstance(members, int)
+        if whole and len(payload) > 3:  # noqa: PLR2004 - more than code, chunks and data
+            whole = _run_intact(payload, size)
     except (KeyError, TypeError, ValueError):
         whole = False
     if not whole:
         raise ReplayError("the stored output is malformed")
+
+
+def _run_intact(payload: Payload, size: int) -> bool:
+    """Whether the run a result came from, and its lines of no file, are recorded whole."""
+    offsets = [offset for offset, fd, data in payload.get("gaps", []) if fd and data]
+    whole = len(offsets) == len(payload.get("gaps", []))
+    whole = whole and offsets == sorted(offsets) and all(0 <= o <= size for o in offsets)
+    whole = whole and all(fd and isinstance(data, bytes) for fd, data in payload.get("tail", []))
+    if "run" in payload:
+        token, members = payload["run"]
+        whole = whole and isinstance(token, str) and isinstance(members, int)
+    return whole
 
 
 def _count(number: int, noun: str) -> str:

@@ -59,6 +59,11 @@ def test_real_linter_output_is_divided_as_annotated(name: str) -> None:
         ),
         # A word that is only part of a path, or a path inside quotes, names nothing.
         ([b"Found 2 errors in a.py.bak\n", b'  File "a.py", line 1\n'], ["-", "-"]),
+        # Nor does a file's name in another file's code, above its caret or in a code frame.
+        (
+            [b"In a.py line 2:\n", b"cat b.py\n", b"    ^-- SC2002\n", b"  2 | cat c.py\n"],
+            ["a.py"] * 4,
+        ),
     ],
 )
 def test_lines_that_name_a_file_elsewhere_than_at_the_start(
