@@ -1,9 +1,9 @@
 #!/bin/sh
 # Capture the samples of tests/test_attribution.py from the real tools:
 #   PATH=/work/venv/bin:$PATH sh tests/data/attribution/capture.sh
-# Each sample is the tool's output (both streams in one pipe, as pre-commit reads them), one
-# line per line, prefixed with the file it is about ("-" for none) and "|". The prefixes are
-# written here by the current rule: check each by eye before committing a new sample.
+# Each sample, NAME.raw, is the tool's output (both streams in one pipe, as pre-commit reads
+# them). The test reads NAME.txt: the same lines, each prefixed with the file it is about ("-"
+# for none) and "|", written by a person who read the output.
 set -u
 out=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
@@ -15,6 +15,7 @@ printf '#!/bin/sh\necho $x\n' > a.sh; printf '#!/bin/sh\necho hi\n' > b.sh
 printf '#!/bin/sh\ncd $d\nls $y\n' > c.sh
 printf 'int main(){int a[2]; a[3]=0; return 0;}\n' > a.c; printf 'int f(){return 1;}\n' > b.c
 printf 'int g(){char *p=0; return *p;}\n' > c.c
+printf 'var a = 1;\n' > a.js; printf 'let b = 2;\n' > b.js; printf 'x();\nfoo();\n' > c.js
 printf 'teh cat\n' > a.txt; printf 'ok\n' > b.txt; printf 'recieve\n' > c.txt
 sample() {  # NAME FILES... -- COMMAND...
     name=$1; shift; files=""
@@ -36,4 +37,8 @@ sample shellcheck-tty a.sh b.sh c.sh -- shellcheck
 sample shellcheck-gcc a.sh b.sh c.sh -- shellcheck -f gcc
 sample codespell a.txt b.txt c.txt -- codespell
 sample cppcheck a.c b.c c.c -- cppcheck
+if command -v eslint > /dev/null; then  # npm install --global eslint
+    sample eslint-stylish a.js b.js c.js -- eslint --no-config-lookup --rule 'no-undef: error' \
+        --rule 'no-unused-vars: warn'
+fi
 rm -rf "$work"
