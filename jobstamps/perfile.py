@@ -746,6 +746,23 @@ class PerFile:
         self, batch: list[int], outcome: Outcome | OSError, recordings: dict[int, Any]
     ) -> list[list[int]]:
         """Give the files of a finished run their results; return the batches to run again."""
+        group = self.siblings.pop(tuple(batch), None)
+        if group is not None:
+            group.pending -= 1
+        again = self._judge(batch, outcome, recordings, group)
+        if group is not None and not group.pending:  # no sibling left to fail alike
+            for held, lines, owner_of, (code, _) in group.held:
+                again += self._divide(held, code, lines, owner_of, recordings)
+            group.held.clear()
+        return again
+
+    def _judge(
+        self,
+        batch: list[int],
+        outcome: Outcome | OSError,
+        recordings: dict[int, Any],
+        group: _Siblings | None,
+    ) -> list[list[int]]:
         if isinstance(outcome, OSError):
             self._not_started(batch, outcome)
             return []
@@ -755,30 +772,22 @@ class PerFile:
             return self._crashed(batch, code, lines, outcome.why_not_stored)
         forms = path_forms([self.files[i] for i in batch], self.cwd)
         owner_of = owners(lines, forms)
-        group = self.siblings.pop(tuple(batch), None)
-        if group is None:
-            return self._divide(batch, code, lines, owner_of, recordings)
-        group.pending -= 1
-        again: list[list[int]] = []
         failure = (code, anonymous(lines, forms))
-        if not code or any(owner is not None for owner in owner_of) or not failure[1].strip():
-            again += self._divide(batch, code, lines, owner_of, recordings)
-        elif group.failure == failure:
+        named = any(owner is not None for owner in owner_of)
+        if group is None or not code or named or not failure[1].strip():
+            return self._divide(batch, code, lines, owner_of, recordings)
+        if group.failure == failure:
             self._not_a_files(batch, code, [])  # said once already
+            return []
+        twin = next((held for held in group.held if held[3] == failure), None)
+        if twin is None:  # wait for a sibling that may fail alike
+            group.held.append((batch, lines, owner_of, failure))
         else:
-            twin = next((held for held in group.held if held[3] == failure), None)
-            if twin is None:
-                group.held.append((batch, lines, owner_of, failure))
-            else:
-                group.held.remove(twin)
-                group.failure = failure
-                self._not_a_files(twin[0], code, twin[1])
-                self._not_a_files(batch, code, [])
-        if not group.pending:
-            for held, held_lines, held_owners, (held_code, _) in group.held:
-                again += self._divide(held, held_code, held_lines, held_owners, recordings)
-            group.held.clear()
-        return again
+            group.held.remove(twin)
+            group.failure = failure
+            self._not_a_files(twin[0], code, twin[1])
+            self._not_a_files(batch, code, [])
+        return []
 
     def _divide(
         self,

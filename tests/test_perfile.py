@@ -908,6 +908,15 @@ def test_silent_failures_in_both_halves_are_still_bisected_to_their_files(
     assert runs(tmp_path) == []
 
 
+def test_a_run_waiting_for_a_sibling_that_crashed_is_bisected_all_the_same(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "silent\n", "b.py": "fine\n", "c.py": "segv\n", "d.py": "fine\n"})
+    result = per_file("--jobs", "2", "--", *fake, "--summary", "--", *names)
+    assert (result.returncode, result.stdout) == (128 + 11, b"Found 1 errors.\n")
+    assert [b"a.py"] in runs(tmp_path)
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_write_error_on_standard_output_is_reported_cold_and_warm(
     fake: list[str], tmp_path: Path
