@@ -4,8 +4,10 @@ Each FILE is a job of its own, ``COMMAND ARG... FILE``, depending on that file a
 configuration files, with an entry of its own. Unchanged files replay their stored messages;
 the stale ones run together, as few large invocations as the argument-length limit and
 ``--jobs`` allow, and the output of each run is divided among its files by the rule in
-:func:`attribute`. A run whose failure cannot be pinned on its files is repeated on smaller
-batches (bisection) until every file has a result from a run it can be trusted from.
+:mod:`jobstamps.attribution` and kept in the form of :mod:`jobstamps.fileresults`. A run
+whose failure cannot be pinned on its files is repeated on smaller batches (bisection) until
+every file has a result from a run it can be trusted from; a failure two runs over disjoint
+files share is no file's. The results are written in the order the files were given.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import argparse
 import os
 import stat
 
-from jobstamps import fingerprint, key, settings
+from jobstamps import fileresults, fingerprint, key, settings
 from jobstamps.attribution import anonymous, owners, path_forms, split_lines
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import CacheDirectoryError, UsageError
@@ -28,12 +30,10 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
     from typing import Any
 
+    from jobstamps.attribution import Line
+    from jobstamps.fileresults import Payload
     from jobstamps.runner import Outcome
     from jobstamps.storage.layered import Layered, Shared
-
-    #: A stored result: ``{"code": status, "chunks": [(stream, size), ...], "data": bytes}``.
-    Payload = dict[str, Any]
-    from jobstamps.attribution import Line
 
 __all__ = ["PerFile", "batches", "main", "parse"]
 
@@ -223,77 +223,6 @@ def _share(named: int, size: int, whole: bool) -> list[Any] | None:
     if named < 2:  # noqa: PLR2004 - one file named: the failure is its own
         return None
     return [os.urandom(8).hex() if whole else "", size]
-
-
-def _chunks(lines: Sequence[Line]) -> tuple[list[tuple[int, int]], bytes]:
-    """Return the chunks and bytes that write ``lines`` back in order."""
-    chunks: list[tuple[int, int]] = []
-    for fd, data in lines:
-        if chunks and chunks[-1][0] == fd:
-            chunks[-1] = (fd, chunks[-1][1] + len(data))
-        else:
-            chunks.append((fd, len(data)))
-    return chunks, b"".join(data for _, data in lines)
-
-
-def _payload(code: int, lines: Sequence[Line], shared: list[Any] | None = None) -> Payload:
-    """Make a stored result; ``shared`` marks a failure whose status other files shared."""
-    chunks, data = _chunks(lines)
-    payload = {"code": code, "chunks": chunks, "data": data}
-    if shared and code:
-        payload["shared"] = shared
-    return payload
-
-
-def _layout(
-    lines: Sequence[Line], owner_of: Sequence[int | None], members: Sequence[int]
-) -> tuple[dict[int, list[Line]], dict[int, list[Any]], list[Line]]:
-    """Divide a run's lines among its ``members`` (positions in the run, in order).
-
-    Returns each member's lines; each member's gaps, the lines of no file just before one of
-    its lines, as ``[offset, stream, bytes]`` (``offset``: the bytes of its own lines before
-    them); and the lines of no file after the last line of any file (a summary).
-    """
-    own: dict[int, list[Line]] = {member: [] for member in members}
-    sizes = dict.fromkeys(members, 0)
-    gaps: dict[int, list[Any]] = {member: [] for member in members}
-    pending: list[Line] = []
-    for line, owner in zip(lines, owner_of, strict=True):
-        if owner is None or owner not in own:
-            pending.append(line)
-            continue
-        for fd, data in pending:
-            last = gaps[owner][-1] if gaps[owner] else None
-            if last is not None and last[0] == sizes[owner] and last[1] == fd:
-                last[2] += data
-            else:
-                gaps[owner].append([sizes[owner], fd, data])
-        pending = []
-        own[owner].append(line)
-        sizes[owner] += len(line[1])
-    return own, gaps, pending
-
-
-def _pieces(result: Payload, gaps: Sequence[Any]) -> list[tuple[int, bytes]]:
-    """Return what writes a result: its own chunks, with ``gaps`` at their offsets."""
-    data = result["data"]
-    pieces: list[tuple[int, bytes]] = []
-    position = 0
-    waiting = list(gaps)
-    for fd, size in result["chunks"]:
-        end = position + size
-        while True:
-            while waiting and waiting[0][0] <= position:
-                _, gap_fd, text = waiting.pop(0)
-                pieces.append((gap_fd, text))
-            stop = min(end, waiting[0][0]) if waiting else end
-            if stop > position:
-                pieces.append((fd, data[position:stop]))
-                position = stop
-            if position >= end:
-                break
-    pieces.extend((fd, text) for _, fd, text in waiting)
-    return pieces
 
 
 # -- batches ------------------------------------------------------------------------------------
@@ -637,7 +566,7 @@ class PerFile:
         assert verdict.entry is not None  # noqa: S101 - fresh verdicts carry their entry
         payload = verdict.entry["payload"]
         try:
-            _check_payload(payload)
+            fileresults.check(payload)
             self.engine.accept(job, verdict)
         except (ReplayError, OSError) as error:
             return f"the stored result cannot be replayed ({error})"
@@ -667,7 +596,7 @@ class PerFile:
             first = self.firsts[index] == self.printed
             token, size = result.get("run", ("", -1))
             whole = first and runs.get(token) == size
-            for fd, data in _pieces(result, result.get("gaps", []) if whole else []):
+            for fd, data in fileresults.pieces(result, result.get("gaps", []) if whole else []):
                 self.writer.write(fd, data)
             tail = tuple((fd, data) for fd, data in result.get("tail", [])) if whole else ()
             if tail and tail not in self.tails:
@@ -805,7 +734,7 @@ class PerFile:
             self._keep_run(batch, code, lines, owner_of, range(len(batch)), shared, recordings)
             return []
         if len(batch) == 1:  # alone: its whole output and status are its result
-            self._keep(batch[0], _payload(code, lines), recordings)
+            self._keep(batch[0], fileresults.make(code, lines), recordings)
             return []
         self.notes.append(
             f"a run over {self._names(batch)} failed (exit status {code}) without naming "
@@ -834,10 +763,10 @@ class PerFile:
         their results from it) and where those lines were, to print them when every one of
         those files is printed again together (:meth:`_flush`).
         """
-        own, gaps, tail = _layout(lines, owner_of, members)
+        own, gaps, tail = fileresults.layout(lines, owner_of, members)
         run = [os.urandom(8).hex(), len(members)] if tail or any(gaps.values()) else None
         for position in members:
-            payload = _payload(code if own[position] else 0, own[position], shared)
+            payload = fileresults.make(code if own[position] else 0, own[position], shared)
             if run is not None:
                 payload["run"] = run
             if gaps[position]:
@@ -859,7 +788,7 @@ class PerFile:
         for index in batch:
             self.results[index] = {"code": code, "chunks": [], "data": b""}
         if lines:
-            self.results[batch[0]] = _payload(code, lines)
+            self.results[batch[0]] = fileresults.make(code, lines)
             self.notes.append(
                 f"runs over disjoint files failed alike (exit status {code}) without naming "
                 "any: the failure is not a file's, so it is shown once and stored for none"
@@ -868,7 +797,7 @@ class PerFile:
     def _crashed(self, batch: list[int], code: int, lines: list[Line], why: str) -> list[list[int]]:
         """Split a run killed by a signal in halves; a file that crashes alone keeps nothing."""
         if len(batch) == 1:
-            self.results[batch[0]] = _payload(code, lines)
+            self.results[batch[0]] = fileresults.make(code, lines)
             self.notes.append(f"not stored: {why} ({self.files[batch[0]]})")
             return []
         self.notes.append(
@@ -925,32 +854,6 @@ class _Siblings:
 def _halves(batch: list[int]) -> list[list[int]]:
     half = len(batch) // 2
     return [batch[:half], batch[half:]]
-
-
-def _check_payload(payload: Payload) -> None:
-    """Raise :class:`ReplayError` unless ``payload`` is a whole stored result."""
-    try:
-        size = len(payload["data"])
-        whole = sum(chunk for _, chunk in payload["chunks"]) == size
-        whole = whole and isinstance(payload["code"], int)
-        if whole and len(payload) > 3:  # noqa: PLR2004 - more than code, chunks and data
-            whole = _run_intact(payload, size)
-    except (KeyError, TypeError, ValueError):
-        whole = False
-    if not whole:
-        raise ReplayError("the stored output is malformed")
-
-
-def _run_intact(payload: Payload, size: int) -> bool:
-    """Whether the run a result came from, and its lines of no file, are recorded whole."""
-    offsets = [offset for offset, fd, data in payload.get("gaps", []) if fd and data]
-    whole = len(offsets) == len(payload.get("gaps", []))
-    whole = whole and offsets == sorted(offsets) and all(0 <= o <= size for o in offsets)
-    whole = whole and all(fd and isinstance(data, bytes) for fd, data in payload.get("tail", []))
-    if "run" in payload:
-        token, members = payload["run"]
-        whole = whole and isinstance(token, str) and isinstance(members, int)
-    return whole
 
 
 def _count(number: int, noun: str) -> str:
