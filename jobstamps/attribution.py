@@ -162,11 +162,12 @@ def _module(text: bytes, stem: bytes) -> bool:
     return any(word == stem or word.endswith(b"." + stem) for word in text.split())
 
 
-def _stems(forms: dict[bytes, int]) -> dict[int, bytes]:
-    stems: dict[int, bytes] = {}
+def _names(forms: dict[bytes, int]) -> dict[int, bytes]:
+    """Map each file's index to one spelling of its name (its module name is read from it)."""
+    names: dict[int, bytes] = {}
     for form, index in forms.items():
-        stems.setdefault(index, os.path.splitext(os.path.basename(form))[0])
-    return stems
+        names.setdefault(index, form)
+    return names
 
 
 def owners(lines: Sequence[Line], forms: dict[bytes, int]) -> list[int | None]:
@@ -180,16 +181,16 @@ def owners(lines: Sequence[Line], forms: dict[bytes, int]) -> list[int | None]:
         for place, at in enumerate(positions):
             following = plain[positions[place + 1]] if place + 1 < len(positions) else None
             named[at] = _named(plain[at], following, forms)
-    stems = _stems(forms)
+    names = _names(forms)
     result: list[int | None] = [None] * len(lines)
     for positions in streams.values():
-        _headers(positions, plain, named, stems)
+        _headers(positions, plain, named, names)
         _follow(positions, plain, named, result)
     return result
 
 
 def _headers(
-    positions: list[int], plain: list[bytes], named: list[int | None], stems: dict[int, bytes]
+    positions: list[int], plain: list[bytes], named: list[int | None], names: dict[int, bytes]
 ) -> None:
     """Name a header line after the file whose first line it stands just before."""
     found = dict.fromkeys(range(len(positions)))
@@ -201,7 +202,7 @@ def _headers(
         if not header.strip() or _indented(header) or _location(header) or _caret(header):
             continue
         opens = place == 1 or not plain[positions[place - 2]].strip()
-        if opens or _module(header, stems[owner]):
+        if opens or _module(header, os.path.splitext(os.path.basename(names[owner]))[0]):
             found[place - 1] = owner
     for place, owner in found.items():
         if owner is not None:
