@@ -311,8 +311,10 @@ class PerFile:
         The engine compares the list of dependencies with the stored one, so creating or
         deleting a declared file re-runs.
         """
+        # 2: lines are divided by jobstamps.attribution; results divided by the rule before
+        # it (a header kept with the file before it) are not replayed.
         return Job(
-            key.command_key(["pre-commit-per-file-1", *self.fields, f"file:{file}"]),
+            key.command_key(["pre-commit-per-file-2", *self.fields, f"file:{file}"]),
             [*key.abspaths([file], self.cwd), *self.present],
             method=self.method,
             about=file,

@@ -203,8 +203,8 @@ def command_key(
     lines of the batch's output, not the whole output of the command run on it alone.
     ``program`` comes from :func:`program_fields`.
     """
-    fields = [
-        "jobstamps-remote-per-file-1" if per_file else "jobstamps-remote-1",
+    fields = [  # per-file 2: a file's lines as jobstamps.attribution divides a batch's output
+        "jobstamps-remote-per-file-2" if per_file else "jobstamps-remote-1",
         relative(cwd, base),
         f"program:{len(program)}",
         *program,
