@@ -908,6 +908,26 @@ def test_silent_failures_in_both_halves_are_still_bisected_to_their_files(
     assert runs(tmp_path) == []
 
 
+def test_a_passing_warning_that_names_its_file_mid_line_is_replayed_on_its_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "lint.py"
+    script.write_text(
+        "import sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    if 'long' in open(name).read():\n"
+        "        print(f'lint-warning: {name}: line too long', file=sys.stderr)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    names = write({"a.py": "short\n", "b.py": "short\n", "c.py": "long\n"})
+    argv = [sys.executable, "-m", "jobstamps", "--per-file", "--jobs", "1", "--"]
+    argv += [sys.executable, str(script), "--", *names]
+    for _ in range(3):
+        result = subprocess.run(argv, capture_output=True, check=False)
+        assert (result.returncode, result.stdout) == (0, b"")
+        assert result.stderr == b"lint-warning: c.py: line too long\n"
+
+
 def test_a_run_waiting_for_a_sibling_that_crashed_is_bisected_all_the_same(
     fake: list[str], tmp_path: Path
 ) -> None:
