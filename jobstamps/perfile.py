@@ -703,9 +703,10 @@ class PerFile:
             return self._crashed(batch, code, lines, outcome.why_not_stored)
         forms = path_forms([self.files[i] for i in batch], self.cwd)
         owner_of = owners(lines, forms)
+        if group is None or not code or any(owner is not None for owner in owner_of):
+            return self._divide(batch, code, lines, owner_of, recordings)
         failure = (code, anonymous(lines, forms))
-        named = any(owner is not None for owner in owner_of)
-        if group is None or not code or named or not failure[1].strip():
+        if not failure[1].strip():  # silence is no evidence: bisect
             return self._divide(batch, code, lines, owner_of, recordings)
         if group.failure == failure:
             self._not_a_files(batch, code, [])  # said once already
