@@ -11,9 +11,10 @@ of real linters:
   it is the path, possibly followed by a colon and a location (``--> a.py:1:8``,
   ``ERROR: /abs/a.py Imports are incorrectly sorted``, ``would reformat a.py``,
   ``In a.sh line 2:``, ``Checking a.c ...``).
-- A header introduces the next file: one unnamed line just before a file's first line, which
-  either starts a paragraph (after a blank line, or first in its stream: ruff's rule line) or
-  holds the file's module name (pylint's ``************* Module b``).
+- A header introduces the next file: one unnamed line just before a file's line, which either
+  opens a paragraph (after a blank line, or first in its stream) whose file line is an
+  indented location (ruff's rule line above ``--> a.py:1:8``) or ends with the file's module
+  name (pylint's ``************* Module b``).
 - Unnamed lines between two named lines continue the earlier one (code excerpts, carets,
   notes). After a stream's last named line, only lines that look like a continuation do
   (:func:`_continues`), and, after an indented location (ruff's ``--> a.py:1:8``), every
@@ -157,9 +158,11 @@ def _continues(text: bytes, following: bytes | None) -> bool:
     )
 
 
-def _module(text: bytes, stem: bytes) -> bool:
-    """Whether ``text`` holds the module name ``stem`` as a word (``Module pkg.b``)."""
-    return any(word == stem or word.endswith(b"." + stem) for word in text.split())
+def _module(text: bytes, name: bytes) -> bool:
+    """Whether ``text`` ends with the module name of file ``name`` (``Module pkg.b``)."""
+    stem = os.path.splitext(os.path.basename(name))[0]
+    words = text.split()
+    return bool(words) and (words[-1] == stem or words[-1].endswith(b"." + stem))
 
 
 def _names(forms: dict[bytes, int]) -> dict[int, bytes]:
@@ -201,8 +204,10 @@ def _headers(
         header = plain[positions[place - 1]]
         if not header.strip() or _indented(header) or _location(header) or _caret(header):
             continue
+        # A block's title: it opens a paragraph whose location is indented (ruff's full
+        # format: the rule, then ``--> a.py:1:8``); a preamble before ``a.py:1:1`` is not.
         opens = place == 1 or not plain[positions[place - 2]].strip()
-        if opens or _module(header, os.path.splitext(os.path.basename(names[owner]))[0]):
+        if (opens and _indented(plain[positions[place]])) or _module(header, names[owner]):
             found[place - 1] = owner
     for place, owner in found.items():
         if owner is not None:

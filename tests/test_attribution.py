@@ -48,6 +48,8 @@ def test_real_linter_output_is_divided_as_annotated(name: str) -> None:
             [b"************* Module a\n", b"a.py:1:0: C1\n", b"*** Module b\n", b"b.py:1:0: C2\n"],
             ["a.py", "a.py", "b.py", "b.py"],
         ),
+        # A preamble (a tool's deprecation warning) is no file's header.
+        ([b"warning: a setting is deprecated\n", b"a.py:1:1: E1\n"], ["-", "a.py"]),
         # A line between two files that neither opens a paragraph nor names the module
         # continues the file before it.
         ([b"a.py:1:1: E1\n", b"import os\n", b"^\n", b"b.py:1:1: E2\n"], ["a.py"] * 3 + ["b.py"]),
