@@ -84,6 +84,18 @@ TABLE: dict[str, tuple[str, str, str, str]] = {
         "",
         "check each FILE on its own: --per-file [OPTION...] -- COMMAND [ARG...] -- FILE...",
     ),
+    "--jobs": (
+        "jobs",
+        "value",
+        "N",
+        "with --per-file: linter processes at once (default: the number of processors)",
+    ),
+    "--summary": (
+        "summary",
+        "flag",
+        "",
+        "with --per-file: say on stderr how many files were replayed and ran (JOBSTAMPS_SUMMARY=1)",
+    ),
     "--force": (
         "force",
         "flag",
@@ -192,6 +204,8 @@ class Options:
         self.restore_outputs = False
         self.no_store_failures = False
         self.per_file = False  # handled by jobstamps.perfile before parsing
+        self.jobs: str | None = None  # per-file mode only
+        self.summary = False  # per-file mode only
         self.force = False
         self.remote: str | None = None
         self.remote_read_only = False
@@ -314,6 +328,9 @@ class _Parser:
 
     def _check(self) -> None:
         options = self.options
+        for name in ("--jobs", "--summary"):
+            if getattr(options, name[2:]) not in {None, False}:
+                raise UsageError(f"{name} works only with --per-file")
         if options.actions():
             if options.command is not None:
                 raise UsageError("cache-management options take no command after '--'")

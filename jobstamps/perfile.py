@@ -4,8 +4,10 @@ Each FILE is a job of its own, ``COMMAND ARG... FILE``, depending on that file a
 configuration files, with an entry of its own. Unchanged files replay their stored messages;
 the stale ones run together, as few large invocations as the argument-length limit and
 ``--jobs`` allow, and the output of each run is divided among its files by the rule in
-:func:`attribute`. A run whose failure cannot be pinned on its files is repeated on smaller
-batches (bisection) until every file has a result from a run it can be trusted from.
+:mod:`jobstamps.attribution` and kept in the form of :mod:`jobstamps.fileresults`. A run
+whose failure cannot be pinned on its files is repeated on smaller batches (bisection) until
+every file has a result from a run it can be trusted from; a failure two runs over disjoint
+files share is no file's. The results are written in the order the files were given.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import argparse
 import os
 import stat
 
-from jobstamps import fingerprint, key, settings
+from jobstamps import fileresults, fingerprint, key, settings
+from jobstamps.attribution import anonymous, owners, path_forms, split_lines
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import CacheDirectoryError, NotShareableError, UsageError
 from jobstamps.options import TABLE, env_name
@@ -27,15 +30,12 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
     from typing import Any
 
+    from jobstamps.attribution import Line
+    from jobstamps.fileresults import Payload
     from jobstamps.runner import Outcome
     from jobstamps.storage.layered import Layered, Shared
 
-    #: A stored result: ``{"code": status, "chunks": [(stream, size), ...], "data": bytes}``.
-    Payload = dict[str, Any]
-    #: One line of output, with its stream (1 or 2); the last line may lack its newline.
-    Line = tuple[int, bytes]
-
-__all__ = ["PerFile", "attribute", "batches", "main", "parse", "split_lines"]
+__all__ = ["PerFile", "batches", "main", "parse"]
 
 FORM = "[OPTION...] -- COMMAND [ARG...] -- FILE..."
 #: Options that mean here what they mean to the command (:data:`jobstamps.options.TABLE`).
@@ -105,12 +105,16 @@ def _parser(prog: str) -> _Parser:
             parser.add_argument(name, action="store_true", help=text)
         else:
             parser.add_argument(name, metavar=metavar, help=text)
+    only = "with --per-file: "  # the option table's words for options of this mode only
     parser.add_argument(
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
-        metavar="N",
-        help="linter processes at once (default: the number of processors)",
+        metavar=TABLE["--jobs"][2],
+        help=TABLE["--jobs"][3].removeprefix(only),
+    )
+    parser.add_argument(
+        "--summary", action="store_true", help=TABLE["--summary"][3].removeprefix(only)
     )
     return parser
 
@@ -212,124 +216,7 @@ def run_uncached(command: list[str], files: list[str], executable: str | None = 
     return status
 
 
-# -- dividing a batch's output among its files --------------------------------------------------
-
-
-def split_lines(chunks: Sequence[tuple[int, int]], data: bytes) -> list[Line]:
-    """Cut recorded output into lines, each with its stream, in the order they were completed."""
-    lines: list[Line] = []
-    partial: dict[int, list[bytes]] = {}
-    offset = 0
-    for fd, size in chunks:
-        piece = data[offset : offset + size]
-        offset += size
-        start = 0
-        while (end := piece.find(b"\n", start)) >= 0:
-            head = partial.pop(fd, [])
-            lines.append((fd, b"".join([*head, piece[start : end + 1]])))
-            start = end + 1
-        if start < len(piece):
-            partial.setdefault(fd, []).append(piece[start:])
-    lines.extend((fd, b"".join(rest)) for fd, rest in partial.items())
-    return lines
-
-
-def path_forms(files: Sequence[str], cwd: str) -> dict[bytes, int]:
-    """Map every spelling a tool may print for each file to the file's index.
-
-    As passed, absolute, relative to ``cwd``, and with or without a leading ``./``. A name as
-    passed is that file's before any other spelling; ``..`` is resolved as the kernel does
-    (``link/../a.py`` is not the ``a.py`` beside the link).
-    """
-    forms = {os.fsencode(name): index for index, name in enumerate(files)}
-    for index, (name, absolute) in enumerate(zip(files, key.abspaths(files, cwd), strict=True)):
-        spellings = [absolute]
-        if absolute.startswith(cwd + os.sep):
-            relative = absolute[len(cwd) + 1 :]
-            spellings += [relative, "./" + relative]
-        if name.startswith("./"):
-            spellings.append(name[2:])
-        for spelling in spellings:
-            forms.setdefault(os.fsencode(spelling), index)
-    return forms
-
-
-def _plain(line: bytes) -> bytes:
-    """Return ``line`` without terminal colour and style sequences (``ESC [ ... m``)."""
-    if b"\x1b" not in line:
-        return line
-    import re
-
-    return re.sub(rb"\x1b\[[0-9;:?]*[ -/]*[@-~]", b"", line)
-
-
-def _owner(line: bytes, forms: dict[bytes, int]) -> int | None:
-    """Return the file a ``path:...`` line is about (the longest path that matches)."""
-    found = None
-    colon = line.find(b":")
-    while colon > 0:
-        index = forms.get(line[:colon])
-        if index is not None:
-            found = index
-        colon = line.find(b":", colon + 1)
-    return found
-
-
-def _continues(line: bytes, following: bytes | None) -> bool:
-    """Whether a line after a file's last message still belongs to it.
-
-    Blank and indented lines (carets, code frames, notes), a ``path:N`` location in another
-    file (a header's note), or a source line followed by its caret line do; a line such as
-    ``Found 3 errors.`` does not.
-    """
-    if not line.strip() or line[:1] in {b" ", b"\t"}:
-        return True
-    if following is not None and b"^" in following and not following.strip(b" \t\r\n^~"):
-        return True
-    name, colon, rest = line.partition(b":")
-    return bool(colon) and bool(name) and not name[-1:].isspace() and rest[:1].isdigit()
-
-
-def attribute(
-    lines: Sequence[Line], forms: dict[bytes, int]
-) -> tuple[dict[int, list[Line]], list[Line]]:
-    """Divide a run's lines among its files; return ``({file: lines}, lines of no file)``.
-
-    A line that begins with a file's path and a colon (``path:line:col: message``) starts that
-    file's messages; the lines after it that do not begin with a file's path continue them.
-    After the last such line of a stream, only lines that look like continuations do
-    (:func:`_continues`): the rest of the stream (a summary, a traceback) belongs to no file,
-    as do lines before a stream's first file message.
-    """
-    plain = [_plain(data) for _, data in lines]
-    owners = [_owner(text, forms) for text in plain]
-    following: list[bytes | None] = [None] * len(lines)
-    ahead: dict[int, bytes] = {}
-    for position in range(len(lines) - 1, -1, -1):
-        fd = lines[position][0]
-        following[position] = ahead.get(fd)
-        ahead[fd] = plain[position]
-    last_head: dict[int, int] = {}
-    for position, ((fd, _), owner) in enumerate(zip(lines, owners, strict=True)):
-        if owner is not None:
-            last_head[fd] = position
-    owned: dict[int, list[Line]] = {}
-    unowned: list[Line] = []
-    current: dict[int, int | None] = {}
-    for position, (line, head) in enumerate(zip(lines, owners, strict=True)):
-        fd = line[0]
-        owner = head
-        if owner is None:
-            owner = current.get(fd)
-            trailing = owner is not None and position > last_head[fd]
-            if trailing and not _continues(plain[position], following[position]):
-                owner = None
-        current[fd] = owner
-        if owner is None:
-            unowned.append(line)
-        else:
-            owned.setdefault(owner, []).append(line)
-    return owned, unowned
+# -- a run's output, divided among its files ---------------------------------------------------
 
 
 def _share(named: int, size: int, whole: bool) -> list[Any] | None:
@@ -343,20 +230,6 @@ def _share(named: int, size: int, whole: bool) -> list[Any] | None:
     if named < 2:  # noqa: PLR2004 - one file named: the failure is its own
         return None
     return [os.urandom(8).hex() if whole else "", size]
-
-
-def _payload(code: int, lines: Sequence[Line], shared: list[Any] | None = None) -> Payload:
-    """Make a stored result; ``shared`` marks a failure whose status other files shared."""
-    chunks: list[tuple[int, int]] = []
-    for fd, data in lines:
-        if chunks and chunks[-1][0] == fd:
-            chunks[-1] = (fd, chunks[-1][1] + len(data))
-        else:
-            chunks.append((fd, len(data)))
-    payload = {"code": code, "chunks": chunks, "data": b"".join(data for _, data in lines)}
-    if shared and code:
-        payload["shared"] = shared
-    return payload
 
 
 # -- batches ------------------------------------------------------------------------------------
@@ -423,9 +296,12 @@ class PerFile:
         self.why_stale: dict[int, str] = {}  # files to run, unless the remote cache has them
         self.files: list[str] = []
         self.results: list[Payload | None] = []
-        self.printed = 0
-        # Lines of no file, by run; runs that printed the same ("All checks passed!") once.
-        self.trailer: dict[tuple[Line, ...], None] = {}
+        self.order: list[int] = []  # the files as given, a file given twice twice
+        self.firsts: dict[int, int] = {}  # each file's first place in that order
+        self.printed = 0  # how many of them were written
+        # The summaries written ("All checks passed!"): runs that printed the same, once.
+        self.tails: set[tuple[tuple[int, bytes], ...]] = set()
+        self.siblings: dict[tuple[int, ...], _Siblings] = {}
         self.writer = Writer()
         self.cache_problem = ""
         # Stored failures whose status came from a run over several files (see _settle).
@@ -442,8 +318,10 @@ class PerFile:
         The engine compares the list of dependencies with the stored one, so creating or
         deleting a declared file re-runs.
         """
+        # 2: lines are divided by jobstamps.attribution; results divided by the rule before
+        # it (a header kept with the file before it) are not replayed.
         return Job(
-            key.command_key(["pre-commit-per-file-1", *self.fields, f"file:{file}"]),
+            key.command_key(["pre-commit-per-file-2", *self.fields, f"file:{file}"]),
             [*key.abspaths([file], self.cwd), *self.present],
             method=self.method,
             about=file,
@@ -451,7 +329,10 @@ class PerFile:
 
     def run(self, files: list[str]) -> int:
         """Check every file; write the results in the order of ``files``; return the status."""
-        self.files = list(dict.fromkeys(files))
+        position = {file: index for index, file in enumerate(dict.fromkeys(files))}
+        self.files = list(position)
+        self.order = [position[file] for file in files]
+        self.firsts = {index: place for place, index in reversed(list(enumerate(self.order)))}
         self.results = [None] * len(self.files)
         try:
             return self._run()
@@ -468,8 +349,9 @@ class PerFile:
                     f"internal error ({error!r}); checking the remaining files without the "
                     f"cache. {_REPORT}"
                 )
-            rest = self.files[self.printed :]
-            done = max((r["code"] for r in self.results[: self.printed] if r), key=abs, default=0)
+            rest = [self.files[index] for index in self.order[self.printed :]]
+            written = (self.results[index] for index in self.order[: self.printed])
+            done = max((r["code"] for r in written if r), key=abs, default=0)
             code = run_uncached(self.command, rest, self.executable) if rest else 0
             return code if abs(code) > abs(done) else done
 
@@ -505,9 +387,14 @@ class PerFile:
             self._say()
         if self.cache_problem:
             error_line(f"results were not stored: {self.cache_problem}")
-        for fd, data in (line for lines in self.trailer for line in lines):
-            self.writer.write(fd, data)
-        return max((r["code"] for r in self.results if r), key=abs, default=0)
+        if self.options.summary or settings.summary():
+            error_line(f"{_count(len(self.files) - len(stale), 'file')} replayed, {len(stale)} ran")
+        status = max((r["code"] for r in self.results if r), key=abs, default=0)
+        problem = self.writer.problem()
+        if problem:
+            error_line(problem)
+            return status or 1
+        return status
 
     def _look_up(self, stale: list[int], recordings: dict[int, Any]) -> None:
         """Replay every file whose stored result is fresh; mark the others to run."""
@@ -526,6 +413,7 @@ class PerFile:
         if not self.shared or any(result and result["code"] for result in self.results):
             for index, payload in self.shared.items():
                 self._take_shared(index, payload)
+            self.shared.clear()
             return 0
         # Nothing else fails: whether these do must be seen again, each without the files it
         # failed with (its messages may be warnings that fail no run).
@@ -533,6 +421,7 @@ class PerFile:
         for index in self.shared:
             why = "its stored failure came from a run that other files failed too"
             self._begin(index, self.job(self.files[index]), why, again, recordings)
+        self.shared.clear()
         stale += again
         return self._run_stale(again, recordings)
 
@@ -727,7 +616,7 @@ class PerFile:
         assert verdict.entry is not None  # noqa: S101 - fresh verdicts carry their entry
         payload = verdict.entry["payload"]
         try:
-            _check_payload(payload)
+            fileresults.check(payload)
             self.engine.accept(job, verdict)
         except (ReplayError, OSError) as error:
             return f"the stored result cannot be replayed ({error})"
@@ -739,15 +628,31 @@ class PerFile:
         return ""
 
     def _flush(self) -> None:
-        """Write the results that are due: every file's, in order, up to the first still running."""
-        while self.printed < len(self.files):
-            result = self.results[self.printed]
-            if result is None:
-                return
-            offset = 0
-            for fd, size in result["chunks"]:
-                self.writer.write(fd, result["data"][offset : offset + size])
-                offset += size
+        """Write the results that are due: every file's, in order, up to the first still running.
+
+        A result from a run whose every file is written now comes with that run's lines of no
+        file, where they were (once, at a file's first place); else only with its own lines.
+        """
+        held = {payload["run"][0] for payload in self.shared.values() if "run" in payload}
+        runs: dict[str, int] = {}
+        for result in self.results:
+            if result is not None and "run" in result:
+                runs[result["run"][0]] = runs.get(result["run"][0], 0) + 1
+        while self.printed < len(self.order):
+            index = self.order[self.printed]
+            result = self.results[index]
+            if result is None or ("run" in result and result["run"][0] in held):
+                return  # wait: its run's lines of no file depend on a result yet to come
+            first = self.firsts[index] == self.printed
+            token, size = result.get("run", ("", -1))
+            whole = first and runs.get(token) == size
+            for fd, data in fileresults.pieces(result, result.get("gaps", []) if whole else []):
+                self.writer.write(fd, data)
+            tail = tuple((fd, data) for fd, data in result.get("tail", [])) if whole else ()
+            if tail and tail not in self.tails:
+                self.tails.add(tail)
+                for fd, data in tail:
+                    self.writer.write(fd, data)
             self.printed += 1
 
     def _say(self) -> None:
@@ -771,7 +676,7 @@ class PerFile:
                 running[pool.submit(self._capture, batch)] = batch
 
             try:
-                for batch in batches(stale, self.files, jobs, room):
+                for batch in self._siblings(batches(stale, self.files, jobs, room)):
                     start(batch)
                 while running:
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -820,6 +725,23 @@ class PerFile:
         self, batch: list[int], outcome: Outcome | OSError, recordings: dict[int, Any]
     ) -> list[list[int]]:
         """Give the files of a finished run their results; return the batches to run again."""
+        group = self.siblings.pop(tuple(batch), None)
+        if group is not None:
+            group.pending -= 1
+        again = self._judge(batch, outcome, recordings, group)
+        if group is not None and not group.pending:  # no sibling left to fail alike
+            for held, lines, owner_of, (code, _) in group.held:
+                again += self._divide(held, code, lines, owner_of, recordings)
+            group.held.clear()
+        return again
+
+    def _judge(
+        self,
+        batch: list[int],
+        outcome: Outcome | OSError,
+        recordings: dict[int, Any],
+        group: _Siblings | None,
+    ) -> list[list[int]]:
         if isinstance(outcome, OSError):
             self._not_started(batch, outcome)
             return []
@@ -827,36 +749,106 @@ class PerFile:
         code = outcome.exit_code
         if outcome.why_not_stored:  # a crash: nothing it printed can be trusted
             return self._crashed(batch, code, lines, outcome.why_not_stored)
-        owned, unowned = attribute(lines, path_forms([self.files[i] for i in batch], self.cwd))
-        silent = [index for position, index in enumerate(batch) if position not in owned]
-        shared = _share(len(owned), len(batch), not silent)
+        forms = path_forms([self.files[i] for i in batch], self.cwd)
+        owner_of = owners(lines, forms)
+        if group is None or not code or any(owner is not None for owner in owner_of):
+            return self._divide(batch, code, lines, owner_of, recordings)
+        failure = (code, anonymous(lines, forms))
+        if not failure[1].strip():  # silence is no evidence: bisect
+            return self._divide(batch, code, lines, owner_of, recordings)
+        if group.failure == failure:
+            self._not_a_files(batch, code, [])  # said once already
+            return []
+        twin = next((held for held in group.held if held[3] == failure), None)
+        if twin is None:  # wait for a sibling that may fail alike
+            group.held.append((batch, lines, owner_of, failure))
+        else:
+            group.held.remove(twin)
+            group.failure = failure
+            self._not_a_files(twin[0], code, twin[1])
+            self._not_a_files(batch, code, [])
+        return []
+
+    def _divide(
+        self,
+        batch: list[int],
+        code: int,
+        lines: list[Line],
+        owner_of: list[int | None],
+        recordings: dict[int, Any],
+    ) -> list[list[int]]:
+        """Store what a run says of each of its files; return the batches to run again."""
+        named = sorted({owner for owner in owner_of if owner is not None})
+        silent = [index for position, index in enumerate(batch) if position not in named]
+        shared = _share(len(named), len(batch), not silent)
         if code == 0 or not silent:
-            for position, index in enumerate(batch):
-                lines_of = owned.get(position, [])
-                self._keep(index, _payload(code if lines_of else 0, lines_of, shared), recordings)
-            self.trailer[tuple(unowned)] = None
+            self._keep_run(batch, code, lines, owner_of, range(len(batch)), shared, recordings)
             return []
         if len(batch) == 1:  # alone: its whole output and status are its result
-            self._keep(batch[0], _payload(code, lines), recordings)
+            self._keep(batch[0], fileresults.make(code, lines), recordings)
             return []
-        for position, index in enumerate(batch):
-            if position in owned:
-                self._keep(index, _payload(code, owned[position], shared), recordings)
-        if shared is not None:
-            self.families.append(([batch[p] for p in owned], silent))
         self.notes.append(
             f"a run over {self._names(batch)} failed (exit status {code}) without naming "
             f"{_count(len(silent), 'file')}: running those again in smaller batches"
         )
-        if len(silent) == len(batch):
-            return _halves(batch)  # its lines will come again from the smaller runs
-        self.trailer[tuple(unowned)] = None
+        if not named:
+            return self._siblings(_halves(batch))  # its lines will come again from those runs
+        self._keep_run(batch, code, lines, owner_of, named, shared, recordings)
+        if shared is not None:
+            self.families.append(([batch[p] for p in named], silent))
         return [silent]
+
+    def _keep_run(
+        self,
+        batch: list[int],
+        code: int,
+        lines: list[Line],
+        owner_of: list[int | None],
+        members: Sequence[int],
+        shared: list[Any] | None,
+        recordings: dict[int, Any],
+    ) -> None:
+        """Keep the results that a run gives its ``members`` (positions in ``batch``).
+
+        With lines of no file, each result records the run (a token and how many files took
+        their results from it) and where those lines were, to print them when every one of
+        those files is printed again together (:meth:`_flush`).
+        """
+        own, gaps, tail = fileresults.layout(lines, owner_of, members)
+        run = [os.urandom(8).hex(), len(members)] if tail or any(gaps.values()) else None
+        for position in members:
+            payload = fileresults.make(code if own[position] else 0, own[position], shared)
+            if run is not None:
+                payload["run"] = run
+            if gaps[position]:
+                payload["gaps"] = gaps[position]
+            if tail and position == members[-1]:
+                payload["tail"] = [[fd, data] for fd, data in tail]
+            self._keep(batch[position], payload, recordings)
+
+    def _siblings(self, runs: list[list[int]]) -> list[list[int]]:
+        """Remember that ``runs`` run side by side, over files no two of them share."""
+        if len(runs) > 1:
+            group = _Siblings(len(runs))
+            for batch in runs:
+                self.siblings[tuple(batch)] = group
+        return runs
+
+    def _not_a_files(self, batch: list[int], code: int, lines: list[Line]) -> None:
+        """Give ``batch`` a failure that is no file's: shown once, stored for none."""
+        for index in batch:
+            self.results[index] = {"code": code, "chunks": [], "data": b""}
+        if lines:
+            self.results[batch[0]] = fileresults.make(code, lines)
+            self.notes.append(
+                f"runs over disjoint files failed alike (exit status {code}) without naming "
+                "any: the failure is not a file's, so it is shown once and stored for none"
+            )
 
     def _crashed(self, batch: list[int], code: int, lines: list[Line], why: str) -> list[list[int]]:
         """Split a run killed by a signal in halves; a file that crashes alone keeps nothing."""
         if len(batch) == 1:
-            self.results[batch[0]] = _payload(code, lines)
+            self.results[batch[0]] = fileresults.make(code, lines)
             self.notes.append(f"not stored: {why} ({self.files[batch[0]]})")
             return []
         self.notes.append(
@@ -895,20 +887,24 @@ class PerFile:
             self._upload(index, payload, recordings[index].deps)
 
 
+class _Siblings:
+    """Runs over disjoint files that ran side by side: a run's halves, or a first set of batches.
+
+    Two of them that fail alike, file names aside, naming no file, fail for something other
+    than their files (a configuration error): the failure is shown once and stored for none,
+    instead of being bisected down to every single file.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.pending = size
+        #: Runs that failed naming no file, waiting for a sibling: (batch, lines, owners, failure).
+        self.held: list[tuple[list[int], list[Line], list[int | None], tuple[int, bytes]]] = []
+        self.failure: tuple[int, bytes] | None = None  # the failure two of them shared
+
+
 def _halves(batch: list[int]) -> list[list[int]]:
     half = len(batch) // 2
     return [batch[:half], batch[half:]]
-
-
-def _check_payload(payload: Payload) -> None:
-    """Raise :class:`ReplayError` unless ``payload`` is a whole stored result."""
-    try:
-        whole = sum(size for _, size in payload["chunks"]) == len(payload["data"])
-        whole = whole and isinstance(payload["code"], int)
-    except (KeyError, TypeError, ValueError):
-        whole = False
-    if not whole:
-        raise ReplayError("the stored output is malformed")
 
 
 def _count(number: int, noun: str) -> str:

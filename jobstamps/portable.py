@@ -245,7 +245,7 @@ def command_parts(
     """
     cwd_shown = relative(cwd, base)
     arguments = [_argument(arg, base) for arg in argv[1:]]
-    return [
+    return [  # per-file 2: a file's lines as jobstamps.attribution divides a batch's output
         ("format", "jobstamps-remote-per-file-2" if per_file else "jobstamps-remote-2"),
         (f"working directory {cwd_shown}", cwd_shown),
         (f"program: {len(program)}", f"program:{len(program)}"),

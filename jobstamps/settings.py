@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["always_hash", "debugging", "disabled"]
+__all__ = ["always_hash", "debugging", "disabled", "summary"]
 
 
 _POSIX = os.name == "posix"
@@ -35,3 +35,8 @@ def debugging() -> bool:
 def always_hash() -> bool:
     """``JOBSTAMPS_ALWAYS_USE_HASHES``: compare contents even where mtimes were asked for."""
     return _flag("JOBSTAMPS_ALWAYS_USE_HASHES", b"JOBSTAMPS_ALWAYS_USE_HASHES")
+
+
+def summary() -> bool:
+    """``JOBSTAMPS_SUMMARY``: say in one line how many files per-file mode replayed and ran."""
+    return _flag("JOBSTAMPS_SUMMARY", b"JOBSTAMPS_SUMMARY")

@@ -24,7 +24,12 @@ def isolated_cache(
     root = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(root / "xdg"))
     monkeypatch.setenv("JOBSTAMPS_CACHE_DIR", str(root / "jobstamps"))
-    for name in ("JOBSTAMPS_DEBUG", "JOBSTAMPS_DISABLED", "JOBSTAMPS_ALWAYS_USE_HASHES"):
+    for name in (
+        "JOBSTAMPS_DEBUG",
+        "JOBSTAMPS_DISABLED",
+        "JOBSTAMPS_ALWAYS_USE_HASHES",
+        "JOBSTAMPS_SUMMARY",
+    ):
         monkeypatch.delenv(name, raising=False)
     # Subprocesses running ``python -m jobstamps`` import this tree, not an installed copy.
     monkeypatch.setenv(

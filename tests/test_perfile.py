@@ -256,18 +256,29 @@ def test_a_linter_that_prints_only_a_summary_is_bisected(fake: list[str], tmp_pa
     ]
 
 
-def test_a_summary_line_after_named_messages_is_printed_once_and_not_stored(
+def test_a_summary_is_replayed_where_it_was_only_while_its_run_replays_whole(
     fake: list[str], tmp_path: Path
 ) -> None:
     names = write({"a.py": "named\n", "b.py": "fine\n", "c.py": "named\n"})
-    first = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
+    argv = ["--jobs", "1", "--", *fake, "--summary", "--", *names]
+    first = per_file(*argv)
     assert first.returncode == 1
     assert first.stdout == named("a.py") + named("c.py") + b"Found 2 errors.\n"
     # b.py printed nothing in a run that failed: it ran again, alone, and passed.
     assert runs(tmp_path) == [[b"a.py", b"b.py", b"c.py"], [b"b.py"]]
-    second = per_file("--jobs", "1", "--", *fake, "--summary", "--", *names)
-    assert (second.returncode, second.stdout) == (1, named("a.py") + named("c.py"))
+    second = per_file(*argv)
+    assert (second.returncode, second.stdout) == (1, first.stdout)
     assert runs(tmp_path) == []
+    # a.py and c.py took their results from that run: b.py is not part of its summary.
+    Path("b.py").write_text("fine\n# edited\n")
+    third = per_file(*argv)
+    assert (third.returncode, third.stdout) == (1, first.stdout)
+    assert runs(tmp_path) == [[b"b.py"]]
+    # Without c.py's result from that run, its summary is stale: c.py's new run has its own.
+    Path("c.py").write_text("named\n# edited\n")
+    fourth = per_file(*argv)
+    assert fourth.stdout == named("a.py") + named("c.py") + b"Found 1 errors.\n"
+    assert runs(tmp_path) == [[b"c.py"]]
 
 
 def test_failures_shared_with_a_file_that_then_failed_alone_are_checked_again(
@@ -446,7 +457,7 @@ def test_real_linter_replays_exact_messages_and_reruns_only_what_changed(
 
     second = per_file(*argv)
     assert second.returncode == 1
-    assert second.stdout == b"".join(messages)  # no summary: it belongs to no file
+    assert second.stdout == first.stdout  # summaries too, where they were
     assert real_runs(tmp_path) == []
 
     Path("m1.py").write_text("import sys\n")
@@ -661,36 +672,6 @@ def test_help_names_the_form() -> None:
 # -- the rule, on recorded output ------------------------------------------------------------------
 
 
-def test_attribution_takes_summaries_and_preambles_from_no_file() -> None:
-    forms = perfile.path_forms(["a.c", "b.c"], "/src")
-    lines = [
-        (2, b"2 warnings generated.\n"),
-        (1, b"/src/a.c:3:5: warning: unused [x]\n"),
-        (1, b"int y = z;\n"),
-        (1, b"    ^\n"),
-        (1, b"inc/h.h:1:1: note: declared here\n"),
-        (1, b"./b.c:1:1: error: bad\n"),
-        (1, b"\n"),
-        (1, b"Found 2 errors.\n"),
-        (1, b"  indented after the summary\n"),
-    ]
-    owned, unowned = perfile.attribute(lines, forms)
-    assert owned == {0: lines[1:5], 1: lines[5:7]}
-    assert unowned == [lines[0], *lines[7:]]
-
-
-def test_attribution_sees_through_terminal_colours() -> None:
-    forms = perfile.path_forms(["a.py", "b.py"], "/w")
-    lines = [
-        (1, b"\x1b[1ma.py\x1b[0m\x1b[36m:\x1b[0m1\x1b[36m:\x1b[0m8: F401 unused\n"),
-        (1, b"\x1b[1;31mb.py\x1b[m:2:1: E1 bad\n"),
-        (1, b"\x1b[1mFound 2 errors.\x1b[0m\n"),
-    ]
-    owned, unowned = perfile.attribute(lines, forms)
-    assert owned == {0: lines[:1], 1: lines[1:2]}
-    assert unowned == lines[2:]
-
-
 def test_coloured_messages_are_divided_without_running_files_again(
     fake: list[str], tmp_path: Path
 ) -> None:
@@ -711,18 +692,6 @@ def test_coloured_messages_are_divided_without_running_files_again(
     second = per_file("--jobs", "1", "--", sys.executable, str(script), "--", *names)
     assert (second.returncode, second.stdout) == (1, expected)
     assert runs(tmp_path) == [[b"a.py", b"b.py"]]  # one run, divided: nothing ran again
-
-
-def test_attribution_prefers_the_longest_matching_path() -> None:
-    forms = perfile.path_forms(["x", "x:1.py"], "/w")
-    owned, _ = perfile.attribute([(1, b"x:1.py:3:4: m\n"), (1, b"x:3:4: n\n")], forms)
-    assert owned == {1: [(1, b"x:1.py:3:4: m\n")], 0: [(1, b"x:3:4: n\n")]}
-
-
-def test_lines_are_cut_per_stream_across_chunks() -> None:
-    data = b"a.py:1: one" + b"err\n" + b" two\nrest"
-    lines = perfile.split_lines([(1, 11), (2, 4), (1, 10)], data)
-    assert lines == [(2, b"err\n"), (1, b"a.py:1: one two\n"), (1, b"rest")]
 
 
 def test_batches_respect_jobs_and_the_length_limit() -> None:
@@ -799,3 +768,235 @@ def test_a_remote_that_cannot_work_is_a_usage_error_not_an_internal_one(
     assert result.returncode == 2
     assert result.stdout.startswith(b"jobstamp: " + message)
     assert result.stdout.count(b"\n") == 1
+
+
+# -- replay fidelity through the real tools --------------------------------------------------------
+
+PYTHON = {
+    "a.py": "import os\nx = 1\n",
+    "b.py": "import sys\ny=2\n",
+    "c.py": '"""C."""\n\nZ = 3\n',
+    "d.py": "import re\n",
+}
+YAML = {"a.yaml": "a: 1\n", "b.yaml": "b:  2\n", "c.yaml": "---\nc: 3\n"}
+SHELL = {"a.sh": "#!/bin/sh\necho $x\n", "b.sh": "#!/bin/sh\ncd $d\nls $y\n", "c.sh": "#!/bin/sh\n"}
+SPELLING = {"a.txt": "teh cat\n", "b.txt": "recieve\n", "c.txt": "ok\n"}
+C = {
+    "a.c": "int main(void){int a[2]; a[3]=0; return 0;}\n",
+    "b.c": "int g(void){char *p=0; return *p;}\n",
+    "c.c": "int f(void){return 1;}\n",
+}
+JS = {"a.js": "var a = 1;\n", "b.js": "let b = 2;\nfoo();\n", "c.js": "export const c = 3;\n"}
+ESLINT = ["--no-config-lookup", "--rule", "no-undef: error"]
+#: tool, its arguments, the files, and a content of b.* that the tool has nothing to say about.
+TOOLS = [
+    ("flake8", [], PYTHON, '"""B."""\n'),
+    ("ruff", ["check", "--no-cache", "--output-format=full"], PYTHON, '"""B."""\n'),
+    ("ruff", ["check", "--no-cache", "--output-format=concise"], PYTHON, '"""B."""\n'),
+    ("ruff", ["check", "--no-cache", "--output-format=grouped"], PYTHON, '"""B."""\n'),
+    ("pycodestyle", [], PYTHON, '"""B."""\n'),
+    ("pylint", ["--exit-zero", "--score=n"], PYTHON, '"""B."""\n'),
+    ("isort", ["--check-only"], PYTHON, '"""B."""\n'),
+    ("black", ["--check"], PYTHON, '"""B."""\n'),
+    ("yamllint", ["-f", "standard"], YAML, "---\nb: 2\n"),
+    ("yamllint", ["-f", "parsable"], YAML, "---\nb: 2\n"),
+    ("shellcheck", [], SHELL, "#!/bin/sh\necho b\n"),
+    ("shellcheck", ["-f", "gcc"], SHELL, "#!/bin/sh\necho b\n"),
+    ("codespell", [], SPELLING, "receive\n"),
+    ("cppcheck", ["--quiet"], C, "int g(void){return 0;}\n"),
+    ("cppcheck", [], C, "int g(void){return 0;}\n"),
+    # eslint (npm install --global eslint): its stylish format, names alone on a line.
+    ("eslint", [*ESLINT, "--rule", "no-unused-vars: warn"], JS, "export const b = 2;\n"),
+]
+
+
+def logging_tool(tmp_path: Path, tool: str) -> str:
+    """Write a wrapper around ``tool`` that logs the words of each run, one run a line."""
+    found = BIN / tool if (BIN / tool).exists() else shutil.which(tool)
+    if found is None:
+        pytest.skip(f"{tool} is not installed")
+    wrapper = tmp_path / f"logging-{tool}"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "$FAKE_RUNS"\nexec {found} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def mentions(output: bytes, name: str) -> list[bytes]:
+    """The lines of ``output`` that name file ``name``, or its module (pylint's header)."""
+    module = b"Module " + os.fsencode(Path(name).stem) + b"\n"
+    return [line for line in output.splitlines(True) if name.encode() in line or module in line]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("tool", "args", "files", "clean"), TOOLS, ids=[" ".join([t[0], *t[1]]) for t in TOOLS]
+)
+def test_real_tools_replay_what_the_cold_run_printed_and_each_file_its_own_messages(
+    fake: list[str],
+    tmp_path: Path,
+    tool: str,
+    args: list[str],
+    files: dict[str, str],
+    clean: str,
+) -> None:
+    names = write(files)
+    argv = ["--use-hashes", "--jobs", "1", "--", logging_tool(tmp_path, tool), *args, "--", *names]
+    cold = per_file(*argv)
+    # Each failing file names itself: a failed run is never bisected, at most its silent
+    # files run again together.
+    assert len(runs(tmp_path)) <= 2
+    warm = per_file(*argv)
+    assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout)
+    assert runs(tmp_path) == []
+
+    edited = next(name for name in names if name.startswith("b."))
+    Path(edited).write_text(clean)
+    after = per_file(*argv)
+    checked = {os.fsencode(name) for name in names}
+    ran = [[word for word in run[0].split() if word in checked] for run in runs(tmp_path)]
+    # The edited file ran alone; files whose stored failure it shared may run again without it.
+    assert ran[0] == [edited.encode()]
+    assert len(ran) <= 2
+    for name in names:
+        if name != edited:
+            assert mentions(after.stdout, name) == mentions(cold.stdout, name), name
+    alone = subprocess.run(
+        [logging_tool(tmp_path, tool), *args, edited],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    assert mentions(after.stdout, edited) == mentions(alone.stdout, edited)
+
+
+# -- failures of no file, output, duplicates, options ----------------------------------------------
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_configuration_error_is_shown_once_after_a_few_runs_and_stored_for_no_file(
+    fake: list[str], tmp_path: Path, isolated_cache: Path, jobs: str
+) -> None:
+    names = write({f"f{i:02}.py": "x = 1\n" for i in range(64)})
+    Path("pyproject.toml").write_text("[tool.ruff\n")
+    ruff = logging_tool(tmp_path, "ruff")
+    for _ in range(2):
+        result = per_file("--jobs", jobs, "--", ruff, "check", "--no-cache", "--", *names)
+        assert result.returncode == 2
+        assert result.stdout.count(b"ruff failed") == 1
+        assert len(runs(tmp_path)) <= 3
+    assert Store(str(isolated_cache)).stats()["entries"] == 0
+
+
+def test_an_option_the_linter_rejects_is_reported_once(fake: list[str], tmp_path: Path) -> None:
+    names = write({f"f{i}.py": "x = 1\n" for i in range(8)})
+    flake8 = logging_tool(tmp_path, "flake8")
+    result = per_file("--jobs", "1", "--", flake8, "--max-line-length=abc", "--", *names)
+    assert result.returncode == 2
+    assert result.stdout.count(b"invalid int value: 'abc'") == 1
+    assert len(runs(tmp_path)) == 3  # the batch, then its two halves, which failed alike
+
+
+def test_silent_failures_in_both_halves_are_still_bisected_to_their_files(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({f"f{i}.py": "silent\n" if i in {1, 6} else "fine\n" for i in range(8)})
+    first = per_file("--jobs", "1", "--", *fake, "--", *names)
+    assert (first.returncode, first.stdout) == (1, b"")
+    runs(tmp_path)
+    for name in names:  # each file's own verdict was stored
+        alone = per_file("--", *fake, "--", name)
+        assert alone.returncode == (1 if name in {"f1.py", "f6.py"} else 0), name
+    assert runs(tmp_path) == []
+
+
+def test_a_passing_warning_that_names_its_file_mid_line_is_replayed_on_its_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "lint.py"
+    script.write_text(
+        "import sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    if 'long' in open(name).read():\n"
+        "        print(f'lint-warning: {name}: line too long', file=sys.stderr)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    names = write({"a.py": "short\n", "b.py": "short\n", "c.py": "long\n"})
+    argv = [sys.executable, "-m", "jobstamps", "--per-file", "--jobs", "1", "--"]
+    argv += [sys.executable, str(script), "--", *names]
+    for _ in range(3):
+        result = subprocess.run(argv, capture_output=True, check=False)
+        assert (result.returncode, result.stdout) == (0, b"")
+        assert result.stderr == b"lint-warning: c.py: line too long\n"
+
+
+def test_a_run_waiting_for_a_sibling_that_crashed_is_bisected_all_the_same(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "silent\n", "b.py": "fine\n", "c.py": "segv\n", "d.py": "fine\n"})
+    result = per_file("--jobs", "2", "--", *fake, "--summary", "--", *names)
+    assert (result.returncode, result.stdout) == (128 + 11, b"Found 1 errors.\n")
+    assert [b"a.py"] in runs(tmp_path)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_write_error_on_standard_output_is_reported_cold_and_warm(
+    fake: list[str], tmp_path: Path
+) -> None:
+    names = write({"a.py": "warn\n", "b.py": "fine\n"})
+    for _ in range(2):
+        with open("/dev/full", "wb") as full:
+            result = subprocess.run(
+                [sys.executable, "-m", "jobstamps", "--per-file", "--", *fake, "--", *names],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
+        assert result.returncode == 1
+        assert (
+            result.stderr == b"jobstamp: cannot write standard output (No space left on device)\n"
+        )
+
+
+def test_a_file_given_twice_prints_its_messages_twice_as_the_unwrapped_run_does(
+    fake: list[str], tmp_path: Path
+) -> None:
+    write({"a.py": "named\n", "b.py": "fine\n"})
+    for _ in range(2):
+        result = per_file("--jobs", "1", "--", *fake, "--", "a.py", "b.py", "a.py")
+        assert (result.returncode, result.stdout) == (1, named("a.py") * 2)
+    assert runs(tmp_path) == [[b"a.py", b"b.py"], [b"b.py"]]  # checked once
+
+
+@pytest.mark.parametrize("option", ["--jobs=2", "--summary"])
+def test_options_of_per_file_mode_alone_are_refused_elsewhere(option: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "jobstamps", option, "--", "true"], capture_output=True, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"jobstamp: {option[:6]}".encode())
+    assert b"works only with --per-file" in result.stderr
+
+
+def test_help_lists_the_options_of_per_file_mode() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "jobstamps", "--help"], capture_output=True, check=True
+    )
+    assert b"--jobs N" in result.stdout
+    assert b"--summary" in result.stdout
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_summary_line_says_how_many_files_were_replayed_and_ran(
+    fake: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    names = write({"a.py": "named\n", "b.py": "fine\n", "c.py": "fine\n"})
+    options = ["--summary"] if how == "flag" else []
+    if how == "environment":
+        monkeypatch.setenv("JOBSTAMPS_SUMMARY", "1")
+    first = per_file(*options, "--", *fake, "--", *names)
+    assert first.stdout.endswith(b"jobstamp: 0 files replayed, 3 ran\n")
+    Path("c.py").write_text("warn\n")
+    second = per_file(*options, "--", *fake, "--", *names)
+    assert second.stdout.endswith(b"jobstamp: 2 files replayed, 1 ran\n")
+    monkeypatch.delenv("JOBSTAMPS_SUMMARY", raising=False)
+    assert b"replayed" not in per_file("--", *fake, "--", *names).stdout
