@@ -71,6 +71,7 @@ class _Invocation:
         self.options = options
         self.command: list[str] = options.command or []
         self.exit_code: int | None = None  # set once the command has run
+        self.method = ""  # the fingerprint method, once chosen
 
     def run(self) -> int:
         try:
@@ -133,6 +134,7 @@ class _Invocation:
         # An unusable or unsafe directory is refused by the engine before anything runs.
         store = Store(options.stamp_directory)
         method = HASH if options.use_hashes or settings.always_hash() else MTIME
+        self.method = method
         deps = key.abspaths(options.dependencies, cwd)
         outputs = key.abspaths(options.output_files, cwd)
         stdin_data = _read_stdin() if options.stdin else None
@@ -146,6 +148,7 @@ class _Invocation:
             options.env,
             digest_bytes(stdin_data) if stdin_data is not None else "-",
         )
+        fields += _trace_fields(options)  # what a hit checks differs: another key
         job = Job(
             key.command_key(fields),
             deps,
@@ -173,13 +176,21 @@ class _Invocation:
             writer = Writer()
             return _delivered(write_back(payload, store, writer), writer.problem())
 
-        if options.remote or os.environ.get("JOBSTAMPS_REMOTE"):  # checked by name: a hit
+        if self._shared(engine):
             sharing = _Sharing(self, engine, cwd, executable, fields, merged, stdin_data)
             code = sharing.run(job, compute, replay)
         else:
             code = engine.run(job, compute, replay, force=options.force)
         self._warn_unwritable(store)
         return code
+
+    def _shared(self, engine: Engine) -> bool:
+        """Whether a remote cache is asked for (checked by name: a hit imports nothing)."""
+        wanted = bool(self.options.remote or os.environ.get("JOBSTAMPS_REMOTE"))
+        if wanted and self.options.trace:
+            engine.say("not shared: traced results stay in the local cache")
+            return False
+        return wanted
 
     def _warn_unwritable(self, store: Store) -> None:
         """Say that a run's result could not be stored (a replay loses nothing by it)."""
@@ -196,8 +207,27 @@ class _Invocation:
         from jobstamps import runner
 
         self._warn_missing(cwd)
+        traced: list[Any] | None = None
         try:
-            outcome = runner.run(self.command, executable, cwd, stdin_data, merged, engine.store)
+            if self.options.trace:
+                from jobstamps.trace import command
+
+                outcome, traced = command.run(
+                    self.command,
+                    cwd,
+                    stdin_data,
+                    merged,
+                    engine,
+                    self.options.trace_ignore,
+                    self.method,
+                )
+                if outcome is None:
+                    self.exit_code = _run_plain(self.command)
+                    return self.exit_code, None, []
+            else:
+                outcome = runner.run(
+                    self.command, executable, cwd, stdin_data, merged, engine.store
+                )
         except OSError as error:
             self.exit_code = runner.report_start_failure(self.command[0], error)
             return self.exit_code, None, []
@@ -215,7 +245,10 @@ class _Invocation:
             outcome.discard()
             engine.say(f"not stored: the output could not be stored ({error.strerror})")
             return self.exit_code, None, []
-        return self.exit_code, outcome.payload(), blobs
+        payload = outcome.payload()
+        if traced is not None:
+            payload["traced"] = traced
+        return self.exit_code, payload, blobs
 
     def _warn_missing(self, cwd: str) -> None:
         """Say which declared dependency is missing: a result made without it never hits."""
@@ -344,6 +377,14 @@ def _delivered(code: int, problem: str) -> int:
         return code
     _error(problem)
     return code or 1
+
+
+def _trace_fields(options: Options) -> list[str]:
+    """Describe the tracing asked for, as fields of the key (see :mod:`jobstamps.explain`)."""
+    if not options.trace:
+        return []
+    globs = [f"--trace-ignore={glob}" for glob in options.trace_ignore]
+    return [f"trace:{1 + len(globs)}", "--trace", *globs]
 
 
 def _why_new(store: Store, fields: list[str]) -> str:

@@ -136,7 +136,11 @@ class Engine:
             if not self.store.has_blob(digest, size):
                 return Verdict(stamp, "stored data that the entry needs is missing")
         verdict = Verdict(None, "", entry)
-        found = self._check_outputs(job, verdict) or self._check_deps(job, verdict)
+        found = (
+            self._check_outputs(job, verdict)
+            or self._check_deps(job, verdict)
+            or _check_traced(job, entry)
+        )
         if found is None:
             return verdict
         if self._explain is not None and found.trigger in job.dependencies:
@@ -441,6 +445,18 @@ class Engine:
 
 
 _MISS = object()
+
+
+def _check_traced(job: Job, entry: dict[str, Any]) -> Verdict | None:
+    """Check the paths a traced run used (see :mod:`jobstamps.trace.paths`), if it was traced."""
+    payload = entry.get("payload")
+    traced = payload.get("traced") if isinstance(payload, dict) else None
+    if traced is None:
+        return None
+    from jobstamps.trace import paths
+
+    found = paths.check(traced, job.method)
+    return Verdict(*found) if found else None
 
 
 def _ignore(*_: object) -> None:

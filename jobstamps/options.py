@@ -78,6 +78,18 @@ TABLE: dict[str, tuple[str, str, str, str]] = {
         "",
         "do not store results with a non-zero exit status",
     ),
+    "--trace": (
+        "trace",
+        "flag",
+        "",
+        "find what the command reads by tracing it (Linux, strace): no --dependencies needed",
+    ),
+    "--trace-ignore": (
+        "trace_ignore",
+        "append",
+        "GLOB",
+        "leave paths matching GLOB out of the traced set (repeatable; no '/': any component)",
+    ),
     "--per-file": (
         "per_file",
         "flag",
@@ -146,6 +158,7 @@ ALIASES["-z"] = "--zero-stats"
 _EXAMPLES = """\
 examples:
   jobstamp --dependencies src/a.py setup.cfg -- flake8 src/a.py
+  jobstamp --trace -- mypy src
   jobstamp --use-hashes --dependencies main.c --env CFLAGS -- clang-tidy main.c
   git show HEAD:x.py | jobstamp --stdin -- flake8 -
   jobstamp --output-files gen.h --restore-outputs --dependencies gen.py -- python gen.py
@@ -182,6 +195,8 @@ class Options:
         self.explain = False
         self.restore_outputs = False
         self.no_store_failures = False
+        self.trace = False
+        self.trace_ignore: list[str] = []
         self.per_file = False  # handled by jobstamps.perfile before parsing
         self.force = False
         self.remote: str | None = None

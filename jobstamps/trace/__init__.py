@@ -1,0 +1,1 @@
+"""Traced dependencies: what a command read, found by watching it run (``--trace``)."""
