@@ -72,6 +72,7 @@ class _Invocation:
         self.command: list[str] = options.command or []
         self.exit_code: int | None = None  # set once the command has run
         self.method = ""  # the fingerprint method, once chosen
+        self.made = False  # whether a run made a result to store
 
     def run(self) -> int:
         try:
@@ -165,6 +166,7 @@ class _Invocation:
             if payload is not None:
                 from jobstamps import explain
 
+                self.made = True
                 payload["fields"] = fields  # for explaining a later miss of this command line
                 explain.remember(store, explain.slot_of(fields), job.key)
             return code, payload, blobs
@@ -182,7 +184,25 @@ class _Invocation:
         else:
             code = engine.run(job, compute, replay, force=options.force)
         self._warn_unwritable(store)
+        self._note_unchecked(engine, store, job)
         return code
+
+    def _note_unchecked(self, engine: Engine, store: Store, job: Job) -> None:
+        """Say that no file is checked for this result: it replays until the key changes.
+
+        Under ``--explain`` on every run and replay; else one hint when a run stored such a
+        result and stderr is a terminal (captured output stays the command's own).
+        """
+        if job.dependencies or job.outputs or self.options.trace:
+            return
+        said = (
+            "no file is checked for this result (no --dependencies, no --trace), so it is "
+            "used again until the command line, the program or its environment changes"
+        )
+        if engine.explaining:
+            engine.say(f"{said}. Add --trace to re-run it when a file it reads changes")
+        elif self.made and not store.unwritable and os.isatty(2):
+            _error(f"hint: {said}; add --trace to re-run it when a file it reads changes")
 
     def _shared(self, engine: Engine) -> bool:
         """Whether a remote cache is asked for (checked by name: a hit imports nothing)."""

@@ -111,6 +111,11 @@ class Engine:
         self.stored: Callable[[Job, list[fingerprint.Fingerprint | None], dict[str, Any]], None]
         self.stored = _ignore
 
+    @property
+    def explaining(self) -> bool:
+        """Whether explanations were asked for."""
+        return self._explain is not None
+
     def say(self, message: str) -> None:
         """Pass an explanation to whoever asked for them."""
         if self._explain is not None:
