@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import re
 
+from jobstamps.trace.paths import DROPPED_NAMES
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -343,10 +345,8 @@ def _parse_call(pid: int, text: str) -> _Call | None:
 
 
 #: Never recorded: the kernel's views (they change all the time and are no files of the
-#: project) and the tools' own caches (a tool rewrites them as it runs; their sources are
-#: recorded).
+#: project), and the tools' own caches (:data:`jobstamps.trace.paths.DROPPED_NAMES`).
 DROPPED_TREES = ("/proc", "/sys", "/dev")
-DROPPED_NAMES = frozenset({"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"})
 
 
 class Ignore:

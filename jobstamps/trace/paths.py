@@ -10,6 +10,8 @@ names the first path that makes the command run again. Each entry is ``[path, ki
 ``l``  a symbolic link looked at as such: its target
 ``n``  a look-up that found nothing: it must still find nothing (``N``: without following a
        link at the end)
+``a``  as ``n`` for many names in one directory (``path``), listed in ``data`` (``A``: as
+       ``N``): a directory that is gone holds none of them, and one listing answers for all
 ``d``  a directory whose entries were read: its sorted names, less those the command itself
        created or removed (``data`` is ``[names, those names]``)
 """
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
     from jobstamps.trace.parse import Access
 
-__all__ = ["CHANGED_MARGIN_NS", "check", "record"]
+__all__ = ["CHANGED_MARGIN_NS", "DROPPED_NAMES", "check", "record"]
 
 #: File times come from a coarse clock that lags the wall clock by up to a tick: a file
 #: changed this long before the run started may still have been changed during it.
@@ -35,16 +37,18 @@ CHANGED_MARGIN_NS = 20_000_000
 
 Entry = list[object]
 
+#: Tools' own caches: a tool rewrites them as it runs (the sources they stand for are
+#: recorded), so no path through them is recorded, nor their names in a listing.
+DROPPED_NAMES = frozenset({"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"})
+
 
 def _kind(mode: int) -> int:
     return stat.S_IFMT(mode)
 
 
 def _names(path: str, volatile: list[str]) -> list[str]:
-    skip = set(volatile)
-    from jobstamps.trace.parse import DROPPED_NAMES
-
-    return sorted(name for name in os.listdir(path) if name not in skip | DROPPED_NAMES)
+    skip = DROPPED_NAMES.union(volatile)
+    return sorted(name for name in os.listdir(path) if name not in skip)
 
 
 def record(
@@ -79,12 +83,25 @@ def record(
             why = _record_used(path, method, started_ns, follow=follow, entries=entries)
             if why:
                 return [], why
-    entries += [
-        [path, "n" if follow else "N", None]
-        for path, follow in access.absent.items()
-        if wanted(path)
-    ]
+    entries += _absent(access, wanted)
     return entries, ""
+
+
+def _absent(access: Access, wanted: Callable[[str], bool]) -> list[Entry]:
+    """Describe the look-ups that found nothing, grouped by directory."""
+    entries: list[Entry] = []
+    absent: dict[tuple[str, bool], list[str]] = {}
+    for path, follow in access.absent.items():
+        if wanted(path):
+            parent, name = os.path.split(path)
+            if name in {"", "..", "."}:
+                entries.append([path, "n" if follow else "N", None])
+            else:
+                absent.setdefault((parent, follow), []).append(name)
+    entries += [
+        [parent, "a" if follow else "A", names] for (parent, follow), names in absent.items()
+    ]
+    return entries
 
 
 def _record_used(
@@ -124,37 +141,91 @@ def check(entries: list[Entry], method: str) -> tuple[str, str] | None:
     return None
 
 
-def _check_one(path: str, kind: str, data: object, method: str) -> str:
-    if kind == "f":
-        why, _ = fingerprint.check(path, method, data)  # type: ignore[arg-type]
-        return f"traced file {path} changed: {why}" if why else ""
-    if kind in {"n", "N"}:
-        exists = os.path.exists(path) if kind == "n" else os.path.lexists(path)
-        return f"{path} was created, where the command looked for it" if exists else ""
+#: From this many names on, one listing of their directory answers for all of them.
+_LISTED_FROM = 4
+
+
+def _check_absent(parent: str, names: list[str], follow: bool) -> str:
+    """Say which of ``names`` exists in ``parent`` now; ``""`` when none does."""
     try:
-        st = os.stat(path) if kind == "k" else os.lstat(path)
+        st = os.stat(parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+    except OSError as error:
+        return f"{parent}, where the command looked for files, cannot be read ({error.strerror})"
+    if not stat.S_ISDIR(st.st_mode):
+        return ""
+    candidates = names
+    if len(names) >= _LISTED_FROM:
+        try:
+            present = set(os.listdir(parent))
+        except OSError:
+            pass
+        else:
+            candidates = [name for name in names if name in present]
+    exists = os.path.exists if follow else os.path.lexists
+    for name in candidates:
+        path = os.path.join(parent, name)
+        if exists(path):
+            return f"{path} was created, where the command looked for it"
+    return ""
+
+
+def _check_file(path: str, data: object, method: str) -> str:
+    why, _ = fingerprint.check(path, method, data)  # type: ignore[arg-type]
+    return f"traced file {path} changed: {why}" if why else ""
+
+
+def _check_missing(path: str, follow: bool) -> str:
+    exists = os.path.exists(path) if follow else os.path.lexists(path)
+    return f"{path} was created, where the command looked for it" if exists else ""
+
+
+def _check_kind(path: str, data: object, follow: bool) -> str:
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
     except OSError:
         return f"{path}, which the command used, no longer exists"
-    if kind in {"k", "K"}:
-        return "" if _kind(st.st_mode) == data else f"{path} is another kind of file now"
-    if kind == "l":
-        try:
-            target = os.readlink(path)
-        except OSError:
-            return f"{path} is no longer a symbolic link"
-        return "" if target == data else f"symbolic link {path} leads elsewhere now"
-    if kind == "d":
-        names: list[str] = data[0]  # type: ignore[index]
-        volatile: list[str] = data[1]  # type: ignore[index]
-        try:
-            now = _names(path, volatile)
-        except OSError:
-            return f"directory {path}, which the command listed, cannot be read"
-        if now == names:
-            return ""
-        added = sorted(set(now) - set(names))
-        removed = sorted(set(names) - set(now))
-        said = [f"{name} was added" for name in added[:3]]
-        said += [f"{name} was removed" for name in removed[:3]]
-        return f"the listing of {path} changed: {'; '.join(said)}"
-    return f"{path} was recorded by another version of jobstamps"
+    return "" if _kind(st.st_mode) == data else f"{path} is another kind of file now"
+
+
+def _check_link(path: str, data: object) -> str:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return f"{path} is no longer a symbolic link"
+    return "" if target == data else f"symbolic link {path} leads elsewhere now"
+
+
+def _check_listing(path: str, data: object) -> str:
+    names: list[str] = data[0]  # type: ignore[index]
+    volatile: list[str] = data[1]  # type: ignore[index]
+    try:
+        now = _names(path, volatile)
+    except OSError:
+        return f"directory {path}, which the command listed, cannot be read"
+    if now == names:
+        return ""
+    said = [f"{name} was added" for name in sorted(set(now) - set(names))[:3]]
+    said += [f"{name} was removed" for name in sorted(set(names) - set(now))[:3]]
+    return f"the listing of {path} changed: {'; '.join(said)}"
+
+
+_CHECKS: dict[str, Callable[[str, object, str], str]] = {
+    "f": _check_file,
+    "a": lambda path, data, _: _check_absent(path, data, follow=True),  # type: ignore[arg-type]
+    "A": lambda path, data, _: _check_absent(path, data, follow=False),  # type: ignore[arg-type]
+    "n": lambda path, _, __: _check_missing(path, follow=True),
+    "N": lambda path, _, __: _check_missing(path, follow=False),
+    "k": lambda path, data, _: _check_kind(path, data, follow=True),
+    "K": lambda path, data, _: _check_kind(path, data, follow=False),
+    "l": lambda path, data, _: _check_link(path, data),
+    "d": lambda path, data, _: _check_listing(path, data),
+}
+
+
+def _check_one(path: str, kind: str, data: object, method: str) -> str:
+    checker = _CHECKS.get(kind)
+    if checker is None:
+        return f"{path} was recorded by another version of jobstamps"
+    return checker(path, data, method)
