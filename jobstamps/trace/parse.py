@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["SYSCALLS", "Access", "parse"]
+__all__ = ["SYSCALLS", "Access", "Ignore", "parse", "tidy", "unescape"]
 
 #: The system calls to trace (``strace -e trace=...``): every way to read, probe, list or
 #: change a path, to run a program, to change directory and to start a process.
@@ -31,7 +31,9 @@ SYSCALLS = (
 )
 
 _RESULT = re.compile(r"\)\s+= ")
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]()<>,]')
+#: A string (under -xx every byte of one is written \\xHH, so none holds a quote), or a
+#: character that nests or separates arguments.
+_TOKENS = re.compile(r'"[^"]*"|[{}\[\]()<>,]')
 _WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_TMPFILE")
 
 
@@ -70,13 +72,12 @@ class Access:
 
     def is_own(self, path: str) -> bool:
         """Whether ``path``, or a directory above it, was changed by the command."""
-        while True:
-            if path in self.changed:
+        changed = self.changed
+        while path:
+            if path in changed:
                 return True
-            parent = os.path.dirname(path)
-            if parent == path:
-                return False
-            path = parent
+            path = path[: path.rfind("/")]
+        return False
 
 
 class _Call:
@@ -157,7 +158,7 @@ def _annotated(arg: str) -> str | None:
     return unescape(inner)
 
 
-def _tidy(path: str) -> str:
+def tidy(path: str) -> str:
     """Drop ``.`` components and doubled slashes, keeping ``..`` as the kernel walks it."""
     parts = [part for part in path.split("/") if part not in {"", "."}]
     return "/" + "/".join(parts)
@@ -213,7 +214,7 @@ class _Parser:
 
     def resolve(self, pid: int, path: str, dirfd: str | None = None) -> str:
         if path.startswith("/"):
-            return _tidy(path)
+            return tidy(path)
         base = self.where(pid)
         if dirfd is not None:
             annotated = _annotated(dirfd)
@@ -221,7 +222,7 @@ class _Parser:
                 base = annotated
                 if dirfd.startswith("AT_FDCWD"):
                     self.cwd[pid] = annotated
-        return _tidy(base + "/" + path)
+        return tidy(base + "/" + path)
 
     def handle(self, call: _Call) -> None:  # noqa: C901, PLR0912 - one table of calls
         name, args = call.name, call.args
@@ -361,18 +362,24 @@ class Ignore:
         self, globs: Iterable[str] = (), cwd: str = "/", trees: Iterable[str] = ()
     ) -> None:
         self.trees = tuple(tree.rstrip("/") for tree in (*DROPPED_TREES, *trees))
+        self.prefixes = tuple(tree + "/" for tree in self.trees)
+        self.dropped_parts = re.compile(
+            "/(?:" + "|".join(map(re.escape, sorted(DROPPED_NAMES))) + ")/"
+        )
         self.names = [glob for glob in globs if "/" not in glob]
-        self.paths = [_tidy(os.path.join(cwd, glob)) for glob in globs if "/" in glob]
+        self.paths = [tidy(os.path.join(cwd, glob)) for glob in globs if "/" in glob]
 
     def __call__(self, path: str) -> bool:
         """Whether ``path`` is left out."""
+        if path in self.trees or path.startswith(self.prefixes):
+            return True
+        if self.dropped_parts.search(path + "/"):
+            return True
+        if not (self.names or self.paths):
+            return False
         from fnmatch import fnmatchcase
 
-        if any(path == tree or path.startswith(tree + "/") for tree in self.trees):
-            return True
         parts = path.split("/")
-        if DROPPED_NAMES.intersection(parts):
-            return True
         if any(fnmatchcase(part, glob) for glob in self.names for part in parts if part):
             return True
         return any(fnmatchcase(path, glob) for glob in self.paths)
