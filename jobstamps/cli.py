@@ -400,11 +400,12 @@ def _delivered(code: int, problem: str) -> int:
 
 
 def _trace_fields(options: Options) -> list[str]:
-    """Describe the tracing asked for, as fields of the key (see :mod:`jobstamps.explain`)."""
+    """Describe the tracing asked for, as fields of the key (none without ``--trace``)."""
     if not options.trace:
         return []
-    globs = [f"--trace-ignore={glob}" for glob in options.trace_ignore]
-    return [f"trace:{1 + len(globs)}", "--trace", *globs]
+    from jobstamps.trace import key_fields
+
+    return key_fields(options.trace_ignore)
 
 
 def _why_new(store: Store, fields: list[str]) -> str:

@@ -16,7 +16,7 @@ import stat
 
 from jobstamps import fingerprint, key, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
-from jobstamps.errors import CacheDirectoryError, UsageError
+from jobstamps.errors import CacheDirectoryError, JobstampsError, UsageError
 from jobstamps.options import TABLE, env_name
 from jobstamps.replay import Writer
 from jobstamps.store import Store
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from jobstamps.runner import Outcome
     from jobstamps.storage.layered import Layered, Shared
+    from jobstamps.trace.command import BatchTracer
 
     #: A stored result: ``{"code": status, "chunks": [(stream, size), ...], "data": bytes}``.
     Payload = dict[str, Any]
@@ -103,6 +104,14 @@ def _parser(prog: str) -> _Parser:
             parser.add_argument(name, action="store_true", help=text)
         else:
             parser.add_argument(name, metavar=metavar, help=text)
+    parser.add_argument("--trace", action="store_true", help=TABLE["--trace"][3])
+    parser.add_argument(
+        "--trace-ignore",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help=TABLE["--trace-ignore"][3],
+    )
     parser.add_argument(
         "--jobs",
         type=int,
@@ -169,6 +178,9 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
         return run_uncached(command, files, executable)
     try:
         checker = PerFile(options, command, executable, cwd)
+    except JobstampsError as error:  # --trace where tracing cannot work
+        error_line(f"{error}; running the command without the cache")
+        return run_uncached(command, files, executable)
     except OSError as error:  # CacheDirectoryError, or a path the system cannot follow
         if not isinstance(error, CacheDirectoryError):
             error = CacheDirectoryError(
@@ -412,6 +424,15 @@ class PerFile:
             cwd, executable, self.method, command, self.declared, (), options.env
         )
         self.present = [path for path in self.declared if os.path.lexists(path)]
+        self.tracer: BatchTracer | None = None
+        #: Per file of a traced batch: its traced set, or None and why it cannot be stored.
+        self.traced: dict[int, tuple[list[Any] | None, str]] = {}
+        if options.trace:
+            from jobstamps.trace import key_fields
+            from jobstamps.trace.command import BatchTracer
+
+            self.fields += key_fields(options.trace_ignore)
+            self.tracer = BatchTracer(cwd, self.engine, options.trace_ignore, self.method)
         self.declared_fingerprints: dict[str, Any] | None = None
         self.why_stale: dict[int, str] = {}  # files to run, unless the remote cache has them
         self.files: list[str] = []
@@ -474,7 +495,8 @@ class PerFile:
                 self._look_up(stale, recordings)
         except OSError:
             pass  # refreshed fingerprints not kept: those files are compared by content again
-        if stale and (self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")):
+        remote = self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")
+        if stale and remote and self.tracer is None:  # traced results stay local
             stale = self._fill(stale, recordings)
         for index in stale:
             self._miss(index)
@@ -743,6 +765,11 @@ class PerFile:
 
         argv = [*self.command, *(self.files[i] for i in batch)]
         try:
+            if self.tracer is not None:
+                own = key.abspaths([self.files[i] for i in batch], self.cwd)
+                outcome, entries, why = self.tracer.run(argv, self.cwd, self.merged, own)
+                self.traced.update(dict.fromkeys(batch, (entries, why)))
+                return outcome
             return runner.run(
                 argv,
                 self.executable,
@@ -832,6 +859,12 @@ class PerFile:
         """Make ``payload`` file ``index``'s result, and store it unless told not to."""
         self.results[index] = payload
         file = self.files[index]
+        if self.tracer is not None:
+            traced, why = self.traced.get(index, (None, "its run was not traced"))
+            if traced is None:
+                self.notes.append(f"not stored: {why} ({file})")
+                return
+            payload = {**payload, "traced": traced}
         if payload["code"] and self.options.no_store_failures:
             self.notes.append(
                 f"not stored: it failed (exit status {payload['code']}) and "

@@ -241,3 +241,28 @@ def test_no_strace_on_path_runs_the_command_uncached(tmp_path: Path) -> None:
     said = done.stderr.decode().splitlines()
     assert len(said) == 1
     assert "needs strace, which is not on PATH" in said[0]
+
+
+def test_per_file_batches_depend_on_what_they_read_outside_their_files(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("import os\n")
+    (tmp_path / "b.py").write_text("x=1\n")  # both fail and name themselves: one run
+    path = f"{TOOLS}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+
+    def check() -> tuple[bytes, str]:
+        done = jobstamp(
+            "--per-file", "--explain", "--trace", "--jobs", "1", "--", "flake8", "--",
+            "a.py", "b.py", cwd=tmp_path, env={"PATH": path},
+        )  # fmt: skip
+        return done.stdout, done.stderr.decode()
+
+    out, said = check()
+    assert b"a.py:1:1: F401" in out
+    assert "2 files: 0 replayed, 2 ran in 1 run" in said
+    assert "2 files: 2 replayed" in check()[1]
+    (tmp_path / "b.py").write_text("x=2\n")  # the other file of the batch: not a's input
+    assert "2 files: 1 replayed, 1 ran" in check()[1]
+    (tmp_path / "setup.cfg").write_text("[flake8]\nextend-ignore = F401\n")
+    out, said = check()
+    assert b"a.py" not in out
+    assert f"running a.py: {tmp_path}/setup.cfg was created, where the command looked" in said
+    assert "2 files: 0 replayed, 2 ran" in said

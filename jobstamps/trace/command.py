@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from jobstamps.engine import Engine
     from jobstamps.runner import Outcome
 
-__all__ = ["run"]
+__all__ = ["BatchTracer", "run"]
 
 
 def _line(message: str) -> None:
@@ -63,3 +63,38 @@ def run(
         return outcome, None
     engine.say(f"traced {len(entries)} paths the command used")
     return outcome, entries
+
+
+class BatchTracer:
+    """Trace the batches of ``--per-file --trace``.
+
+    What a batch read outside its own files becomes a dependency of every file in it (each
+    file is a dependency of its own result already). Raises
+    :class:`~jobstamps.trace.strace.TraceUnavailableError` where tracing cannot work.
+    """
+
+    def __init__(self, cwd: str, engine: Engine, globs: Sequence[str], method: str) -> None:
+        self.strace = strace.find_strace(cwd)
+        self.store = engine.store
+        self.dropped = Ignore(globs, cwd, [engine.store.root])
+        self.method = method
+
+    def run(
+        self, argv: Sequence[str], cwd: str, merged: bool, own: Sequence[str]
+    ) -> tuple[Outcome, list[paths.Entry] | None, str]:
+        """Run one batch traced (output kept in memory, nothing relayed).
+
+        Returns its outcome, and its traced set less the files ``own``, or ``None`` and why
+        its results must not be stored (``""`` when the outcome says why).
+        """
+        traced = strace.run(self.strace, argv, cwd, b"", merged, self.store, in_memory=True)
+        if traced.outcome.why_not_stored:
+            return traced.outcome, None, ""
+        skip = set(own)
+        entries, why = paths.record(
+            traced.access,
+            self.method,
+            traced.started_ns,
+            lambda path: path in skip or self.dropped(path),
+        )
+        return traced.outcome, (None if why else entries), why

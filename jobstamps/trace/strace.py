@@ -136,8 +136,13 @@ def run(
     stdin_data: bytes | None,
     merged: bool,
     store: Store,
+    in_memory: bool = False,
 ) -> Traced:
-    """Run ``argv`` under ``strace`` as :func:`jobstamps.runner.run` runs it; parse the trace."""
+    """Run ``argv`` under ``strace`` as :func:`jobstamps.runner.run` runs it; parse the trace.
+
+    ``in_memory`` keeps the whole output in memory and relays none of it, and leaves signals
+    alone (a per-file batch, run in a thread of its own).
+    """
     log = store.temp_path()
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
@@ -151,7 +156,9 @@ def run(
                 cwd,
                 stdin_data,
                 merged,
-                store,
+                None if in_memory else store,
+                relay=not in_memory,
+                handle_signals=not in_memory,
                 started=watch.started,
                 stop=watch.stop_r,
             )
