@@ -329,6 +329,8 @@ class _Parser:
             raise UsageError(f"no command given: write it after '--'{hint}")
         elif not options.command:
             raise UsageError("no command after '--'")
+        if options.trace_ignore and not options.trace:
+            raise UsageError("--trace-ignore needs --trace: it names paths left out of a trace")
 
 
 def parse(argv: Sequence[str]) -> Options:

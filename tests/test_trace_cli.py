@@ -266,3 +266,17 @@ def test_per_file_batches_depend_on_what_they_read_outside_their_files(tmp_path:
     assert b"a.py" not in out
     assert f"running a.py: {tmp_path}/setup.cfg was created, where the command looked" in said
     assert "2 files: 0 replayed, 2 ran" in said
+
+
+def test_a_command_killed_by_a_signal_reports_it_and_stores_nothing(tmp_path: Path) -> None:
+    script = "echo before; kill -TERM $$"
+    for _ in range(2):
+        done = traced(tmp_path, "sh", "-c", script)
+        assert (done.returncode, done.stdout) == (143, b"before\n")
+        assert "not stored: the command was killed by signal 15" in done.stderr.decode()
+
+
+def test_trace_ignore_needs_trace(tmp_path: Path) -> None:
+    done = jobstamp("--trace-ignore", "*.log", "--", "true", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("jobstamp: --trace-ignore needs --trace")
