@@ -83,21 +83,22 @@ class Options:
         method: object = None,
         cache_dir: str | os.PathLike[str] | None = None,
         restore_outputs: bool = False,
+        trace: bool = False,
     ) -> None:
         self.dependencies = _fixed(dependencies)
         self.outputs = _fixed(outputs)
         self.method = method
         self.cache_dir = cache_dir
         self.restore_outputs = restore_outputs
+        self.trace = trace  # record what the call opens and lists (jobstamps.trace.audit)
 
     def job(self, func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Job:
         """Describe calling ``func(*args, **kwargs)`` as a job."""
         given_deps = _paths(self.dependencies, args, kwargs)
         given_outputs = _paths(self.outputs, args, kwargs)
         method = method_name(self.method)
-        identity = _plain_call(
-            func, args, kwargs, given_deps, given_outputs, (method, bool(self.restore_outputs))
-        )
+        how = (method, bool(self.restore_outputs), bool(self.trace))
+        identity = _plain_call(func, args, kwargs, given_deps, given_outputs, how)
         if identity is not None:
             known = _jobs.get(identity)
             if (
@@ -109,7 +110,9 @@ class Options:
                 return known[3]
         deps = abspaths(given_deps)
         outputs = abspaths(given_outputs)
-        key = call_key(func, args, kwargs, (deps, outputs, method))
+        # What a traced hit checks differs: another key (untraced keys stay as they were).
+        traced = ("trace",) if self.trace else ()
+        key = call_key(func, args, kwargs, (deps, outputs, method, *traced))
         job = Job(key, deps, outputs, method, self.restore_outputs, lambda: describe_callable(func))
         if identity is not None:
             _remember_job(identity, [*given_deps, *given_outputs], [*deps, *outputs], job)
@@ -166,7 +169,7 @@ def _plain_call(
     kwargs: Mapping[str, Any],
     deps: Sequence[str],
     outputs: Sequence[str],
-    how: tuple[str, bool],
+    how: tuple[str, bool, bool],
 ) -> tuple[Any, ...] | None:
     """Identify a call whose key cannot change while its function lives; else ``None``.
 
@@ -278,23 +281,24 @@ def run_call(
     explaining = settings.debugging()
     job = options.job(func, args, kwargs)
     key = job.key
-    fresh = cache.fresh.get(key)
+    fresh = cache.fresh.get(key)  # never for a traced call: its traced set is checked too
     if fresh is not None and not explaining:
         hit, result = _replay_unchanged(cache, key, *fresh)
         if hit:
             return result  # type: ignore[no-any-return]
-    engine = _engine(cache, explaining, func, args, kwargs)
+    engine = _engine(cache, explaining, func, args, kwargs, shared=not options.trace)
     entry = cache.store.entry_path(key)
-    before = None if job.restore_outputs else _settled([entry, *job.dependencies, *job.outputs])
+    before = (
+        None
+        if job.restore_outputs or options.trace
+        else _settled([entry, *job.dependencies, *job.outputs])
+    )
 
     def compute() -> tuple[R, dict[str, Any] | None, Sequence[tuple[str, int]]]:
+        if options.trace:
+            return _traced(engine, job, func, args, kwargs)
         result = func(*args, **kwargs)
-        try:
-            data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as error:  # noqa: BLE001 - any pickling failure: return, don't store
-            engine.say(f"not stored: the result of {job.about} cannot be pickled ({error})")
-            return result, None, ()
-        return result, {"pickle": data}, ()
+        return result, _payload(engine, job, result), ()
 
     def replay(payload: dict[str, Any]) -> R:
         data = payload["pickle"]
@@ -311,6 +315,37 @@ def run_call(
     return engine.run(job, compute, replay)
 
 
+def _payload(engine: Engine, job: Job, result: object) -> dict[str, Any] | None:
+    """Pickle a result to store; ``None`` (and say why) when it cannot be."""
+    try:
+        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:  # noqa: BLE001 - any pickling failure: return, don't store
+        engine.say(f"not stored: the result of {job.about} cannot be pickled ({error})")
+        return None
+    return {"pickle": data}
+
+
+def _traced(
+    engine: Engine, job: Job, func: Callable[..., R], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[R, dict[str, Any] | None, Sequence[tuple[str, int]]]:
+    """Run a traced call: store what it opened and listed with its result (``trace=True``)."""
+    from jobstamps.trace import audit, paths
+    from jobstamps.trace.parse import Ignore
+
+    started = time.time_ns()
+    with audit.recording() as access:
+        result = func(*args, **kwargs)
+    payload = _payload(engine, job, result)
+    if payload is None:
+        return result, None, ()
+    entries, why = paths.record(access, job.method, started, Ignore((), trees=[engine.store.root]))
+    if why:
+        engine.say(f"not stored: {why}")
+        return result, None, ()
+    payload["traced"] = entries
+    return result, payload, ()
+
+
 #: The remote cache of this process, once a miss opened it (``None`` in it: none usable).
 _remote: list[Any] = []
 #: Whether the remote was found unusable for Python results, and said so.
@@ -323,10 +358,14 @@ def _engine(
     func: Callable[..., Any],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
+    shared: bool = True,
 ) -> Engine:
-    """Return the engine for one call: explaining if asked to, with the remote if configured."""
+    """Return the engine for one call: explaining if asked to, with the remote if configured.
+
+    ``shared=False`` keeps the remote out (traced results stay local).
+    """
     engine = Engine(cache.store, _say) if explaining else cache.engine
-    if os.environ.get("JOBSTAMPS_REMOTE"):
+    if shared and os.environ.get("JOBSTAMPS_REMOTE"):
         engine = _with_remote(engine, func, args, kwargs)
     return engine
 

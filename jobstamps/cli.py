@@ -71,6 +71,8 @@ class _Invocation:
         self.options = options
         self.command: list[str] = options.command or []
         self.exit_code: int | None = None  # set once the command has run
+        self.method = ""  # the fingerprint method, once chosen
+        self.made = False  # whether a run made a result to store
 
     def run(self) -> int:
         try:
@@ -132,6 +134,7 @@ class _Invocation:
         # An unusable or unsafe directory is refused by the engine before anything runs.
         store = Store(options.stamp_directory)
         method = HASH if options.use_hashes or settings.always_hash() else MTIME
+        self.method = method
         deps = key.abspaths(options.dependencies, cwd)
         outputs = key.abspaths(options.output_files, cwd)
         stdin_data = _read_stdin() if options.stdin else None
@@ -145,6 +148,7 @@ class _Invocation:
             options.env,
             digest_bytes(stdin_data) if stdin_data is not None else "-",
         )
+        fields += _trace_fields(options)  # what a hit checks differs: another key
         job = Job(
             key.command_key(fields),
             deps,
@@ -161,6 +165,7 @@ class _Invocation:
             if payload is not None:
                 from jobstamps import explain
 
+                self.made = True
                 payload["fields"] = fields  # for explaining a later miss of this command line
                 explain.remember(store, explain.slot_of(fields), job.key)
             return code, payload, blobs
@@ -172,13 +177,13 @@ class _Invocation:
             writer = Writer()
             return _delivered(write_back(payload, store, writer), writer.problem())
 
-        # The remote is only named here: a hit reads none of its settings.
-        if options.show_key or options.remote or os.environ.get("JOBSTAMPS_REMOTE"):
+        if self._shared(engine):
             sharing = _Sharing(self, engine, cwd, executable, fields, merged, stdin_data)
             code = sharing.run(job, compute, replay)
         else:
             code = engine.run(job, compute, replay, force=options.force)
         self._warn_unwritable(store)
+        self._note_unchecked(engine, store, job)
         return code
 
     def _without_cache(self, cwd: str) -> int | None:
@@ -205,6 +210,32 @@ class _Invocation:
         unkeyed = key.unfingerprintable(named, cwd)
         return f"{unkeyed} is a pipe or a device, so it is not cached" if unkeyed else ""
 
+    def _note_unchecked(self, engine: Engine, store: Store, job: Job) -> None:
+        """Say that no file is checked for this result: it replays until the key changes.
+
+        Under ``--explain`` on every run and replay; else one hint when a run stored such a
+        result and stderr is a terminal (captured output stays the command's own).
+        """
+        if job.dependencies or job.outputs or self.options.trace:
+            return
+        said = (
+            "no file is checked for this result (no --dependencies, no --trace), so it is "
+            "used again until the command line, the program or its environment changes"
+        )
+        if engine.explaining:
+            engine.say(f"{said}. Add --trace to re-run it when a file it reads changes")
+        elif self.made and not store.unwritable and os.isatty(2):
+            _error(f"hint: {said}; add --trace to re-run it when a file it reads changes")
+
+    def _shared(self, engine: Engine) -> bool:
+        """Whether a remote cache is asked for (checked by name: a hit imports nothing)."""
+        options = self.options
+        wanted = bool(options.show_key or options.remote or os.environ.get("JOBSTAMPS_REMOTE"))
+        if wanted and options.trace:
+            engine.say("not shared: traced results stay in the local cache")
+            return False
+        return wanted
+
     def _warn_unwritable(self, store: Store) -> None:
         """Say that a run's result could not be stored (a replay loses nothing by it)."""
         if store.unwritable and self.exit_code is not None:
@@ -220,8 +251,27 @@ class _Invocation:
         from jobstamps import runner
 
         self._warn_missing(cwd)
+        traced: list[Any] | None = None
         try:
-            outcome = runner.run(self.command, executable, cwd, stdin_data, merged, engine.store)
+            if self.options.trace:
+                from jobstamps.trace import command
+
+                outcome, traced = command.run(
+                    self.command,
+                    cwd,
+                    stdin_data,
+                    merged,
+                    engine,
+                    self.options.trace_ignore,
+                    self.method,
+                )
+                if outcome is None:
+                    self.exit_code = _run_plain(self.command)
+                    return self.exit_code, None, []
+            else:
+                outcome = runner.run(
+                    self.command, executable, cwd, stdin_data, merged, engine.store
+                )
         except OSError as error:
             self.exit_code = runner.report_start_failure(self.command[0], error)
             return self.exit_code, None, []
@@ -239,7 +289,10 @@ class _Invocation:
             outcome.discard()
             engine.say(f"not stored: the output could not be stored ({error.strerror})")
             return self.exit_code, None, []
-        return self.exit_code, outcome.payload(), blobs
+        payload = outcome.payload()
+        if traced is not None:
+            payload["traced"] = traced
+        return self.exit_code, payload, blobs
 
     def _warn_missing(self, cwd: str) -> None:
         """Say which declared dependency is missing: a result made without it never hits."""
@@ -406,6 +459,15 @@ def _delivered(code: int, problem: str) -> int:
         return code
     _error(problem)
     return code or 1
+
+
+def _trace_fields(options: Options) -> list[str]:
+    """Describe the tracing asked for, as fields of the key (none without ``--trace``)."""
+    if not options.trace:
+        return []
+    from jobstamps.trace import key_fields
+
+    return key_fields(options.trace_ignore)
 
 
 def _why_new(store: Store, fields: list[str]) -> str:

@@ -103,6 +103,7 @@ def memoize(
     cache_dir: str | os.PathLike[str] | None = None,
     restore_outputs: bool = False,
     enabled: bool = True,
+    trace: bool = False,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
 def memoize(
     func: Callable[P, R] | None = None,
@@ -114,6 +115,7 @@ def memoize(
     cache_dir: str | os.PathLike[str] | None = None,
     restore_outputs: bool = False,
     enabled: bool = True,
+    trace: bool = False,
 ) -> Memoized[P, R] | Callable[[Callable[P, R]], Memoized[P, R]]:
     """Store a function's results on disk and reuse them while nothing they depend on changed.
 
@@ -133,10 +135,13 @@ def memoize(
         Store output files too and restore deleted ones instead of running again.
     enabled
         ``False`` calls the function every time and stores nothing.
+    trace
+        Also record the files the call opens and the directories it lists (in its own
+        thread, through an audit hook) and run it again when any of them changes.
 
     """
     calls.method_name(method)  # reject a bad method at decoration time
-    options = calls.Options(dependencies, outputs, method, cache_dir, restore_outputs)
+    options = calls.Options(dependencies, outputs, method, cache_dir, restore_outputs, trace)
 
     def decorate(function: Callable[P, R]) -> Memoized[P, R]:
         return Memoized(function, options, enabled)

@@ -111,6 +111,11 @@ class Engine:
         self.stored: Callable[[Job, list[fingerprint.Fingerprint | None], dict[str, Any]], None]
         self.stored = _ignore
 
+    @property
+    def explaining(self) -> bool:
+        """Whether explanations were asked for."""
+        return self._explain is not None
+
     def say(self, message: str) -> None:
         """Pass an explanation to whoever asked for them."""
         if self._explain is not None:
@@ -136,7 +141,11 @@ class Engine:
             if not self.store.has_blob(digest, size):
                 return Verdict(stamp, "stored data that the entry needs is missing")
         verdict = Verdict(None, "", entry)
-        found = self._check_outputs(job, verdict) or self._check_deps(job, verdict)
+        found = (
+            self._check_outputs(job, verdict)
+            or self._check_deps(job, verdict)
+            or _check_traced(job, entry)
+        )
         if found is None:
             return verdict
         if self._explain is not None and found.trigger in job.dependencies:
@@ -441,6 +450,18 @@ class Engine:
 
 
 _MISS = object()
+
+
+def _check_traced(job: Job, entry: dict[str, Any]) -> Verdict | None:
+    """Check the paths a traced run used (see :mod:`jobstamps.trace.paths`), if it was traced."""
+    payload = entry.get("payload")
+    traced = payload.get("traced") if isinstance(payload, dict) else None
+    if traced is None:
+        return None
+    from jobstamps.trace import paths
+
+    found = paths.check(traced, job.method)
+    return Verdict(*found) if found else None
 
 
 def _ignore(*_: object) -> None:

@@ -22,6 +22,7 @@ _HEAD = ("working directory", "executable", "method", "output streams")
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@%+=:,./-_")
 _GROUPS = {"argv": "arguments", "deps": "dependencies", "outputs": "outputs", "env": "environment"}
 _GROUPS["python"] = "Python environment"  # the interpreter and distributions (key.py)
+_GROUPS["trace"] = "tracing"  # --trace and its --trace-ignore globs (cli.py)
 
 
 def shell_words(argv: Sequence[str]) -> str:
@@ -71,6 +72,8 @@ def describe_change(old: Sequence[str], new: Sequence[str]) -> str:
     changes = []
     for name in (*_HEAD, *_GROUPS.values(), "standard input"):
         was, now = before.get(name), after.get(name)
+        if name == "tracing":  # absent when off
+            was, now = was or [], now or []
         if was == now:
             continue
         if name == "environment" and isinstance(was, list) and isinstance(now, list):

@@ -9,6 +9,8 @@ Keyword arguments named ``jobstamps_*`` configure the cache and are not passed t
 - ``jobstamps_method``: :class:`MTimeMethod` (default) or :class:`HashMethod`.
 - ``jobstamps_restore_outputs``: store output files and restore deleted ones instead of
   running again (default ``False``, as in the original).
+- ``jobstamps_trace``: also record the files the call opens and the directories it lists, and
+  run it again when any of them changes (default ``False``; see ``jobstamps.trace.audit``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def _split(kwargs: dict[str, Any]) -> tuple[calls.Options, dict[str, Any]]:
         kwargs.pop("jobstamps_method", None),
         kwargs.pop("jobstamps_cache_output_directory", None),
         bool(kwargs.pop("jobstamps_restore_outputs", False)),
+        bool(kwargs.pop("jobstamps_trace", False)),
     )
     return options, kwargs
 

@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["ALIASES", "TABLE", "USAGE", "Options", "env_name", "help_text", "parse"]
+__all__ = ["ALIASES", "TABLE", "USAGE", "Options", "check_trace", "env_name", "help_text", "parse"]
 
 USAGE = "usage: jobstamp [OPTION...] -- COMMAND [ARG...]"
 
@@ -77,6 +77,18 @@ TABLE: dict[str, tuple[str, str, str, str]] = {
         "flag",
         "",
         "do not store results with a non-zero exit status",
+    ),
+    "--trace": (
+        "trace",
+        "flag",
+        "",
+        "find what the command reads by tracing it (Linux, strace): no --dependencies needed",
+    ),
+    "--trace-ignore": (
+        "trace_ignore",
+        "append",
+        "GLOB",
+        "leave paths matching GLOB out of the traced set (repeatable; no '/': any component)",
     ),
     "--per-file": (
         "per_file",
@@ -167,6 +179,7 @@ ALIASES["-z"] = "--zero-stats"
 _EXAMPLES = """\
 examples:
   jobstamp --dependencies src/a.py setup.cfg -- flake8 src/a.py
+  jobstamp --trace -- mypy src
   jobstamp --use-hashes --dependencies main.c --env CFLAGS -- clang-tidy main.c
   git show HEAD:x.py | jobstamp --stdin -- flake8 -
   jobstamp --output-files gen.h --restore-outputs --dependencies gen.py -- python gen.py
@@ -203,6 +216,8 @@ class Options:
         self.explain = False
         self.restore_outputs = False
         self.no_store_failures = False
+        self.trace = False
+        self.trace_ignore: list[str] = []
         self.per_file = False  # handled by jobstamps.perfile before parsing
         self.jobs: str | None = None  # per-file mode only
         self.summary = False  # per-file mode only
@@ -341,6 +356,15 @@ class _Parser:
             raise UsageError(f"no command given: write it after '--'{hint}")
         elif not options.command:
             raise UsageError("no command after '--'")
+        check_trace(options.trace, options.trace_ignore, options.show_key)
+
+
+def check_trace(trace: bool, ignored: list[str], show_key: bool) -> None:
+    """Refuse the tracing options that mean nothing together (every mode's rule)."""
+    if ignored and not trace:
+        raise UsageError("--trace-ignore needs --trace: it names paths left out of a trace")
+    if show_key and trace:
+        raise UsageError("--show-key shows a remote key, and traced results are not shared")
 
 
 def parse(argv: Sequence[str]) -> Options:

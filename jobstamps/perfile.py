@@ -19,8 +19,8 @@ import stat
 from jobstamps import fileresults, fingerprint, key, settings
 from jobstamps.attribution import anonymous, owners, path_forms, split_lines
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
-from jobstamps.errors import CacheDirectoryError, NotShareableError, UsageError
-from jobstamps.options import TABLE, env_name
+from jobstamps.errors import CacheDirectoryError, JobstampsError, NotShareableError, UsageError
+from jobstamps.options import TABLE, check_trace, env_name
 from jobstamps.replay import Writer
 from jobstamps.store import Store
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from jobstamps.fileresults import Payload
     from jobstamps.runner import Outcome
     from jobstamps.storage.layered import Layered, Shared
+    from jobstamps.trace.command import BatchTracer
 
 __all__ = ["PerFile", "batches", "main", "parse"]
 
@@ -105,6 +106,14 @@ def _parser(prog: str) -> _Parser:
             parser.add_argument(name, action="store_true", help=text)
         else:
             parser.add_argument(name, metavar=metavar, help=text)
+    parser.add_argument("--trace", action="store_true", help=TABLE["--trace"][3])
+    parser.add_argument(
+        "--trace-ignore",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help=TABLE["--trace-ignore"][3],
+    )
     only = "with --per-file: "  # the option table's words for options of this mode only
     parser.add_argument(
         "--jobs",
@@ -137,6 +146,7 @@ def parse(argv: Sequence[str], prog: str) -> tuple[argparse.Namespace, list[str]
         raise UsageError(
             f"--jobs must be at least 1, not {options.jobs}. Omit it to use every processor"
         )
+    check_trace(options.trace, options.trace_ignore, options.show_key)
     return options, command, files
 
 
@@ -163,6 +173,24 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
     except OSError:
         error_line("the working directory no longer exists; running the command without the cache")
         return run_uncached(command, files)
+    executable = _executable(command, cwd)
+    if isinstance(executable, int):
+        return executable
+    checker = (
+        None
+        if _uncached(options, command, files, cwd)
+        else _checker(options, command, executable, cwd)
+    )
+    if checker is None:
+        return run_uncached(command, files, executable)
+    try:
+        return checker.show(files) if options.show_key else checker.run(files)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _executable(command: list[str], cwd: str) -> str | int:
+    """Return the program ``command`` runs, or the exit status that says it cannot run."""
     executable = key.resolve_executable(command[0], cwd, os.environ.get("PATH"))
     if executable is None:
         error_line(f"command not found: {command[0]}. Check its name and PATH")
@@ -170,27 +198,37 @@ def run(options: argparse.Namespace, command: list[str], files: list[str]) -> in
     if not os.access(executable, os.X_OK):
         error_line(f"cannot run {command[0]}: permission denied. Make it executable")
         return 126
+    return executable
+
+
+def _uncached(options: argparse.Namespace, command: list[str], files: list[str], cwd: str) -> bool:
+    """Whether the files must be checked without the cache (nothing to key on, or no cache)."""
     if (not files or settings.disabled()) and not options.show_key:
         # No file names (pass_filenames: false, always_run): what it reads is unknown, so no cache.
-        return run_uncached(command, files, executable)
+        return True
     unkeyed = key.unfingerprintable([*command[1:], *options.dependencies, *files], cwd)
     if unkeyed is not None:  # read once, as is: a result keyed on it would lie
         if options.explain or settings.debugging():
             error_line(f"running without the cache: {unkeyed} is a pipe or a device")
-        return run_uncached(command, files, executable)
+        return True
+    return False
+
+
+def _checker(
+    options: argparse.Namespace, command: list[str], executable: str, cwd: str
+) -> PerFile | None:
+    """Set up the per-file check, or say in one line why the cache cannot be used (``None``)."""
     try:
-        checker = PerFile(options, command, executable, cwd)
+        return PerFile(options, command, executable, cwd)
+    except JobstampsError as error:  # --trace where tracing cannot work
+        error_line(f"{error}; running the command without the cache")
     except OSError as error:  # CacheDirectoryError, or a path the system cannot follow
         if not isinstance(error, CacheDirectoryError):
             error = CacheDirectoryError(
                 f"cache directory {error.filename} cannot be used ({error.strerror or error})"
             )
         error_line(f"{error}; running the command without the cache")
-        return run_uncached(command, files, executable)
-    try:
-        return checker.show(files) if options.show_key else checker.run(files)
-    except KeyboardInterrupt:
-        return 130
+    return None
 
 
 def error_line(message: str) -> None:
@@ -292,6 +330,15 @@ class PerFile:
             cwd, executable, self.method, command, self.declared, (), options.env
         )
         self.present = [path for path in self.declared if os.path.lexists(path)]
+        self.tracer: BatchTracer | None = None
+        #: Per file of a traced batch: its traced set, or None and why it cannot be stored.
+        self.traced: dict[int, tuple[list[Any] | None, str]] = {}
+        if options.trace:
+            from jobstamps.trace import key_fields
+            from jobstamps.trace.command import BatchTracer
+
+            self.fields += key_fields(options.trace_ignore)
+            self.tracer = BatchTracer(cwd, self.engine, options.trace_ignore, self.method)
         self.declared_fingerprints: dict[str, Any] | None = None
         self.why_stale: dict[int, str] = {}  # files to run, unless the remote cache has them
         self.files: list[str] = []
@@ -363,7 +410,8 @@ class PerFile:
                 self._look_up(stale, recordings)
         except OSError:
             pass  # refreshed fingerprints not kept: those files are compared by content again
-        if stale and (self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")):
+        remote = self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")
+        if stale and remote and self.tracer is None:  # traced results stay local
             stale = self._fill(stale, recordings)
         for index in stale:
             self._miss(index)
@@ -696,6 +744,11 @@ class PerFile:
 
         argv = [*self.command, *(self.files[i] for i in batch)]
         try:
+            if self.tracer is not None:
+                own = key.abspaths([self.files[i] for i in batch], self.cwd)
+                outcome, entries, why = self.tracer.run(argv, self.cwd, self.merged, own)
+                self.traced.update(dict.fromkeys(batch, (entries, why)))
+                return outcome
             return runner.run(
                 argv,
                 self.executable,
@@ -872,6 +925,12 @@ class PerFile:
         """Make ``payload`` file ``index``'s result, and store it unless told not to."""
         self.results[index] = payload
         file = self.files[index]
+        if self.tracer is not None:
+            traced, why = self.traced.get(index, (None, "its run was not traced"))
+            if traced is None:
+                self.notes.append(f"not stored: {why} ({file})")
+                return
+            payload = {**payload, "traced": traced}
         if payload["code"] and self.options.no_store_failures:
             self.notes.append(
                 f"not stored: it failed (exit status {payload['code']}) and "

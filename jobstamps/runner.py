@@ -21,7 +21,7 @@ from jobstamps.replay import Writer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import FrameType
     from typing import Any
 
@@ -187,11 +187,16 @@ def run(
     store: Store | None,
     relay: bool = True,
     handle_signals: bool = True,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    stop: int | None = None,
 ) -> Outcome:
     """Run ``argv`` (``executable`` is the resolved ``argv[0]``) and record what it prints.
 
     ``relay`` writes the output live to this process's stdout and stderr as well;
-    ``handle_signals`` (main thread only) notes and forwards signals sent to this process.
+    ``handle_signals`` (main thread only) notes and forwards signals sent to this process;
+    ``started`` is given the process once it runs. Once the descriptor ``stop`` is readable
+    (the caller knows the command has ended, and its output was read meanwhile) the pipes and
+    the process are no longer waited for, and the exit status reads 0: the caller knows it.
     Without a ``store`` the whole output is kept in memory.
     """
     outcome = Outcome(store)
@@ -215,8 +220,11 @@ def run(
                 for fd in {out_w, err_w}:
                     os.close(fd)
             signals.proc = proc
-            _pump(proc, readers, memoryview(stdin_data or b""), outcome, recorder, relay)
-            returncode = proc.wait()
+            if started is not None:
+                started(proc)
+            pending = memoryview(stdin_data or b"")
+            stopped = _pump(proc, readers, pending, outcome, recorder, relay, stop)
+            returncode = 0 if stopped else proc.wait()
         except BaseException:
             recorder.discard()
             raise
@@ -258,17 +266,18 @@ def _channel(fd: int) -> tuple[int, int]:
     return master, slave
 
 
-def _pump(
+def _pump(  # noqa: C901 - one loop over every source of events
     proc: subprocess.Popen[bytes],
     readers: dict[int, int],
     pending: memoryview,
     outcome: Outcome,
     recorder: _Recorder,
     relay: bool,
-) -> None:
+    stop: int | None = None,
+) -> bool:
     """Relay and record output until every pipe closes, feeding stdin as the command reads.
 
-    A pipe closed here is removed from ``readers``.
+    A pipe closed here is removed from ``readers``. Returns whether ``stop`` ended it.
     """
     import selectors
 
@@ -279,9 +288,14 @@ def _pump(
         if proc.stdin is not None:
             os.set_blocking(proc.stdin.fileno(), False)
             selector.register(proc.stdin, selectors.EVENT_WRITE, 0)
+        if stop is not None:
+            selector.register(stop, selectors.EVENT_READ, -1)
         open_streams = len(readers)
-        while open_streams:
+        while open_streams > 0:
             for key, _ in selector.select():
+                if key.data == -1:
+                    open_streams = -1  # after the rest of this round
+                    continue
                 if key.data == 0:
                     pending = _feed(proc, selector, pending)
                     continue
@@ -309,6 +323,7 @@ def _pump(
     # The recording is complete all the same (the command's pipe stayed open), so the result
     # is stored; the caller reports the failure and exits non-zero.
     outcome.relay_error = writer.problem()
+    return open_streams < 0
 
 
 def _read(fd: int) -> bytes:

@@ -232,3 +232,21 @@ def test_bench_store_writes_results_one_file_each_and_in_one_pack(
     assert all(ways[way][step]["median_ms"] > 0 for way in ways for step in ("write", "read"))
     assert found["write_ratio"] > 0
     assert list(tmp.iterdir()) == []  # its temporary directory is gone
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_bench_trace_times_traced_hits_and_cold_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tmp = tmp_path_factory.mktemp("bench-trace-tmp")
+    found = run_script("bench_trace.py", tmp, "--quick", PYTHONPATH=str(BENCHMARKS.parent))
+    flake8, mypy = found["flake8"], found["mypy"]
+    assert flake8["paths"] > 0
+    assert set(flake8["times"]) == {"untraced hit", "traced hit", "flake8", "traced run"}
+    assert mypy["modules"] > 100
+    assert set(mypy["times"]) == {"mypy cold", "traced cold", "mypy warm", "traced hit"}
+    assert all(figures["median_ms"] > 0 for figures in mypy["times"].values())
+    assert flake8["hit_ratio"] > 0
+    assert mypy["warm_speedup"] > 0
+    assert list(tmp.iterdir()) == []  # its temporary directory is gone

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 REPO = DOCS.parent
 MAN_PAGE = DOCS / "man" / "jobstamp.1"
-REGENERATE = "python -m sphinx -b man -d /tmp/jobstamps-doctrees docs docs/man"
+REGENERATE = "python -m sphinx -E -b man -d /tmp/jobstamps-doctrees docs docs/man"
 
 #: Which test runs each page's examples, by language (a "text" example is a transcript).
 EXAMPLES_RUN_BY = {

@@ -1,0 +1,296 @@
+"""``jobstamp --trace`` end to end, with real tools: what they read decides a hit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from support import jobstamp
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+
+TOOLS = os.path.dirname(sys.executable)  # flake8, mypy
+
+
+def traced(
+    cwd: Path,
+    *command: str,
+    env: dict[str, str | None] | None = None,
+    options: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[bytes]:
+    path = f"{TOOLS}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    return jobstamp(
+        "--explain", "--trace", *options, "--", *command, cwd=cwd, env={"PATH": path, **(env or {})}
+    )
+
+
+def ran(done: subprocess.CompletedProcess[bytes], why: str = "") -> bool:
+    """Whether the command ran (else it was replayed); ``why`` must be the reason given."""
+    said = done.stderr.decode()
+    running = [line for line in said.splitlines() if line.startswith("jobstamp: running")]
+    if why:
+        assert any(why in line for line in running), said
+    if running:
+        assert "jobstamp: stored the result" in said or "not stored" in said, said
+        return True
+    assert "jobstamp: replayed" in said, said
+    return False
+
+
+def test_output_and_status_are_byte_exact_on_a_run_and_a_replay(tmp_path: Path) -> None:
+    script = "printf 'out\\n'; printf 'err \\377\\n' >&2; exit 3"
+    plain = subprocess.run(["sh", "-c", script], capture_output=True, check=False)
+    for _ in range(2):
+        done = jobstamp("--trace", "--", "sh", "-c", script, cwd=tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (3, plain.stdout, plain.stderr)
+
+
+def test_flake8_config_found_by_upward_search(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("import os\n" + "x = 1" + " " * 90 + "# long\n")
+    assert ran(traced(src, "flake8", "a.py"))
+    assert not ran(traced(src, "flake8", "a.py"))
+    cfg = tmp_path / "setup.cfg"
+    cfg.write_text("[flake8]\nextend-ignore = F401\n")
+    done = traced(src, "flake8", "a.py")
+    assert ran(done, f"{cfg} was created, where the command looked for it")
+    assert b"F401" not in done.stdout
+    assert b"E501" in done.stdout
+    assert not ran(traced(src, "flake8", "a.py"))
+    cfg.write_text("[flake8]\nextend-ignore = F401\nmax-line-length = 200\n")
+    done = traced(src, "flake8", "a.py")
+    assert ran(done, f"traced file {cfg} changed")
+    assert done.stdout == b""
+    cfg.unlink()
+    done = traced(src, "flake8", "a.py")
+    assert ran(done, f"traced file {cfg} changed")
+    assert b"F401" in done.stdout
+    assert not ran(traced(src, "flake8", "a.py"))
+
+
+@pytest.mark.slow
+def test_mypy_imports_stubs_config_and_its_own_cache(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.b import f\nimport extmod\n\nx: int = f()\n")
+    (pkg / "b.py").write_text("def f() -> int:\n    return 1\n")
+    command = ("mypy", "pkg")
+    first = traced(tmp_path, *command)
+    assert ran(first)
+    assert b"extmod" in first.stdout
+    assert (tmp_path / ".mypy_cache").is_dir()
+    assert not ran(traced(tmp_path, *command))  # its cache, written by the first run
+    (pkg / "b.py").write_text("def f() -> str:\n    return ''\n")
+    done = traced(tmp_path, *command)
+    assert ran(done, "b.py")
+    assert b"Incompatible types" in done.stdout
+    assert "not stored" not in done.stderr.decode()
+    assert not ran(traced(tmp_path, *command))
+    (tmp_path / "extmod.pyi").write_text("")
+    done = traced(tmp_path, *command)
+    assert ran(done, "extmod")
+    assert b"extmod" not in done.stdout
+    assert not ran(traced(tmp_path, *command))
+    (tmp_path / "mypy.ini").write_text("[mypy]\ndisable_error_code = assignment\n")
+    done = traced(tmp_path, *command)
+    assert ran(done, "mypy.ini")
+    assert done.returncode == 0, done.stdout
+    assert not ran(traced(tmp_path, *command))
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_gcc_headers_in_an_include_directory(tmp_path: Path) -> None:
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "first").mkdir()
+    (tmp_path / "inc" / "h.h").write_text("int f(void);\n")
+    (tmp_path / "main.c").write_text('#include "h.h"\nint main(void) { return f(); }\n')
+    command = ("gcc", "-fsyntax-only", "-Ifirst", "-Iinc", "main.c")
+    assert ran(traced(tmp_path, *command))
+    assert not ran(traced(tmp_path, *command))
+    (tmp_path / "inc" / "h.h").write_text("int f(void)\n")  # a syntax error
+    done = traced(tmp_path, *command)
+    assert ran(done, "h.h")
+    assert done.returncode != 0
+    assert not ran(traced(tmp_path, *command))
+    (tmp_path / "first" / "h.h").write_text("int f(void);\n")  # earlier on the path
+    done = traced(tmp_path, *command)
+    assert ran(done, f"{tmp_path}/first/h.h was created, where the command looked for it")
+    assert done.returncode == 0
+
+
+def test_a_program_installed_earlier_on_path(tmp_path: Path) -> None:
+    early, late = tmp_path / "early", tmp_path / "late"
+    early.mkdir()
+    late.mkdir()
+    for where, word in ((late, "late"), (early, "early")):
+        (where / "tool.txt").write_text(f"#!/bin/sh\necho {word}\n")
+    (late / "tool").symlink_to(late / "tool.txt")
+    (late / "tool.txt").chmod(0o755)
+    path = f"{early}:{late}:{os.environ['PATH']}"
+    done = traced(tmp_path, "sh", "-c", "tool", env={"PATH": path})
+    assert done.stdout == b"late\n"
+    assert not ran(traced(tmp_path, "sh", "-c", "tool", env={"PATH": path}))
+    (early / "tool.txt").chmod(0o755)
+    (early / "tool").symlink_to(early / "tool.txt")
+    done = traced(tmp_path, "sh", "-c", "tool", env={"PATH": path})
+    assert ran(done, f"{early}/tool was created, where the command looked for it")
+    assert done.stdout == b"early\n"
+
+
+def test_sourced_shell_files_and_relative_paths_after_cd(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "conf.sh").write_text("X=1\n")
+    (tmp_path / "data.txt").write_text("one\n")
+    script = ". ./conf.sh; cd sub && cat ../data.txt && echo $X"
+    assert traced(tmp_path, "sh", "-c", script).stdout == b"one\n1\n"
+    assert not ran(traced(tmp_path, "sh", "-c", script))
+    (tmp_path / "conf.sh").write_text("X=2\n")
+    done = traced(tmp_path, "sh", "-c", script)
+    assert ran(done, "conf.sh")
+    assert done.stdout == b"one\n2\n"
+    (tmp_path / "data.txt").write_text("two\n")
+    done = traced(tmp_path, "sh", "-c", script)
+    assert ran(done, "data.txt")
+    assert done.stdout == b"two\n2\n"
+
+
+def test_symlinked_directories(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f.txt").write_text(f"{name}\n")
+    (tmp_path / "cur").symlink_to("one")
+    assert traced(tmp_path, "cat", "cur/f.txt").stdout == b"one\n"
+    assert not ran(traced(tmp_path, "cat", "cur/f.txt"))
+    (tmp_path / "one" / "f.txt").write_text("ONE\n")
+    assert traced(tmp_path, "cat", "cur/f.txt").stdout == b"ONE\n"
+    (tmp_path / "cur").unlink()
+    (tmp_path / "cur").symlink_to("two")
+    done = traced(tmp_path, "cat", "cur/f.txt")
+    assert ran(done, "cur/f.txt")
+    assert done.stdout == b"two\n"
+
+
+def test_listing_ignores_names_the_command_made(tmp_path: Path) -> None:
+    script = "ls; mkdir -p made; touch made/x; rm -f gone; touch gone"
+    first = traced(tmp_path, "sh", "-c", script)
+    assert ran(first)
+    assert not ran(traced(tmp_path, "sh", "-c", script))
+    (tmp_path / "new.txt").write_text("")
+    done = traced(tmp_path, "sh", "-c", script)
+    assert ran(done, "new.txt was added")
+
+
+def test_trace_ignore_drops_paths(tmp_path: Path) -> None:
+    (tmp_path / "noise.log").write_text("1\n")
+    options = ("--trace-ignore", "*.log")
+    assert ran(traced(tmp_path, "cat", "noise.log", options=options))
+    (tmp_path / "noise.log").write_text("2\n")
+    assert not ran(traced(tmp_path, "cat", "noise.log", options=options))
+
+
+def test_a_daemon_never_keeps_jobstamp_waiting(tmp_path: Path) -> None:
+    script = "(sleep 20; echo late > late.txt) >/dev/null 2>&1 </dev/null & echo started"
+    before = time.monotonic()
+    done = jobstamp("--trace", "--", "sh", "-c", script, cwd=tmp_path)
+    assert time.monotonic() - before < 15
+    assert done.returncode == 0
+    assert done.stdout == b"started\n"
+    assert done.stderr.decode().count("\n") == 1
+    assert "left a process running in the background" in done.stderr.decode()
+    assert ran(traced(tmp_path, "sh", "-c", script))  # nothing was stored
+
+
+def test_strace_failing_runs_the_command_uncached(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "strace").write_text("#!/bin/sh\nexit 1\n")
+    (bindir / "strace").chmod(0o755)
+    path = f"{bindir}:{os.environ['PATH']}"
+    counter = tmp_path / "count"
+    script = f"echo ran >> {counter}; echo out; echo err >&2; exit 4"
+    for runs in (1, 2):
+        done = jobstamp("--trace", "--", "sh", "-c", script, cwd=tmp_path, env={"PATH": path})
+        assert done.returncode == 4
+        assert done.stdout == b"out\n"
+        lines = done.stderr.decode().splitlines()
+        assert lines[-1] == "err"
+        assert len(lines) == 2
+        assert "strace" in lines[0]
+        assert "cannot trace here" in lines[0]
+        assert counter.read_text().count("ran") == runs
+
+
+def test_no_strace_on_path_runs_the_command_uncached(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = jobstamp(
+        "--trace", "--", "/bin/sh", "-c", "echo out; exit 5", cwd=tmp_path, env={"PATH": str(empty)}
+    )
+    assert (done.returncode, done.stdout) == (5, b"out\n")
+    said = done.stderr.decode().splitlines()
+    assert len(said) == 1
+    assert "needs strace, which is not on PATH" in said[0]
+
+
+def test_per_file_batches_depend_on_what_they_read_outside_their_files(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("import os\n")
+    (tmp_path / "b.py").write_text("x=1\n")  # both fail and name themselves: one run
+    path = f"{TOOLS}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+
+    def check() -> tuple[bytes, str]:
+        done = jobstamp(
+            "--per-file", "--explain", "--trace", "--jobs", "1", "--", "flake8", "--",
+            "a.py", "b.py", cwd=tmp_path, env={"PATH": path},
+        )  # fmt: skip
+        return done.stdout, done.stderr.decode()
+
+    out, said = check()
+    assert b"a.py:1:1: F401" in out
+    assert "2 files: 0 replayed, 2 ran in 1 run" in said
+    assert "2 files: 2 replayed" in check()[1]
+    (tmp_path / "b.py").write_text("x=2\n")  # the other file of the batch: not a's input
+    assert "2 files: 1 replayed, 1 ran" in check()[1]
+    (tmp_path / "setup.cfg").write_text("[flake8]\nextend-ignore = F401\n")
+    out, said = check()
+    assert b"a.py" not in out
+    assert f"running a.py: {tmp_path}/setup.cfg was created, where the command looked" in said
+    assert "2 files: 0 replayed, 2 ran" in said
+
+
+def test_a_command_killed_by_a_signal_reports_it_and_stores_nothing(tmp_path: Path) -> None:
+    script = "echo before; kill -TERM $$"
+    for _ in range(2):
+        done = traced(tmp_path, "sh", "-c", script)
+        assert (done.returncode, done.stdout) == (143, b"before\n")
+        assert "not stored: the command was killed by signal 15" in done.stderr.decode()
+
+
+def test_trace_ignore_needs_trace(tmp_path: Path) -> None:
+    done = jobstamp("--trace-ignore", "*.log", "--", "true", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("jobstamp: --trace-ignore needs --trace")
+
+
+@pytest.mark.parametrize("mode", [[], ["--per-file"]], ids=["command", "per-file"])
+def test_trace_options_that_mean_nothing_together_are_usage_errors(
+    tmp_path: Path, mode: list[str]
+) -> None:
+    files = ["--", "a.py"] if mode else []
+    for options, said in (
+        (["--trace-ignore", "*.log"], "jobstamp: --trace-ignore needs --trace"),
+        (["--trace", "--show-key"], "jobstamp: --show-key shows a remote key, and traced"),
+    ):
+        done = jobstamp(*mode, *options, "--", "true", *files, cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.decode().startswith(said)
