@@ -327,7 +327,9 @@ class _Sharing:
             raise NotShareableError("a dependency is missing, unreadable or changing")
         stdin = fingerprint.digest_bytes(self.stdin_data) if self.stdin_data is not None else "-"
         try:
-            program = portable.program_parts(self.executable, self.cwd, base, self.engine.store)
+            program = portable.program_parts(
+                self.executable, self.cwd, base, self.engine.store.memos
+            )
         except OSError as error:
             why = error.strerror or error
             raise NotShareableError(f"the program cannot be read ({why})") from None

@@ -611,7 +611,7 @@ class PerFile:
         from jobstamps import portable
 
         try:
-            return portable.program_parts(self.executable, self.cwd, base, self.store)
+            return portable.program_parts(self.executable, self.cwd, base, self.store.memos)
         except OSError as error:
             raise NotShareableError(f"the program cannot be read ({error.strerror})") from None
 
