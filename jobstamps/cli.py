@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from jobstamps.engine import Engine, Job
-    from jobstamps.storage.layered import Layered, Shared
+    from jobstamps.sharing import Shared, Sharing
     from jobstamps.store import Store
 
 __all__ = ["Options", "main", "parse"]
@@ -273,7 +273,7 @@ class _Sharing:
         self.merged = merged
         self.stdin_data = stdin_data
         self.opened = False
-        self.layered: Layered | None = None
+        self.layered: Sharing | None = None
         self.shared: Shared | None = None
         self.described: tuple[Job, list[Any]] | None = None  # what ``shared`` was worked out for
 
@@ -296,14 +296,14 @@ class _Sharing:
             if self.layered is not None:
                 self.layered.close()
 
-    def _open(self) -> Layered | None:
+    def _open(self) -> Sharing | None:
         """Open the remote (once), on the first local miss or stored run."""
         if not self.opened:
-            from jobstamps.storage.layered import open_layered
+            from jobstamps.sharing import open_sharing
 
             self.opened = True
             options = self.options
-            self.layered = open_layered(
+            self.layered = open_sharing(
                 self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
             )
         return self.layered
@@ -364,7 +364,7 @@ class _Sharing:
     def _describe(self, job: Job, base: str, deps: list[Any]) -> Shared | None:
         """Describe ``job`` to the remote, from the dependency fingerprints ``deps``."""
         from jobstamps import portable
-        from jobstamps.storage.layered import Shared
+        from jobstamps.sharing import Shared
 
         self.described = (job, deps)
         try:

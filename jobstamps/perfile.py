@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from jobstamps.runner import Outcome
-    from jobstamps.storage.layered import Layered, Shared
+    from jobstamps.sharing import Shared, Sharing
 
     #: A stored result: ``{"code": status, "chunks": [(stream, size), ...], "data": bytes}``.
     Payload = dict[str, Any]
@@ -433,7 +433,7 @@ class PerFile:
         # Failed runs that named some files and not others: (named, not named) file indices.
         self.families: list[tuple[list[int], list[int]]] = []
         # The remote cache, once a local miss opened it, and the stale files as it knows them.
-        self.layered: Layered | None = None
+        self.layered: Sharing | None = None
         self.remote_jobs: dict[int, Shared] = {}
 
     def job(self, file: str) -> Job:
@@ -573,10 +573,10 @@ class PerFile:
         is looked up; the results stored are uploaded all the same.
         """
         from jobstamps import portable
-        from jobstamps.storage.layered import Shared, open_layered
+        from jobstamps.sharing import Shared, open_sharing
 
         options = self.options
-        self.layered = open_layered(
+        self.layered = open_sharing(
             self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
         )
         if self.layered is None:
