@@ -32,6 +32,8 @@ from jobstamps.store import Store, default_root
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from jobstamps.storage.layered import Layered
+
 __all__ = ["Options", "PathsSpec", "method_name", "out_of_date", "run_call"]
 
 R = TypeVar("R")
@@ -347,7 +349,7 @@ def _traced(
 
 
 #: The remote cache of this process, once a miss opened it (``None`` in it: none usable).
-_remote: list[Any] = []
+_remote: list[Layered | None] = []
 #: Whether the remote was found unusable for Python results, and said so.
 _unsigned: list[bool] = []
 
@@ -392,11 +394,11 @@ def _with_remote(
 
     def fill(job: Job) -> bool:
         from jobstamps import portable
-        from jobstamps.storage.layered import Layered, Shared
+        from jobstamps.sharing import Shared, Sharing
         from jobstamps.storage.records import PICKLE
 
-        remote = _open_remote(shared_engine.store)
-        if remote is None or (job.outputs and not job.restore_outputs):
+        layered = _open_remote(shared_engine.store)
+        if layered is None or (job.outputs and not job.restore_outputs):
             return False
         base = portable.base_directory(os.getcwd())
         outside = portable.first_outside(job.outputs, base)
@@ -414,33 +416,30 @@ def _with_remote(
         )
         call = call_key(func, args, kwargs, ("jobstamps-remote", *where))
         remote_key = portable.python_key(call, base, job.dependencies, digests, job.outputs)
-        state["layered"] = layered = Layered(shared_engine, remote, base)
+        state["sharing"] = sharing = Sharing(shared_engine, layered, base)
         state["shared"] = shared = Shared(job, remote_key, deps, PICKLE)
-        return job.key in layered.fill([shared])
+        return job.key in sharing.fill([shared])
 
     def stored(job: Job, deps: list[Any], payload: dict[str, Any]) -> None:
         shared = state.get("shared")
         if shared is not None and shared.job is job:
-            state["layered"].upload(shared, deps, payload)
+            state["sharing"].upload(shared, deps, payload)
 
     shared_engine.fill, shared_engine.stored = fill, stored
     return shared_engine
 
 
-def _open_remote(store: Store) -> Any:
+def _open_remote(store: Store) -> Layered | None:
     """Open the remote cache once per process; at exit, finish the uploads and count them."""
     if not _remote:
         import atexit
 
+        from jobstamps.storage.layered import Layered
         from jobstamps.storage.remote import open_remote
 
         remote = open_remote(store=store)
-        _remote.append(remote)
-        if remote is not None:
-
-            def close() -> None:
-                remote.close()
-                store.note_remote(remote.stats.as_dict())
-
-            atexit.register(close)
+        layered = Layered(store, remote) if remote is not None else None
+        _remote.append(layered)
+        if layered is not None:
+            atexit.register(layered.close)
     return _remote[0]

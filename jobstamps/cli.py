@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from jobstamps.engine import Engine, Job
-    from jobstamps.storage.layered import Layered, Shared
+    from jobstamps.sharing import Shared, Sharing
     from jobstamps.store import Store
 
 __all__ = ["Options", "main", "parse"]
@@ -326,7 +326,7 @@ class _Sharing:
         self.merged = merged
         self.stdin_data = stdin_data
         self.opened = False
-        self.layered: Layered | None = None
+        self.layered: Sharing | None = None
         self.shared: Shared | None = None
         self.described: tuple[Job, list[Any]] | None = None  # what ``shared`` was worked out for
 
@@ -349,14 +349,14 @@ class _Sharing:
             if self.layered is not None:
                 self.layered.close()
 
-    def _open(self) -> Layered | None:
+    def _open(self) -> Sharing | None:
         """Open the remote (once), on the first local miss or stored run."""
         if not self.opened:
-            from jobstamps.storage.layered import open_layered
+            from jobstamps.sharing import open_sharing
 
             self.opened = True
             options = self.options
-            self.layered = open_layered(
+            self.layered = open_sharing(
                 self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
             )
         return self.layered
@@ -380,7 +380,9 @@ class _Sharing:
             raise NotShareableError("a dependency is missing, unreadable or changing")
         stdin = fingerprint.digest_bytes(self.stdin_data) if self.stdin_data is not None else "-"
         try:
-            program = portable.program_parts(self.executable, self.cwd, base, self.engine.store)
+            program = portable.program_parts(
+                self.executable, self.cwd, base, self.engine.store.memos
+            )
         except OSError as error:
             why = error.strerror or error
             raise NotShareableError(f"the program cannot be read ({why})") from None
@@ -415,7 +417,7 @@ class _Sharing:
     def _describe(self, job: Job, base: str, deps: list[Any]) -> Shared | None:
         """Describe ``job`` to the remote, from the dependency fingerprints ``deps``."""
         from jobstamps import portable
-        from jobstamps.storage.layered import Shared
+        from jobstamps.sharing import Shared
 
         self.described = (job, deps)
         try:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from jobstamps.attribution import Line
     from jobstamps.fileresults import Payload
     from jobstamps.runner import Outcome
-    from jobstamps.storage.layered import Layered, Shared
+    from jobstamps.sharing import Shared, Sharing
     from jobstamps.trace.command import BatchTracer
 
 __all__ = ["PerFile", "batches", "main", "parse"]
@@ -356,7 +356,7 @@ class PerFile:
         # Failed runs that named some files and not others: (named, not named) file indices.
         self.families: list[tuple[list[int], list[int]]] = []
         # The remote cache, once a local miss opened it, and the stale files as it knows them.
-        self.layered: Layered | None = None
+        self.layered: Sharing | None = None
         self.remote_jobs: dict[int, Shared] = {}
 
     def job(self, file: str) -> Job:
@@ -510,10 +510,10 @@ class PerFile:
         is looked up; the results stored are uploaded all the same.
         """
         from jobstamps import portable
-        from jobstamps.storage.layered import Shared, open_layered
+        from jobstamps.sharing import Shared, open_sharing
 
         options = self.options
-        self.layered = open_layered(
+        self.layered = open_sharing(
             self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
         )
         if self.layered is None:
@@ -548,7 +548,7 @@ class PerFile:
         from jobstamps import portable
 
         try:
-            return portable.program_parts(self.executable, self.cwd, base, self.store)
+            return portable.program_parts(self.executable, self.cwd, base, self.store.memos)
         except OSError as error:
             raise NotShareableError(f"the program cannot be read ({error.strerror})") from None
 

@@ -28,18 +28,30 @@ import os
 import time
 
 from jobstamps import fingerprint, key, launchers
-from jobstamps._fs import atomic_write, read_private
 from jobstamps.errors import UsageError
 from jobstamps.launchers import inside
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-    from jobstamps.store import Store
+    from typing import Protocol
 
     #: A part of a remote key: a label that can be shown, and the field that is keyed.
     Part = tuple[str, str]
+
+    class Memo(Protocol):
+        """Where key code remembers what it worked out: an ASCII value by name, kept or not.
+
+        The local cache provides one (:attr:`jobstamps.store.Store.memos`); key code only
+        uses it, so it never writes a file itself.
+        """
+
+        def get(self, name: str) -> str | None:
+            """Return the value remembered under ``name``, or ``None``."""
+
+        def put(self, name: str, value: str) -> None:
+            """Remember ``value`` under ``name``; never fail the caller."""
+
 
 __all__ = [
     "base_directory",
@@ -59,6 +71,8 @@ __all__ = [
 #: relative to it), and every other argument, as given: no argument can pass for another.
 _BASE = "{base}/"
 _VERBATIM = "="
+#: Hex characters of a content digest: a remembered value of any other size is not one.
+_DIGEST_SIZE = 40
 
 
 def base_directory(cwd: str, given: str | None = None) -> str:
@@ -113,8 +127,8 @@ def _argument(arg: str, base: str) -> str:
     return _VERBATIM + arg
 
 
-def content_digest(path: str, store: Store, script: bool = False) -> str:
-    """Return the digest of a file's contents, remembered in ``store`` by its path and stat.
+def content_digest(path: str, memo: Memo, script: bool = False) -> str:
+    """Return the digest of a file's contents, remembered in ``memo`` by its path and stat.
 
     For a ``script`` (run by an interpreter identified on its own) the lines naming where the
     interpreter is on this machine are left out. A file modified within the racy window is
@@ -126,10 +140,10 @@ def content_digest(path: str, store: Store, script: bool = False) -> str:
         f"jobstamps-memo-1\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
         f"\0{st.st_ino}\0{st.st_dev}\0{st.st_mode}\0{int(script)}"
     )
-    memo = store.memo_path(fingerprint.digest_bytes(signature.encode("utf-8", "surrogateescape")))
-    known = read_private(memo)
-    if known is not None and len(known) == 40 and known.isalnum():  # noqa: PLR2004 - hex
-        return known.decode("ascii")
+    name = fingerprint.digest_bytes(signature.encode("utf-8", "surrogateescape"))
+    known = memo.get(name)
+    if known is not None and len(known) == _DIGEST_SIZE and known.isascii() and known.isalnum():
+        return known
     digest = _script_digest(path) if script else fingerprint.digest_file(path)
     after = os.stat(path)
     settled = max(after.st_mtime_ns, after.st_ctime_ns) < time.time_ns() - (
@@ -140,11 +154,7 @@ def content_digest(path: str, store: Store, script: bool = False) -> str:
         st.st_ctime_ns,
         st.st_ino,
     ):
-        try:
-            store.create()
-            atomic_write(memo, [digest.encode("ascii")])
-        except OSError:
-            pass  # remembered next time, perhaps; the digest is right either way
+        memo.put(name, digest)  # remembered next time, perhaps; the digest is right either way
     return digest
 
 
@@ -186,13 +196,14 @@ def dependency_digests(
     return digests
 
 
-def program_parts(executable: str, cwd: str, base: str, store: Store) -> list[Part]:
+def program_parts(executable: str, cwd: str, base: str, memo: Memo) -> list[Part]:
     """Identify an executable by name and by the contents of what it runs, not by where it is.
 
     What it runs: the end of its link chain, its ``#!`` line's interpreter, the version file
     of its package (:func:`jobstamps.launchers.files_run`), and a Python environment's
     distributions. Work it out once per invocation and pass it to :func:`command_key` for
-    every job. Raises :class:`~jobstamps.errors.NotShareableError` for a program that cannot be
+    every job. Each file's digest is remembered in ``memo`` (see :func:`content_digest`).
+    Raises :class:`~jobstamps.errors.NotShareableError` for a program that cannot be
     identified (a shim) and :class:`OSError` for one that cannot be read.
     """
     path_variable = os.environ.get("PATH")
@@ -200,11 +211,11 @@ def program_parts(executable: str, cwd: str, base: str, store: Store) -> list[Pa
     parts = [(f"program name {name}", name)]
     for what, path, script in launchers.files_run(executable, cwd, base):
         shown = _portable_name(path, base)
-        digest = content_digest(path, store, script)
+        digest = content_digest(path, memo, script)
         parts.append((f"{what} {shown}", f"{what}\0{shown}\0{digest}"))
     interpreter = key.python_interpreter(executable, cwd, path_variable)
     if interpreter is not None:
-        parts.append(("python interpreter", content_digest(interpreter, store)))
+        parts.append(("python interpreter", content_digest(interpreter, memo)))
         # Names only: when a machine installed them is its own affair.
         found = key.python_environment(executable, cwd, path_variable, installed_when=False)[1:]
         parts.append((f"python environment: {len(found)}", f"python:{len(found)}"))

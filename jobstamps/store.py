@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from jobstamps.storage.local.blobs import BlobFiles
+    from jobstamps.storage.local.memos import Memos
     from jobstamps.storage.local.packs import Batch, PackFiles
 
 __all__ = ["Store", "default_root"]
@@ -337,6 +338,13 @@ class Store:
     def memo_path(self, name: str) -> str:
         """Where a small remembered fact (an executable's digest, by its stat) lives."""
         return os.path.join(self.data, "x", name[:2], name)
+
+    @property
+    def memos(self) -> Memos:
+        """The small remembered facts of this store, to hand to code that keeps none itself."""
+        from jobstamps.storage.local.memos import Memos
+
+        return Memos(self)
 
     def lock(self, key: str) -> FileLock:
         """Return a lock that lets one process at a time compute the result for ``key``."""

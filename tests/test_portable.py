@@ -56,7 +56,7 @@ def key_of(
     executable: str = parts["executable"]  # type: ignore[assignment]
     return portable.command_key(
         portable.command_parts(
-            portable.program_parts(executable, where, base, store),
+            portable.program_parts(executable, where, base, store.memos),
             base,
             where,
             argv,
@@ -180,21 +180,51 @@ def test_an_executable_is_digested_once_and_remembered_privately(
     settle(monkeypatch)
     root = checkout(tmp_path / "project")
     program = str(root / "bin" / "show")
-    assert portable.content_digest(program, store) == digest_file(program)
+    assert portable.content_digest(program, store.memos) == digest_file(program)
     memos = [os.path.join(d, n) for d, _, names in os.walk(store.root) for n in names]
     (memo,) = [path for path in memos if f"{os.sep}x{os.sep}" in path]
     assert stat.S_IMODE(os.stat(memo).st_mode) == 0o600
     with open(memo, "w") as handle:  # proves the memo is what is read next time
         handle.write("f" * 40)
-    assert portable.content_digest(program, store) == "f" * 40
+    assert portable.content_digest(program, store.memos) == "f" * 40
     (root / "bin" / "show").write_text(PROGRAM + "# changed\n")  # a new stat: digested again
-    assert portable.content_digest(program, store) == digest_file(program)
+    assert portable.content_digest(program, store.memos) == digest_file(program)
+
+
+class InMemory:
+    """A memo kept in a dict: what a caller without a cache directory could hand key code."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+    def put(self, name: str, value: str) -> None:
+        self.values[name] = value
+
+
+def test_key_code_remembers_digests_only_in_the_memo_it_is_handed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settle(monkeypatch)
+    root = checkout(tmp_path / "project")
+    program = str(root / "bin" / "show")
+    memo = InMemory()
+    assert portable.content_digest(program, memo) == digest_file(program)
+    (name,) = memo.values
+    assert memo.values[name] == digest_file(program)
+    assert not os.path.exists(os.environ["JOBSTAMPS_CACHE_DIR"])  # no cache written behind it
+    memo.values[name] = "e" * 40  # proves the memo is what is read next time
+    assert portable.content_digest(program, memo) == "e" * 40
+    memo.values[name] = "\N{LATIN SMALL LETTER E WITH ACUTE}" * 40  # not a digest: ignored
+    assert portable.content_digest(program, memo) == digest_file(program)
 
 
 def test_a_recently_modified_executable_is_not_remembered(tmp_path: Path, store: Store) -> None:
     program = tmp_path / "fresh"
     program.write_text(PROGRAM)
-    portable.content_digest(str(program), store)
+    portable.content_digest(str(program), store.memos)
     assert not os.path.isdir(os.path.join(store.root, "v1", "x"))
 
 

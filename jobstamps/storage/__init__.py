@@ -16,10 +16,11 @@ remote that keeps failing is left alone for the rest of the invocation.
 :mod:`jobstamps.storage.records` is what goes on the wire: results as plain data, checked
 against the key they were asked for and, with a shared key, signed.
 
-:mod:`jobstamps.storage.layered` composes the two: look locally, then remotely; fill the
-local cache from a remote hit; upload what was stored locally. Locks, statistics and size
-limits stay local. The remote keys it uses, the same on every machine, come from
-:mod:`jobstamps.portable`.
+:mod:`jobstamps.storage.layered` moves results between the two: records looked up, their
+blobs downloaded into the local cache, stored results made into records and uploaded. Locks,
+statistics and size limits stay local. It decides nothing: which jobs are looked up and what
+is kept is :mod:`jobstamps.sharing`'s, above the engine, with remote keys (the same on every
+machine) from :mod:`jobstamps.portable`. Nothing here imports the engine or anything above it.
 
 A new kind of server (S3, say) is one module with a :class:`~jobstamps.storage.backend.Backend`
 subclass, and one line in :data:`jobstamps.storage.remote.BACKENDS`.

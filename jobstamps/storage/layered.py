@@ -1,14 +1,11 @@
-"""The local cache first, a remote cache second, for every front end.
+"""The local cache first, a remote cache second: results moved between the two levels.
 
-Remote hits fill the local cache; what is stored locally is uploaded.
-
-Front ends describe each job twice: its local :class:`~jobstamps.engine.Job`, and a
-:class:`Shared` holding its remote key (:mod:`jobstamps.portable`) and the dependency
-fingerprints that key was computed from. On a local miss, :meth:`Layered.fill` looks up many
-jobs in one :meth:`~jobstamps.storage.remote.Remote.get_records` call; every record that passes
-its checks is turned back into a local entry (for the local key, with those fingerprints, so a
-dependency changed meanwhile means no entry) and then replayed like any local hit. After a
-run was stored, :meth:`Layered.upload` sends its record in the background.
+:class:`Layered` holds one local :class:`~jobstamps.store.Store` and the
+:class:`~jobstamps.storage.remote.Remote` behind it. It looks records up, turns a record into
+what the local cache keeps (a payload, its blobs downloaded into the local cache) and what the
+local cache keeps into a record to upload. It decides nothing: which jobs are looked up,
+whether a record suits a job, and storing it as that job's entry belong to the code above
+(:mod:`jobstamps.sharing`).
 """
 
 from __future__ import annotations
@@ -16,12 +13,9 @@ from __future__ import annotations
 import os
 import time
 
-from jobstamps import portable
 from jobstamps._fs import open_private
-from jobstamps.engine import ReplayError
 from jobstamps.fingerprint import blake2b
 from jobstamps.storage.records import (
-    COMMAND,
     INLINE_LIMIT,
     PICKLE,
     Record,
@@ -34,141 +28,47 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from jobstamps.engine import Engine, Job
-    from jobstamps.fingerprint import Fingerprint
     from jobstamps.storage.remote import Remote
+    from jobstamps.store import Store
 
-__all__ = ["Layered", "Shared", "open_layered"]
+    #: A stored output file as a record names it: ``(relative path, mode, local blob)``; the
+    #: blob is ``""`` when the file was not stored.
+    StoredOutput = tuple[str, int, str]
+
+__all__ = ["Layered"]
 
 _BLOCK = 1 << 20
 
 
-def open_layered(
-    engine: Engine, cwd: str, url: str | None, read_only: bool, base_dir: str | None
-) -> Layered | None:
-    """Put the configured remote (``url``, else ``JOBSTAMPS_REMOTE``) behind ``engine``'s store.
-
-    ``None`` when no remote is configured or its client library is missing (said once).
-    Raises :class:`~jobstamps.errors.UsageError` for a URL or base directory that cannot work.
-    """
-    from jobstamps.storage.remote import open_remote
-
-    base = portable.base_directory(cwd, base_dir)
-    remote = open_remote(url, read_only=read_only, store=engine.store)
-    return Layered(engine, remote, base) if remote is not None else None
-
-
-class Shared:
-    """A job as a remote cache knows it.
-
-    ``deps`` are the dependency fingerprints taken before the remote ``key`` was computed
-    from the dependencies' contents; ``extra`` is added to a payload filled from a record
-    (what the front end keeps beside the result, such as the key's fields for explanations).
-    """
-
-    def __init__(
-        self,
-        job: Job,
-        key: str,
-        deps: list[Fingerprint | None],
-        kind: str = COMMAND,
-        extra: dict[str, Any] | None = None,
-        inline: bool = False,
-    ) -> None:
-        self.job = job
-        self.key = key
-        self.deps = deps
-        self.kind = kind
-        self.extra = extra or {}
-        self.inline = inline  # the front end replays output held in the entry, never a blob
-
-
 class Layered:
-    """One engine's local store, with a remote behind it, for jobs under one base directory."""
+    """One local store with a remote behind it: records looked up, blobs moved between them."""
 
-    def __init__(self, engine: Engine, remote: Remote, base: str) -> None:
-        self.engine = engine
+    def __init__(self, store: Store, remote: Remote) -> None:
+        self.store = store
         self.remote = remote
-        self.base = base
 
     def close(self) -> None:
         """Finish the uploads (up to a deadline) and add this invocation's counts locally."""
         self.remote.close()
-        self.engine.store.note_remote(self.remote.stats.as_dict())
+        self.store.note_remote(self.remote.stats.as_dict())
 
-    # -- lookups --------------------------------------------------------------------------
+    # -- from the remote ------------------------------------------------------------------
 
-    def fill(self, shared: Sequence[Shared]) -> set[str]:
-        """Look up every job remotely at once; store the results found as local entries.
+    def get_records(self, keys: Sequence[str]) -> dict[str, Record]:
+        """Look up many remote keys at once; return the records found and verified, by key."""
+        return self.remote.get_records(keys)
 
-        Returns the local keys filled: replay those through the engine as local hits.
-        """
-        records = self.remote.get_records([item.key for item in shared])
-        self._say_missing(len(shared) - sum(item.key in records for item in shared), len(shared))
-        filled = set()
-        try:
-            with self.engine.store.batch():  # many results: written in one pack if the store may
-                for item in shared:
-                    record = records.get(item.key)
-                    if record is not None and self._fill_one(item, record):
-                        filled.add(item.job.key)
-        except OSError as error:
-            self.engine.say(f"not filled from the remote cache: {error.strerror or error}")
-            return set()
-        if filled:
-            self._trim()
-        return filled
+    def refuse(self, why: str) -> None:
+        """Count a record that does not fit what it was asked for as the remote's failure."""
+        self.remote.fail(RecordError(why))
 
-    def _say_missing(self, missing: int, asked: int) -> None:
-        """Say that the remote was asked and lacks results, and how to find out why."""
-        if not missing or not self.remote.usable:
-            return  # a remote that failed has said so already
-        what = "this job's remote key" if asked == 1 else f"{missing} of the {asked} remote keys"
-        self.engine.say(
-            f"the remote cache {self.remote.settings.name} was asked and has no result for "
-            f"{what}: to see why, diff the output of the same jobstamp command with --show-key "
-            "on this machine and on the one that stored the result"
-        )
-
-    def _trim(self) -> None:
-        """Keep the local cache within its size limit, once for every result filled."""
-        store = self.engine.store
-        try:
-            if store.max_size:
-                store.trim()
-        except OSError as error:
-            self.engine.say(f"the cache could not be trimmed ({error.strerror or error})")
-
-    def _fill_one(self, item: Shared, record: Record) -> bool:
-        job = item.job
-        if record.kind != item.kind:
-            self.remote.fail(RecordError(f"a {record.kind} record was served for a {item.kind}"))
-            return False
-        blobs: list[tuple[str, int]] = []
-        try:
-            payload = self._payload(record, blobs, item.inline)
-            if payload is None or not self._restore_outputs(job, record, blobs):
-                self._release(blobs)
-                return False
-        except (OSError, ReplayError) as error:
-            why = error.strerror if isinstance(error, OSError) and error.strerror else error
-            self.engine.say(f"not filled from the remote cache: {why}")
-            self._release(blobs)
-            return False
-        problem = self.engine.adopt(job, item.deps, {**payload, **item.extra}, blobs)
-        if problem:
-            self._release(blobs)
-            self.engine.say(f"not filled from the remote cache: {problem}")
-            return False
-        self.engine.say(f"filled {job.about} from the remote cache {self.remote.settings.name}")
-        return True
-
-    def _payload(
+    def payload(
         self, record: Record, blobs: list[tuple[str, int]], inline: bool
     ) -> dict[str, Any] | None:
         """Turn a record's result into a local payload; ``None`` when its blob cannot be had.
 
-        A payload in a blob becomes a local blob, or bytes in the entry if ``inline``.
+        A payload in a blob becomes a local blob (added to ``blobs``), or bytes in the entry
+        if ``inline``. Raises :class:`OSError` when the local cache cannot take it.
         """
         data: bytes | None = record.data
         if record.blob is not None and (inline or record.kind == PICKLE):
@@ -181,31 +81,20 @@ class Layered:
         if record.blob is None or inline:
             payload["data"] = data
             return payload
-        local = self._download(*record.blob)
+        local = self.download(*record.blob)
         if local is None:
             return None
         blobs.append(local)
         payload["blob"] = local[0]
         return payload
 
-    def _restore_outputs(self, job: Job, record: Record, blobs: list[tuple[str, int]]) -> bool:
-        """Write the record's output files where this job declares them."""
-        declared = {portable.relative(path, self.base): path for path in job.outputs}
-        named = [relative for relative, _, _, _ in record.outputs]
-        if sorted(named) != sorted(declared) or len(set(named)) != len(named):
-            self.remote.fail(RecordError("a record's output files are not the job's outputs"))
-            return False
-        for relative, mode, digest, size in record.outputs:
-            local = self._download(digest, size)
-            if local is None:
-                return False
-            blobs.append(local)
-            self.engine.restore(declared[relative], local[0], mode)
-        return True
+    def download(self, digest: str, size: int) -> tuple[str, int] | None:
+        """Fetch a remote blob into the local cache; return its local ``(digest, size)``.
 
-    def _download(self, digest: str, size: int) -> tuple[str, int] | None:
-        """Fetch a remote blob into the local cache; return its local ``(digest, size)``."""
-        store = self.engine.store
+        ``None`` when the remote does not have it whole; :class:`OSError` when the local
+        cache cannot take it.
+        """
+        store = self.store
         tmp = store.temp_path()
         hasher = blake2b(digest_size=20)
         fd = open_private(tmp, os.O_WRONLY)
@@ -231,47 +120,31 @@ class Layered:
         store.adopt_blob(tmp, local)
         return local, size
 
-    def _release(self, blobs: list[tuple[str, int]]) -> None:
+    def release(self, blobs: Sequence[tuple[str, int]]) -> None:
+        """Remove blobs downloaded for an entry that was not stored, unless others use them."""
         for digest, _ in blobs:
-            self.engine.store.release_blob(digest)
+            self.store.release_blob(digest)
 
-    # -- uploads --------------------------------------------------------------------------
+    # -- to the remote --------------------------------------------------------------------
 
-    def upload(self, item: Shared, deps: list[Fingerprint | None], payload: dict[str, Any]) -> None:
-        """Send the result just stored for ``item`` to the remote, in the background.
-
-        Nothing goes when a dependency changed after the remote key was worked out (``deps``
-        are the fingerprints the stored entry holds), or when an output file was not stored
-        (without ``--restore-outputs`` there is nothing to send for it).
-        """
-        if deps != item.deps or self.remote.settings.read_only or not self.remote.usable:
-            return
-        try:
-            record, sources = self._record(item, payload)
-        except OSError as error:  # a stored blob went meanwhile (evicted): nothing to send
-            self.engine.say(f"not uploaded: {error.strerror or error}")
-            return
-        if record is not None:
-            self.remote.put_record(record, sources)
-
-    def _record(
-        self, item: Shared, payload: dict[str, Any]
+    def record(
+        self, key: str, kind: str, payload: dict[str, Any], outputs: Sequence[StoredOutput]
     ) -> tuple[Record | None, dict[str, bytes | str]]:
-        """Build the record of a stored result, and name the blobs it needs."""
-        store = self.engine.store
+        """Build the record of a stored result, and name the blobs it needs.
+
+        ``None`` when an output file was not stored (there is nothing to send for it). Raises
+        :class:`OSError` when a stored blob went meanwhile (evicted).
+        """
+        store = self.store
         sources: dict[str, bytes | str] = {}
-        outputs = []
-        if item.job.outputs:
-            entry, _ = store.read(item.job.key)
-            if entry is None:
+        shared_outputs = []
+        for relative, mode, stored in outputs:
+            if not stored:
                 return None, {}
-            for path, recorded, blob, mode in entry["outputs"]:
-                if recorded is None or not blob:
-                    return None, {}
-                sha, size = _sha256_file(store.blob_path(blob))
-                sources[sha] = store.blob_path(blob)
-                outputs.append((portable.relative(path, self.base), mode, sha, size))
-        if item.kind == PICKLE:
+            sha, size = _sha256_file(store.blob_path(stored))
+            sources[sha] = store.blob_path(stored)
+            shared_outputs.append((relative, mode, sha, size))
+        if kind == PICKLE:
             data, chunks, code = payload["pickle"], [], 0
         else:
             chunks, code = payload["chunks"], payload["code"]
@@ -288,10 +161,12 @@ class Layered:
         elif len(data) > INLINE_LIMIT:
             blob = (sha256_hex(data), len(data))
             sources[blob[0]], data = data, b""
-        record = Record(
-            item.key, item.kind, code, chunks, data, blob, outputs, created=time.time_ns()
-        )
+        record = Record(key, kind, code, chunks, data, blob, shared_outputs, created=time.time_ns())
         return record, sources
+
+    def upload(self, record: Record, sources: dict[str, bytes | str]) -> None:
+        """Send a record and the blobs it names (bytes, or a file's path) in the background."""
+        self.remote.put_record(record, sources)
 
 
 def _sha256_file(path: str) -> tuple[str, int]:

@@ -8,6 +8,7 @@ module; it hands everything else to the modules here, each imported when first n
   telling ours from anything else, listing finished files, clearing;
 - :mod:`~jobstamps.storage.local.packs`: many entries stored in one file at once;
 - :mod:`~jobstamps.storage.local.blobs`: captured output and stored files, by content;
+- :mod:`~jobstamps.storage.local.memos`: small remembered facts (an executable's digest);
 - :mod:`~jobstamps.storage.local.stats`: hit, miss and remote counts, and what is stored;
 - :mod:`~jobstamps.storage.local.limits`: the size limit, and trimming the cache to it.
 

@@ -1,0 +1,208 @@
+"""Results shared through a remote cache, for every front end: what to look up, what to keep.
+
+Remote hits fill the local cache; what is stored locally is uploaded.
+
+Front ends describe each job twice: its local :class:`~jobstamps.engine.Job`, and a
+:class:`Shared` holding its remote key (:mod:`jobstamps.portable`) and the dependency
+fingerprints that key was computed from. On a local miss, :meth:`Sharing.fill` looks up many
+jobs at once; every record that fits its job is turned back into a local entry by the engine
+(for the local key, with those fingerprints, so a dependency changed meanwhile means no entry)
+and then replayed like any local hit. After a run was stored, :meth:`Sharing.upload` sends its
+record in the background. Moving the bytes between the two levels is
+:mod:`jobstamps.storage.layered`'s; the decisions are made here.
+"""
+
+from __future__ import annotations
+
+from jobstamps import portable
+from jobstamps.engine import ReplayError
+from jobstamps.storage.records import COMMAND
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from jobstamps.engine import Engine, Job
+    from jobstamps.fingerprint import Fingerprint
+    from jobstamps.storage.layered import Layered
+    from jobstamps.storage.records import Record
+    from jobstamps.storage.remote import Remote
+
+__all__ = ["Shared", "Sharing", "open_sharing"]
+
+
+def open_sharing(
+    engine: Engine, cwd: str, url: str | None, read_only: bool, base_dir: str | None
+) -> Sharing | None:
+    """Put the configured remote (``url``, else ``JOBSTAMPS_REMOTE``) behind ``engine``'s store.
+
+    ``None`` when no remote is configured or its client library is missing (said once).
+    Raises :class:`~jobstamps.errors.UsageError` for a URL or base directory that cannot work.
+    """
+    from jobstamps.storage.layered import Layered
+    from jobstamps.storage.remote import open_remote
+
+    base = portable.base_directory(cwd, base_dir)
+    remote = open_remote(url, read_only=read_only, store=engine.store)
+    return Sharing(engine, Layered(engine.store, remote), base) if remote is not None else None
+
+
+class Shared:
+    """A job as a remote cache knows it.
+
+    ``deps`` are the dependency fingerprints taken before the remote ``key`` was computed
+    from the dependencies' contents; ``extra`` is added to a payload filled from a record
+    (what the front end keeps beside the result, such as the key's fields for explanations).
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        key: str,
+        deps: list[Fingerprint | None],
+        kind: str = COMMAND,
+        extra: dict[str, Any] | None = None,
+        inline: bool = False,
+    ) -> None:
+        self.job = job
+        self.key = key
+        self.deps = deps
+        self.kind = kind
+        self.extra = extra or {}
+        self.inline = inline  # the front end replays output held in the entry, never a blob
+
+
+class Sharing:
+    """One engine's local store, with a remote behind it, for jobs under one base directory."""
+
+    def __init__(self, engine: Engine, layered: Layered, base: str) -> None:
+        self.engine = engine
+        self.layered = layered
+        self.base = base
+
+    @property
+    def remote(self) -> Remote:
+        """The remote cache behind the local one."""
+        return self.layered.remote
+
+    def close(self) -> None:
+        """Finish the uploads (up to a deadline) and add this invocation's counts locally."""
+        self.layered.close()
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def fill(self, shared: Sequence[Shared]) -> set[str]:
+        """Look up every job remotely at once; store the results found as local entries.
+
+        Returns the local keys filled: replay those through the engine as local hits.
+        """
+        records = self.layered.get_records([item.key for item in shared])
+        self._say_missing(len(shared) - sum(item.key in records for item in shared), len(shared))
+        filled = set()
+        try:
+            with self.engine.store.batch():  # many results: written in one pack if the store may
+                for item in shared:
+                    record = records.get(item.key)
+                    if record is not None and self._fill_one(item, record):
+                        filled.add(item.job.key)
+        except OSError as error:
+            self.engine.say(f"not filled from the remote cache: {error.strerror or error}")
+            return set()
+        if filled:
+            self._trim()
+        return filled
+
+    def _say_missing(self, missing: int, asked: int) -> None:
+        """Say that the remote was asked and lacks results, and how to find out why."""
+        if not missing or not self.remote.usable:
+            return  # a remote that failed has said so already
+        what = "this job's remote key" if asked == 1 else f"{missing} of the {asked} remote keys"
+        self.engine.say(
+            f"the remote cache {self.remote.settings.name} was asked and has no result for "
+            f"{what}: to see why, diff the output of the same jobstamp command with --show-key "
+            "on this machine and on the one that stored the result"
+        )
+
+    def _trim(self) -> None:
+        """Keep the local cache within its size limit, once for every result filled."""
+        store = self.engine.store
+        try:
+            if store.max_size:
+                store.trim()
+        except OSError as error:
+            self.engine.say(f"the cache could not be trimmed ({error.strerror or error})")
+
+    def _fill_one(self, item: Shared, record: Record) -> bool:
+        job = item.job
+        layered = self.layered
+        if record.kind != item.kind:
+            layered.refuse(f"a {record.kind} record was served for a {item.kind}")
+            return False
+        blobs: list[tuple[str, int]] = []
+        try:
+            payload = layered.payload(record, blobs, item.inline)
+            if payload is None or not self._restore_outputs(job, record, blobs):
+                layered.release(blobs)
+                return False
+        except (OSError, ReplayError) as error:
+            why = error.strerror if isinstance(error, OSError) and error.strerror else error
+            self.engine.say(f"not filled from the remote cache: {why}")
+            layered.release(blobs)
+            return False
+        problem = self.engine.adopt(job, item.deps, {**payload, **item.extra}, blobs)
+        if problem:
+            layered.release(blobs)
+            self.engine.say(f"not filled from the remote cache: {problem}")
+            return False
+        self.engine.say(f"filled {job.about} from the remote cache {self.remote.settings.name}")
+        return True
+
+    def _restore_outputs(self, job: Job, record: Record, blobs: list[tuple[str, int]]) -> bool:
+        """Write the record's output files where this job declares them."""
+        declared = {portable.relative(path, self.base): path for path in job.outputs}
+        named = [relative for relative, _, _, _ in record.outputs]
+        if sorted(named) != sorted(declared) or len(set(named)) != len(named):
+            self.layered.refuse("a record's output files are not the job's outputs")
+            return False
+        for relative, mode, digest, size in record.outputs:
+            local = self.layered.download(digest, size)
+            if local is None:
+                return False
+            blobs.append(local)
+            self.engine.restore(declared[relative], local[0], mode)
+        return True
+
+    # -- uploads --------------------------------------------------------------------------
+
+    def upload(self, item: Shared, deps: list[Fingerprint | None], payload: dict[str, Any]) -> None:
+        """Send the result just stored for ``item`` to the remote, in the background.
+
+        Nothing goes when a dependency changed after the remote key was worked out (``deps``
+        are the fingerprints the stored entry holds), or when an output file was not stored
+        (without ``--restore-outputs`` there is nothing to send for it).
+        """
+        if deps != item.deps or self.remote.settings.read_only or not self.remote.usable:
+            return
+        try:
+            outputs = self._stored_outputs(item.job)
+            if outputs is None:
+                return
+            record, sources = self.layered.record(item.key, item.kind, payload, outputs)
+        except OSError as error:  # a stored blob went meanwhile (evicted): nothing to send
+            self.engine.say(f"not uploaded: {error.strerror or error}")
+            return
+        if record is not None:
+            self.layered.upload(record, sources)
+
+    def _stored_outputs(self, job: Job) -> list[tuple[str, int, str]] | None:
+        """Name the job's stored output files as a record does; ``None`` if none is stored."""
+        if not job.outputs:
+            return []
+        entry, _ = self.engine.store.read(job.key)
+        if entry is None:
+            return None
+        return [
+            (portable.relative(path, self.base), mode, blob if recorded is not None else "")
+            for path, recorded, blob, mode in entry["outputs"]
+        ]
