@@ -19,12 +19,12 @@
 #     run, jobstamp replays the stored output and exit status instead of running COMMAND.
 #     OPTIONS, if given, are jobstamp options of this line alone, after JOBSTAMP_FLAGS
 #     (which `make JOBSTAMP_FLAGS=...` replaces): --trace finds what COMMAND reads by
-#     tracing it, so that DEPS may stay empty, as in $(call jobstamp_run,,,mypy src,--trace).
+#     tracing it, so that DEPS may stay empty: `$(call jobstamp_run,,,mypy src,--trace)`.
 #
 # Quoting: each file name in DEPS and OUTPUTS is quoted for the shell (and one that starts
 # with '-' is written ./-name, so jobstamp does not take it for an option); COMMAND and
 # OPTIONS go into the recipe as written, so quote them as you would the plain recipe line
-# (--trace-ignore '*.log'). A comma splits $(call ...) arguments: keep a COMMAND or file
+# (`--trace-ignore '*.log'`). A comma splits $(call ...) arguments: keep a COMMAND or file
 # list that holds commas in a variable and pass the variable. Targets whose recipes use
 # jobstamp_run should be .PHONY, so that jobstamp, not make's timestamps, decides whether
 # the command runs.
