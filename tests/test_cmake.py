@@ -719,6 +719,23 @@ def test_per_file_cppcheck_checks_only_what_changed(perfile: PerFileProject) -> 
 
 
 @pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_per_file_trace_checks_all_again_when_an_undeclared_header_changes(
+    perfile: PerFileProject,
+) -> None:
+    # cppcheck_traced declares nothing: include/common.h, which cppcheck reads, is traced.
+    for _ in range(2):
+        result = perfile.build_target("cppcheck_traced")
+        assert result.returncode == 0, result.stdout
+        assert sorted(name for run in perfile.runs() for name in run) == perfile.sources
+    runs = len(perfile.runs())
+    perfile.edit("include/common.h", "#define MORE 2\n")
+    result = perfile.build_target("cppcheck_traced")
+    assert result.returncode == 0, result.stdout
+    assert sorted(name for run in perfile.runs()[runs:] for name in run) == perfile.sources
+
+
+@pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
 @pytest.mark.parametrize("generator", GENERATORS)
 def test_the_docs_per_file_example_works(installed: Path, tmp_path: Path, generator: str) -> None:
     _, cmakelists = docs_code_blocks("quickstart/cmake", "cmake")
