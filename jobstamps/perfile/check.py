@@ -16,6 +16,7 @@ from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
 from jobstamps.errors import CacheDirectoryError, NotShareableError, UsageError
 from jobstamps.perfile.printing import InOrder, count, error_line
 from jobstamps.perfile.schedule import Scheduler, run_uncached
+from jobstamps.progress import EVERY, Progress
 from jobstamps.store import Store
 
 TYPE_CHECKING = False
@@ -69,7 +70,9 @@ class PerFile:
         self.files: list[str] = []  # each file once, in the order given
         self.results: list[Payload | None] = []
         self.recordings: dict[int, Any] = {}  # the stale files' jobs, begun
-        self.printer = InOrder()
+        self.progress = Progress()
+        self.printer = InOrder(self.progress.clear)
+        self.stale: list[int] = []  # the files to run (or that ran)
         self.scheduler = Scheduler(
             command,
             executable,
@@ -82,6 +85,7 @@ class PerFile:
             self.results,
             self.notes,
             self._store,
+            self.progress.clear,
         )
         # Stored failures whose status came from a run over several files (see Scheduler).
         self.shared: dict[int, Payload] = {}
@@ -129,9 +133,11 @@ class PerFile:
             done = max((r["code"] for r in written if r), key=abs, default=0)
             code = run_uncached(self.command, rest, self.executable) if rest else 0
             return code if abs(code) > abs(done) else done
+        finally:
+            self.progress.close()  # interrupted
 
     def _run(self) -> int:
-        stale: list[int] = []
+        stale = self.stale
         try:
             with self.store.batch():  # entries refreshed by replays: written together
                 self._look_up(stale)
@@ -139,7 +145,8 @@ class PerFile:
             pass  # refreshed fingerprints not kept: those files are compared by content again
         remote = self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")
         if stale and remote and self.tracer is None:  # traced results stay local
-            stale = self._fill(stale)
+            self.progress.clear()  # the remote cache may have something to say
+            stale = self.stale = self._fill(stale)
         for index in stale:
             self._miss(index)
         self._flush()
@@ -148,6 +155,7 @@ class PerFile:
         self._confirm_shared()
         runs += self._recheck_shared(stale)
         self._flush()
+        self.progress.close()
         self.store.flush_stats()
         if self.layered is not None:
             self.layered.close()
@@ -174,6 +182,8 @@ class PerFile:
     def _look_up(self, stale: list[int]) -> None:
         """Replay every file whose stored result is fresh; mark the others to run."""
         for index, file in enumerate(self.files):
+            if self.progress.due():
+                self._show(index - len(stale), 0)
             job = self.job(file)
             why = "a re-run was forced"
             if not self.options.force:
@@ -408,7 +418,23 @@ class PerFile:
 
     def _run_stale(self, stale: list[int]) -> int:
         """Run the stale files until each has a result; return how many runs it took."""
-        return self.scheduler.run(stale, lambda _: self._flush(), None)
+        return self.scheduler.run(stale, self._tick, EVERY if self.progress.on else None)
+
+    def _tick(self, finished: bool) -> None:
+        """Write the results a finished run made due; show the progress when it is due."""
+        if finished:
+            self._flush()
+        if self.progress.due():
+            ran = sum(self.results[index] is not None for index in self.stale)
+            self._show(len(self.files) - len(self.stale), ran)
+
+    def _show(self, replayed: int, ran: int) -> None:
+        """Show how many files are done, unless a line written is still open."""
+        if not self.printer.open_line:
+            self.progress.draw(
+                f"jobstamp: {replayed + ran}/{len(self.files)} files done "
+                f"({replayed} replayed, {ran} ran)"
+            )
 
     def _store(self, index: int, payload: Payload) -> str:
         """Store file ``index``'s result unless told not to; return why it could not be."""
@@ -427,6 +453,7 @@ class PerFile:
         return problem
 
     def _say(self) -> None:
+        self.progress.close()
         for note in self.notes:
             error_line(note)
         self.notes.clear()
