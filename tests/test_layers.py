@@ -43,8 +43,8 @@ FLOORS: list[tuple[str, set[str]]] = [
     (
         "front-end machinery",
         # how a trace is obtained (strace, an audit hook) and used; a per-file stored result;
-        # per-file batches and bisection, the replay in the order the files were given, and a
-        # progress line on a terminal
+        # per-file batches and bisection, the replay in the order the files were given, the
+        # files' results in a remote cache, and a progress line on a terminal
         {
             "calls",
             "replay",
@@ -54,6 +54,7 @@ FLOORS: list[tuple[str, set[str]]] = [
             "trace.*",
             "perfile.schedule",
             "perfile.printing",
+            "perfile.remote",
             "progress",
         },
     ),

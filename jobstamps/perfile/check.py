@@ -13,8 +13,9 @@ import stat
 
 from jobstamps import fileresults, fingerprint, key, settings
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
-from jobstamps.errors import CacheDirectoryError, NotShareableError, UsageError
+from jobstamps.errors import CacheDirectoryError, UsageError
 from jobstamps.perfile.printing import InOrder, count, error_line
+from jobstamps.perfile.remote import Remote
 from jobstamps.perfile.schedule import Scheduler, run_uncached
 from jobstamps.progress import EVERY, Progress
 from jobstamps.store import Store
@@ -25,12 +26,10 @@ if TYPE_CHECKING:
     from typing import Any
 
     from jobstamps.fileresults import Payload
-    from jobstamps.sharing import Shared, Sharing
     from jobstamps.trace.command import BatchTracer
 
 __all__ = ["PerFile"]
 
-_CHANGING = "a dependency is missing, unreadable or changing"
 _REPORT = "Please report this bug with the command line and the output of jobstamp --version"
 
 
@@ -90,8 +89,7 @@ class PerFile:
         # Stored failures whose status came from a run over several files (see Scheduler).
         self.shared: dict[int, Payload] = {}
         # The remote cache, once a local miss opened it, and the stale files as it knows them.
-        self.layered: Sharing | None = None
-        self.remote_jobs: dict[int, Shared] = {}
+        self.remote = Remote(options, command, executable, cwd, self.merged, self.job, self.store)
 
     def job(self, file: str) -> Job:
         """Describe the job of checking one file; declared files that do not exist are left out.
@@ -146,7 +144,9 @@ class PerFile:
         remote = self.options.remote or os.environ.get("JOBSTAMPS_REMOTE")
         if stale and remote and self.tracer is None:  # traced results stay local
             self.progress.clear()  # the remote cache may have something to say
-            stale = self.stale = self._fill(stale)
+            stale = self.stale = self.remote.fill(
+                self.engine, self.files, stale, self.recordings, self.notes, self._replay
+            )
         for index in stale:
             self._miss(index)
         self._flush()
@@ -157,8 +157,7 @@ class PerFile:
         self._flush()
         self.progress.close()
         self.store.flush_stats()
-        if self.layered is not None:
-            self.layered.close()
+        self.remote.close()
         if stale:
             self._trim()
         if self.explaining:
@@ -239,106 +238,9 @@ class PerFile:
             if self.results[index] is not None:
                 del self.shared[index]
 
-    def _fill(self, stale: list[int]) -> list[int]:
-        """Look every stale file up in the remote cache at once; return those still stale.
-
-        A result found is stored locally for the file, with the fingerprints its remote key was
-        computed from, and replayed from there like any local result. With ``--force`` nothing
-        is looked up; the results stored are uploaded all the same.
-        """
-        from jobstamps import portable
-        from jobstamps.sharing import Shared, open_sharing
-
-        options = self.options
-        self.layered = open_sharing(
-            self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
-        )
-        if self.layered is None:
-            return stale
-        base = self.layered.base
-        try:
-            program = self._program(base)
-        except NotShareableError as error:
-            self.notes.append(f"not shared: {error}")
-            return stale
-        for index in stale:
-            recording = self.recordings[index]
-            parts = self._parts(program, base, index, recording.deps)
-            if parts is not None:
-                remote_key = portable.command_key(parts)
-                job = recording.job
-                self.remote_jobs[index] = Shared(job, remote_key, list(recording.deps), inline=True)
-        if options.force:  # run them all; share what they store
-            return stale
-        filled = self.layered.fill(list(self.remote_jobs.values()))
-        left = []
-        for index in stale:
-            shared = self.remote_jobs.get(index)
-            if shared is None or shared.job.key not in filled or self._replay(index, shared.job):
-                left.append(index)
-            else:
-                self.notes.append(f"replayed {self.files[index]} from the remote cache")
-        return left
-
-    def _program(self, base: str) -> list[tuple[str, str]]:
-        """Identify the program for every file's remote key; raise :class:`NotShareableError`."""
-        from jobstamps import portable
-
-        try:
-            return portable.program_parts(self.executable, self.cwd, base, self.store.memos)
-        except OSError as error:
-            raise NotShareableError(f"the program cannot be read ({error.strerror})") from None
-
-    def _parts(
-        self, program: list[tuple[str, str]], base: str, index: int, deps: list[Any]
-    ) -> list[tuple[str, str]] | None:
-        """Return the parts of file ``index``'s remote key; ``None`` if a dependency changed."""
-        from jobstamps import portable
-
-        job = self.job(self.files[index])
-        digests = portable.dependency_digests(job.dependencies, deps)
-        if digests is None:
-            return None
-        return portable.command_parts(
-            program,
-            base,
-            self.cwd,
-            [*self.command, self.files[index]],
-            job.dependencies,
-            digests,
-            (),
-            self.options.env,
-            "-",
-            self.merged,
-            per_file=True,
-        )
-
     def show(self, files: list[str]) -> int:
         """Write each file's remote key parts on stdout (``--show-key``); run nothing."""
-        from jobstamps import portable
-
-        self.files.extend(dict.fromkeys(files))
-        base = portable.base_directory(self.cwd, self.options.base_dir)
-        try:
-            program = self._program(base)
-        except NotShareableError as error:
-            os.write(1, f"not shared: {error}\n".encode("utf-8", "surrogateescape"))
-            return 1
-        code = 0
-        for index, file in enumerate(self.files):
-            job = self.job(file)
-            deps = [fingerprint.record(path, job.method) for path in job.dependencies]
-            parts = self._parts(program, base, index, deps)
-            text = portable.show(parts) if parts is not None else f"not shared: {_CHANGING}\n"
-            code = code if parts is not None else 1
-            os.write(1, f"file {file}\n{text}".encode("utf-8", "surrogateescape"))
-        return code
-
-    def _upload(self, index: int, payload: Payload, deps: list[Any]) -> None:
-        """Share a file's stored result, unless its failure was pinned on a whole batch."""
-        shared = self.remote_jobs.get(index)
-        if self.layered is not None and shared is not None and not payload.get("shared"):
-            self.layered.upload(shared, deps, payload)
+        return self.remote.show(list(dict.fromkeys(files)))
 
     def _take_shared(self, index: int, payload: Payload) -> None:
         """Replay a shared failure held until it was known to stand: a hit after all."""
@@ -449,7 +351,7 @@ class PerFile:
         if problem:
             self.notes.append(f"not stored: {problem} ({file})")
         else:
-            self._upload(index, payload, self.recordings[index].deps)
+            self.remote.upload(index, payload, self.recordings[index].deps)
         return problem
 
     def _say(self) -> None:
