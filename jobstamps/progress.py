@@ -1,9 +1,10 @@
 """A progress line on a terminal, rewritten in place, for runs long enough to want one.
 
-It goes to standard error only while a person watches it: stderr is a terminal, ``TERM`` is
-not ``dumb``, the run is not a pre-commit hook (pre-commit sets ``PRE_COMMIT`` and captures
-a hook's output, through a terminal when colour is on) and ``JOBSTAMPS_PROGRESS`` does not
-turn it off. It appears once a run has taken :data:`DELAY` seconds, changes at most every
+It goes to standard error only while a person watches it, alone: stderr is a terminal,
+``TERM`` is not ``dumb``, the run is not a pre-commit hook (pre-commit sets ``PRE_COMMIT`` and
+captures a hook's output, through a terminal when colour is on) nor a recipe of make (which
+sets ``MAKELEVEL``; its other jobs write to the same terminal), and ``JOBSTAMPS_PROGRESS``
+does not turn it off. It appears once a run has taken :data:`DELAY` seconds, changes at most every
 :data:`EVERY` seconds, and is erased before anything else is written and at the end, so the
 screen reads as it would without it.
 """
@@ -26,7 +27,7 @@ _ERASE = b"\r\x1b[K"  # to the start of the line, then erase it
 
 def wanted(fd: int = 2) -> bool:
     """Whether a progress line on ``fd`` would be seen by a person, and only by one."""
-    if settings.no_progress() or os.environ.get("PRE_COMMIT"):
+    if settings.no_progress() or os.environ.get("PRE_COMMIT") or "MAKELEVEL" in os.environ:
         return False
     if os.environ.get("TERM") == "dumb":
         return False

@@ -1061,6 +1061,7 @@ def slow_terminal(fake: list[str], monkeypatch: pytest.MonkeyPatch) -> list[str]
     monkeypatch.setenv("FAKE_SLEEP", "1.5")
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.delenv("PRE_COMMIT", raising=False)
+    monkeypatch.delenv("MAKELEVEL", raising=False)
     monkeypatch.delenv("JOBSTAMPS_PROGRESS", raising=False)
     write({"a.py": "named\n", "c.py": "warn\n"})
     return ["--jobs", "1", "--", *fake, "--", "a.py", "c.py"]
@@ -1092,9 +1093,10 @@ def test_progress_over_files_that_pass_silently_is_erased_at_the_end(
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("PRE_COMMIT", "1"), ("TERM", "dumb"), ("JOBSTAMPS_PROGRESS", "0")]
+    ("name", "value"),
+    [("PRE_COMMIT", "1"), ("MAKELEVEL", "1"), ("TERM", "dumb"), ("JOBSTAMPS_PROGRESS", "0")],
 )
-def test_no_progress_inside_pre_commit_on_a_dumb_terminal_or_when_turned_off(
+def test_no_progress_inside_pre_commit_or_make_on_a_dumb_terminal_or_when_turned_off(
     slow_terminal: list[str], monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
     monkeypatch.setenv(name, value)

@@ -213,7 +213,8 @@ class PerFile:
         """Mark the failures of a run as its own once the files it did not name all passed.
 
         The run failed, and not for the files it did not name: it would fail again over the
-        files it named, so those may be replayed together without a run (see _share).
+        files it named, so those may be replayed together without a run (see
+        :func:`jobstamps.perfile.schedule._share`).
         """
         for named, silent in self.scheduler.families:
             if all((self.results[i] or {"code": 1})["code"] == 0 for i in silent):
