@@ -412,16 +412,19 @@ def pre_commit_config(project: Path, hook_repo: tuple[str, str], hooks_yaml: str
 
 
 def run_pre_commit(
-    project: Path, home: Path, path: str | None = None
+    project: Path, home: Path, path: str | None = None, color: str = "never"
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``pre-commit run --all-files`` in ``project``, as a user would."""
+    """Run ``pre-commit run --all-files`` in ``project``, as a user would.
+
+    With ``color="always"``, pre-commit runs the hooks on a pseudo-terminal of its own.
+    """
     git(project, "add", "--all")
     env = dict(os.environ, PRE_COMMIT_HOME=str(home))
     env.pop("PYTHONPATH")  # the hook must import the jobstamps that pre-commit installed
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
-        [sys.executable, "-m", "pre_commit", "run", "--all-files", "--color=never"],
+        [sys.executable, "-m", "pre_commit", "run", "--all-files", f"--color={color}"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -503,6 +506,35 @@ def test_generic_hook_lints_each_file_once_then_replays(
     fourth = run_pre_commit(project, pre_commit_home)
     assert fourth.returncode == 0, fourth.stdout
     assert invocations(project) == ["bad.py", "good.py"]
+
+
+@pytest.mark.slow
+def test_a_long_hook_run_on_pre_commits_terminal_shows_no_progress(
+    project: Path, hook_repo: tuple[str, str], pre_commit_home: Path
+) -> None:
+    bin_directory = project.parent / "bin"
+    bin_directory.mkdir()
+    slow = bin_directory / "slow-flake8"  # longer than a progress line waits for
+    slow.write_text(
+        '#!/bin/sh\n[ -t 2 ] && echo "stderr is a terminal" >&2\nsleep 1.5\nexec flake8 "$@"\n'
+    )
+    slow.chmod(0o755)
+    pre_commit_config(
+        project,
+        hook_repo,
+        f"""
+        - id: jobstamp
+          args: [--use-hashes, --, {json.dumps(str(slow))}, --]
+          additional_dependencies: [flake8, flake8-bugbear]  # the environment of the test above
+          types: [python]
+        """,
+    )
+    result = run_pre_commit(project, pre_commit_home, color="always")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "stderr is a terminal" in result.stdout  # only PRE_COMMIT tells the hook apart
+    assert "'os' imported but unused" in result.stdout  # flake8 colours it: a terminal
+    assert "files done" not in result.stdout + result.stderr
+    assert "\x1b[K" not in result.stdout + result.stderr
 
 
 @pytest.mark.slow
