@@ -463,7 +463,7 @@ class HttpBackend(Backend):
             raise RemoteError(f"{what}: {expected} bytes is more than expected")
         deadline = time.monotonic() + self._timeout
         received = since = 0
-        while True:
+        while not response.isclosed():  # since 3.13, read1 closes it at the body's end
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RemoteError(
