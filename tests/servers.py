@@ -505,6 +505,7 @@ class SilentServer:
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
         self._held: list[socket.socket] = []
+        self._stop = False
 
     def _serve(self) -> None:
         while True:
@@ -513,7 +514,10 @@ class SilentServer:
             except OSError:  # closed: the test is over
                 return
             self.accepted += 1
-            self._held.append(connection)
+            self._take(connection)
+
+    def _take(self, connection: socket.socket) -> None:
+        self._held.append(connection)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[SilentServer]:
@@ -525,12 +529,88 @@ class SilentServer:
         try:
             yield self
         finally:
+            self._stop = True
             with contextlib.suppress(OSError):
                 self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() up
             self.listener.close()
             thread.join(5)
             for connection in self._held:
                 connection.close()
+
+
+class DripServer(SilentServer):
+    """A server on 127.0.0.1 whose answers never end but never stall: the start of an answer,
+    then one byte every ``interval`` seconds for as long as the client listens, so that no
+    single read ever waits long.
+
+    ``drips`` maps an HTTP method to the start of its answer (``"*"``: any bytes at all, for
+    servers that do not speak HTTP); other HTTP requests are answered 404 at once. Connections
+    still open are counted in :attr:`open`.
+    """
+
+    def __init__(self, drips: dict[str, bytes], interval: float = 0.05) -> None:
+        super().__init__()
+        self.drips = drips
+        self.interval = interval
+        self.open = 0
+
+    def _answer(self, connection: socket.socket) -> None:
+        self.open += 1
+        try:
+            data = b""
+            while not self._stop:
+                if "*" in self.drips:
+                    start = self.drips["*"] if connection.recv(65536) else None
+                else:
+                    start, data = self._request(connection, data)
+                if start is None:
+                    return
+                if start.startswith(b"HTTP/1.1 404"):
+                    connection.sendall(start)
+                    continue
+                connection.sendall(start)
+                while not self._stop:
+                    connection.sendall(b"x")
+                    time.sleep(self.interval)
+        except OSError:  # the client gave up: what this server is for
+            return
+        finally:
+            self.open -= 1
+            connection.close()
+
+    def _request(self, connection: socket.socket, data: bytes) -> tuple[bytes | None, bytes]:
+        """Read one HTTP request (head and body); return the start of its answer and the rest."""
+        while b"\r\n\r\n" not in data:
+            piece = connection.recv(65536)
+            if not piece:
+                return None, b""
+            data += piece
+        head, _, data = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(data) < length:
+            piece = connection.recv(65536)
+            if not piece:
+                return None, b""
+            data += piece
+        method = head.split(b" ", 1)[0].decode()
+        start = self.drips.get(method, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        return start, data[length:]
+
+    def _take(self, connection: socket.socket) -> None:
+        import threading
+
+        threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+
+#: Starts of answers for :class:`DripServer`: HTTP headers that never end, an HTTP body that
+#: never ends, a Redis bulk string that never ends.
+DRIPPING_HEAD = b"HTTP/1.1 200 OK\r\nX-Slowly: "
+DRIPPING_BODY = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"
+DRIPPING_REDIS = b"$1000000\r\n"
 
 
 class SlowPutServer:

@@ -19,6 +19,8 @@ from jobstamps.errors import UsageError
 from jobstamps.storage.records import INLINE_LIMIT, Record, encode, sha256_hex
 from jobstamps.storage.remote import MAX_FAILURES, Settings, open_remote
 from servers import (
+    DRIPPING_BODY,
+    DripServer,
     Nginx,
     Place,
     RedisServer,
@@ -451,3 +453,47 @@ def test_uploads_still_running_at_the_deadline_are_dropped(tmp_path: Path) -> No
         assert not remote.usable
     assert len(warnings) == 1
     assert "did not finish within 0.2 s" in warnings[0]
+
+
+def test_an_upload_whose_answer_never_ends_marks_the_remote_down(tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    with DripServer({"PUT": DRIPPING_BODY}).running() as server:
+        env = changed_env(
+            {
+                "JOBSTAMPS_REMOTE": f"http://127.0.0.1:{server.port}/cache",
+                "JOBSTAMPS_REMOTE_TIMEOUT": "0.5",
+            }
+        )
+        outcomes = []
+        for text in ("one", "two"):
+            command = [*JOBSTAMP, "--", *counting(counter, f"echo {text}")]
+            began = time.monotonic()
+            done = subprocess.run(command, env=env, capture_output=True, timeout=60, check=False)
+            outcomes.append((done, time.monotonic() - began))
+    (first, first_took), (second, second_took) = outcomes
+    assert (first.returncode, first.stdout) == (0, b"one\n")
+    assert first.stderr.count(b"\n") == 1, first.stderr
+    assert b"within 0.5 s" in first.stderr, first.stderr
+    assert (second.returncode, second.stdout) == (0, b"two\n")
+    assert b"so not asked again before" in second.stderr, second.stderr
+    assert first_took < 20  # not the 30 s allowed for uploads
+    assert second_took < 20
+
+
+def test_uploads_dropped_at_the_deadline_do_not_keep_the_process_alive() -> None:
+    code = (
+        "import sys\n"
+        "from jobstamps.storage.records import Record\n"
+        "from jobstamps.storage.remote import open_remote\n"
+        "remote = open_remote(sys.argv[1], env={'JOBSTAMPS_REMOTE_TIMEOUT': '600'})\n"
+        "remote.put_record(Record('0a' * 20))\n"
+        "remote.close(timeout=0.5)\n"
+    )
+    with DripServer({"PUT": DRIPPING_BODY}).running() as server:
+        url = f"http://127.0.0.1:{server.port}/cache"
+        began = time.monotonic()
+        done = run_python(code, url, timeout=60)  # the answer would take 600 s
+        took = time.monotonic() - began
+    assert "uploads did not finish within 0.5 s; dropped" in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert took < 30

@@ -11,8 +11,9 @@ variable                       URL option      meaning
 ``JOBSTAMPS_REMOTE_LAYOUT``    ``layout``      HTTP paths: ``subdirs`` (default), ``flat``,
                                                ``bazel``
 ``JOBSTAMPS_REMOTE_READ_ONLY`` ``read-only``   never upload (either one is enough)
-``JOBSTAMPS_REMOTE_TIMEOUT``   ``timeout``     seconds per request (default 5; to connect,
-                                               2 at most)
+``JOBSTAMPS_REMOTE_TIMEOUT``   ``timeout``     seconds for a whole request, answer included
+                                               (default 5; to connect, 2 at most); each MiB
+                                               moved adds as much again
 ``JOBSTAMPS_REMOTE_KEY``                       shared secret: sign records, refuse unsigned ones
 ``JOBSTAMPS_REMOTE_TOKEN``                     HTTP bearer token
 ``JOBSTAMPS_REMOTE_PREFIX``    ``prefix``      Redis key prefix (default ``jobstamps:``)
@@ -508,8 +509,10 @@ class Remote:
         """Finish the uploads (up to ``timeout`` seconds; the rest are dropped) and disconnect."""
         from jobstamps.storage.backend import RemoteError
 
-        if not self.flush(timeout):
-            self.fail(RemoteError(f"uploads did not finish within {timeout:g} s; dropped"))
+        if not self.flush(timeout):  # a deadline missed, as by a server that is down
+            self.fail(
+                RemoteError(f"uploads did not finish within {timeout:g} s; dropped", down=True)
+            )
         self.usable = False  # closed: later calls are misses and skipped uploads
         if self._uploads is not None:
             self._uploads.shutdown(wait=False, cancel_futures=True)
