@@ -315,6 +315,8 @@ def run_call(
 _remote: list[Any] = []
 #: Whether the remote was found unusable for Python results, and said so.
 _unsigned: list[bool] = []
+#: What :func:`_warn_once` said.
+_said: set[str] = set()
 
 
 def _engine(
@@ -355,11 +357,14 @@ def _with_remote(
         from jobstamps import portable
         from jobstamps.storage.layered import Layered, Shared
         from jobstamps.storage.records import PICKLE
+        from jobstamps.storage.remote import base_directory
 
         remote = _open_remote(shared_engine.store)
         if remote is None or (job.outputs and not job.restore_outputs):
             return False
-        base = portable.base_directory(os.getcwd())
+        base = base_directory(os.getcwd(), None, _warn_once)
+        if not base:
+            return False
         deps = [fingerprint.record(path, job.method) for path in job.dependencies]
         digests = portable.dependency_digests(job.dependencies, deps)
         if digests is None:
@@ -382,6 +387,13 @@ def _with_remote(
 
     shared_engine.fill, shared_engine.stored = fill, stored
     return shared_engine
+
+
+def _warn_once(line: str) -> None:
+    """Say ``line`` on standard error the first time only (a setting ignored for the process)."""
+    if line not in _said:
+        _said.add(line)
+        sys.stderr.write(line + "\n")
 
 
 def _open_remote(store: Store) -> Any:

@@ -567,8 +567,10 @@ class PerFile:
         """
         from jobstamps import portable
         from jobstamps.storage.layered import Shared, open_layered
+        from jobstamps.storage.remote import warn_if_visible
 
         options = self.options
+        warn_if_visible(options.remote)
         self.layered = open_layered(
             self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
         )

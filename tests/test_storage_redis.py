@@ -94,7 +94,8 @@ def test_a_password_protected_server(tmp_path: Path) -> None:
     assert len(warnings) == 1
     assert "s3cr3t" not in warnings[0]
     assert "guess" not in warnings[0]
-    assert warnings[0].startswith(f"jobstamp: remote cache redis://:***@127.0.0.1:{server.port}/0")
+    assert warnings[0].startswith(f"jobstamp: remote cache redis://***@127.0.0.1:{server.port}/0")
+    assert "authentication failed" in warnings[0]
 
 
 def test_rediss_checks_the_certificate_and_shares_records(

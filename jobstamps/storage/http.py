@@ -33,7 +33,7 @@ import hashlib
 import http.client
 import threading
 
-from jobstamps.storage.backend import CHUNK, Backend, RemoteError
+from jobstamps.storage.backend import CHUNK, Backend, RemoteError, status_error
 from jobstamps.storage.deadline import connect, guard, within
 
 TYPE_CHECKING = False
@@ -463,7 +463,7 @@ class HttpBackend(Backend):
                     connection.close()
                 if success or (status == _ABSENT and method != "PUT"):
                     return status
-                raise RemoteError(f"{method} {path} answered {status} {response.reason}")
+                raise status_error(f"{method} {path}", status, response.reason)
             try:
                 self._receive(response, sink, limit, f"{method} {path}")
             except TimeoutError:

@@ -51,9 +51,11 @@ def open_layered(
     ``None`` when no remote is configured or its client library is missing (said once).
     Raises :class:`~jobstamps.errors.UsageError` for a URL or base directory that cannot work.
     """
-    from jobstamps.storage.remote import open_remote
+    from jobstamps.storage.remote import base_directory, open_remote
 
-    base = portable.base_directory(cwd, base_dir)
+    base = base_directory(cwd, base_dir)
+    if not base:
+        return None
     remote = open_remote(url, read_only=read_only, store=engine.store)
     return Layered(engine, remote, base) if remote is not None else None
 

@@ -22,7 +22,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from jobstamps.storage.backend import CHUNK, Backend, RemoteError
+from jobstamps.storage.backend import CHUNK, Backend, RemoteError, refused_credentials
 from jobstamps.storage.deadline import connect, guard, within
 
 TYPE_CHECKING = False
@@ -74,6 +74,8 @@ class RedisBackend(Backend):
         try:
             with within(self._timeout):
                 result = call()
+        except redis.exceptions.AuthenticationError as error:  # a ConnectionError, but no outage
+            raise refused_credentials(what, str(error)) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             refused = isinstance(error.__cause__ or error.__context__, ConnectionRefusedError)
             refused = refused or "refused" in str(error).lower()
