@@ -614,10 +614,11 @@ DRIPPING_REDIS = b"$1000000\r\n"
 
 
 class SlowPutServer:
-    """An HTTP server on 127.0.0.1 whose every PUT takes ``delay`` seconds, counting how many
-    it answered (:attr:`puts`) and the most it held at once (:attr:`most_at_once`)."""
+    """An HTTP server on 127.0.0.1 (or ``host``) whose every PUT takes ``delay`` seconds,
+    counting how many it answered (:attr:`puts`) and the most it held at once
+    (:attr:`most_at_once`). It has nothing to GET (404)."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, host: str = "127.0.0.1") -> None:
         import http.server
         import threading
 
@@ -645,9 +646,18 @@ class SlowPutServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            def do_GET(self) -> None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.httpd = Server((host, 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cache"
+        address = f"[{host}]" if ":" in host else host
+        self.url = f"http://{address}:{self.httpd.server_address[1]}/cache"
 
     @contextlib.contextmanager
     def running(self) -> Iterator[SlowPutServer]:

@@ -17,6 +17,7 @@ from servers import (
     DRIPPING_HEAD,
     DripServer,
     Nginx,
+    SlowPutServer,
     connect,
     free_port,
     one_at_a_time_server,
@@ -407,3 +408,20 @@ def test_an_upload_whose_answer_drips_misses_the_deadline(tmp_path: Path) -> Non
         remote.close()
     assert len(warnings) == 1
     assert "within 0.5 s" in warnings[0], warnings[0]
+
+
+def test_an_ipv6_address_is_reached_one_request_at_a_time_and_pipelined() -> None:
+    try:
+        server = SlowPutServer(delay=0, host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with server.running():
+        remote, warnings = connect(server.url.replace("http://", "http://ci:pw@"))
+        remote.put_record(Record(KEY))
+        assert remote.flush()
+        assert remote.get_records([KEY]) == {}
+        assert remote.get_records([f"{index:040x}" for index in range(100)]) == {}
+        remote.close()
+    assert server.puts == 1
+    assert remote.stats.requests == 102
+    assert warnings == []

@@ -229,7 +229,7 @@ def _split(url: str, name: str, pieces: set[str], source: str) -> SplitResult:
         raise SettingError(
             f"remote cache URL {name!r} is not supported. Use one of {schemes}", source
         )
-    if not parts.hostname.isprintable() or " " in parts.hostname:
+    if not parts.hostname.isprintable() or " " in parts.hostname or not _address(parts):
         raise SettingError(f"remote cache URL {name!r} has a malformed host", source)
     database = parts.path.strip("/")
     if scheme in EXTRAS and database and not database.isdigit():
@@ -237,6 +237,19 @@ def _split(url: str, name: str, pieces: set[str], source: str) -> SplitResult:
             f"remote cache URL {name!r} names no database number (/0, /1, ...)", source
         )
     return parts
+
+
+def _address(parts: SplitResult) -> bool:
+    """Whether a host in brackets is an IPv6 address (Python 3.10 does not check it)."""
+    if "[" not in parts.netloc.rpartition("@")[2]:
+        return True
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(str(parts.hostname).partition("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _credentials(url: str, key: str, token: str | None) -> tuple[set[str], set[str]]:
