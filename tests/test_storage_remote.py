@@ -64,6 +64,20 @@ def test_url_options_win_over_variables_and_credentials_are_never_shown() -> Non
     assert "hunter2" not in Settings("redis://:hunter2@localhost:6379/2", {}).name
 
 
+def test_every_form_of_a_credential_is_masked_in_messages() -> None:
+    import base64
+
+    env = {"JOBSTAMPS_REMOTE_TOKEN": "bearer-t0ken", "JOBSTAMPS_REMOTE_KEY": SECRET}
+    settings = Settings("https://ci:p%40ss%2Fw0rd@cache.example/jobs", env)
+    header = base64.b64encode(b"ci:p@ss/w0rd").decode()
+    said = settings.scrub(
+        f"p%40ss%2Fw0rd p@ss/w0rd w0rd ci:p%40ss%2Fw0rd bearer-t0ken {SECRET} Basic {header}"
+    )
+    for secret in ("p%40ss", "p@ss", "w0rd", "bearer-t0ken", SECRET, header):
+        assert secret not in said, said
+    assert settings.scrub("connection refused") == "connection refused"
+
+
 def test_read_only_from_either_place_is_enough() -> None:
     assert Settings("redis://h", {"JOBSTAMPS_REMOTE_READ_ONLY": "1"}).read_only
     assert Settings("redis://h?read-only=1", {}).read_only

@@ -254,11 +254,16 @@ def _address(parts: SplitResult) -> bool:
 
 def _credentials(url: str, key: str, token: str | None) -> tuple[set[str], set[str]]:
     """Return the pieces of the URL's user information, and every credential to mask."""
+    import base64
     from urllib.parse import unquote
 
     userinfo = url.partition("://")[2].rpartition("@")[0]
     pieces = {piece for text in (userinfo, unquote(userinfo)) for piece in _pieces(text)}
     secrets = {text for text in (userinfo, unquote(userinfo), key, token) if text}
+    if userinfo:  # as sent in an Authorization header, which a server might echo
+        user, _, password = userinfo.partition(":")
+        pair = f"{unquote(user)}:{unquote(password)}".encode()
+        secrets.add(base64.b64encode(pair).decode())
     secrets.update(piece for piece in pieces if len(piece) >= _SHORTEST)
     return pieces, secrets
 
