@@ -544,14 +544,16 @@ class DripServer(SilentServer):
     single read ever waits long.
 
     ``drips`` maps an HTTP method to the start of its answer (``"*"``: any bytes at all, for
-    servers that do not speak HTTP); other HTTP requests are answered 404 at once. Connections
-    still open are counted in :attr:`open`.
+    servers that do not speak HTTP); other HTTP requests are answered 404 at once. With
+    ``unit``, that is what it sends again and again instead of one byte, and with an
+    ``interval`` of 0 as fast as it can. Connections still open are counted in :attr:`open`.
     """
 
-    def __init__(self, drips: dict[str, bytes], interval: float = 0.05) -> None:
+    def __init__(self, drips: dict[str, bytes], interval: float = 0.05, unit: bytes = b"x") -> None:
         super().__init__()
         self.drips = drips
         self.interval = interval
+        self.unit = unit
         self.open = 0
 
     def _answer(self, connection: socket.socket) -> None:
@@ -570,7 +572,7 @@ class DripServer(SilentServer):
                     continue
                 connection.sendall(start)
                 while not self._stop:
-                    connection.sendall(b"x")
+                    connection.sendall(self.unit)
                     time.sleep(self.interval)
         except OSError:  # the client gave up: what this server is for
             return

@@ -425,3 +425,19 @@ def test_an_ipv6_address_is_reached_one_request_at_a_time_and_pipelined() -> Non
     assert server.puts == 1
     assert remote.stats.requests == 102
     assert warnings == []
+
+
+def test_an_endless_answer_at_full_speed_misses_the_deadline() -> None:
+    # Each MiB received renews the deadline, but only as far as the answer may be long: an
+    # endless run of "100 Continue" would otherwise renew it for ever.
+    endless = DripServer({"GET": b""}, interval=0, unit=b"HTTP/1.1 100 Continue\r\n\r\n" * 64)
+    with endless.running() as server:
+        remote, warnings = connect(
+            f"http://127.0.0.1:{server.port}", JOBSTAMPS_REMOTE_TIMEOUT="0.5"
+        )
+        began = time.monotonic()
+        assert remote.get_records([KEY]) == {}
+        assert time.monotonic() - began < 30
+        remote.close()
+    assert len(warnings) == 1
+    assert "within 0.5 s" in warnings[0], warnings[0]

@@ -5,8 +5,9 @@ forever. A request here runs :func:`within` a deadline of the calling thread, an
 it uses are :func:`guard`-ed: each send and receive gets the time left as its timeout and
 fails with :class:`TimeoutError` once none is left, whichever library drives the socket
 (``http.client``, redis-py). Every :data:`~jobstamps.storage.backend.CHUNK` bytes moved gives
-the request another ``seconds``, so a large blob may take longer than one timeout, a slow one
-may not. Connecting (the name lookup included) keeps to the deadline too: see :func:`connect`.
+the request another ``seconds``, up to the ``stretch`` bytes it may move, so a large blob may
+take longer than one timeout, a slow one may not, and an endless answer never keeps a request
+alive. Connecting (the name lookup included) keeps to the deadline too: see :func:`connect`.
 """
 
 from __future__ import annotations
@@ -27,14 +28,18 @@ _local = threading.local()
 
 
 class Deadline:
-    """When the current request must be over: ``seconds`` from its start or last progress."""
+    """When the current request must be over: ``seconds`` from its start or last progress.
 
-    __slots__ = ("at", "moved", "seconds")
+    Progress is a :data:`CHUNK` of bytes moved, within the first ``stretch`` bytes.
+    """
 
-    def __init__(self, seconds: float) -> None:
+    __slots__ = ("at", "moved", "seconds", "stretch")
+
+    def __init__(self, seconds: float, stretch: int = 0) -> None:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.moved = 0
+        self.stretch = stretch
 
     def left(self) -> float:
         """Return the seconds left; raise :class:`TimeoutError` when there are none."""
@@ -46,18 +51,19 @@ class Deadline:
     def progress(self, count: int) -> None:
         """Count ``count`` bytes moved; every :data:`CHUNK` of them renews the deadline."""
         self.moved += count
-        if self.moved >= CHUNK:
-            self.moved = 0
+        if self.moved >= CHUNK and self.stretch >= CHUNK:
+            self.moved -= CHUNK
+            self.stretch -= CHUNK
             self.at = time.monotonic() + self.seconds
 
 
 class within:  # noqa: N801 - used as a function: ``with within(5):``
-    """Run the block under a deadline of ``seconds`` for this thread's guarded sockets."""
+    """Run the block under a deadline of ``seconds`` (see :class:`Deadline` for ``stretch``)."""
 
     __slots__ = ("deadline", "previous")
 
-    def __init__(self, seconds: float) -> None:
-        self.deadline = Deadline(seconds)
+    def __init__(self, seconds: float, stretch: int = 0) -> None:
+        self.deadline = Deadline(seconds, stretch)
         self.previous: Deadline | None = None
 
     def __enter__(self) -> Deadline:

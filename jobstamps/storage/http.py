@@ -52,6 +52,8 @@ __all__ = ["HttpBackend"]
 #: The most an entry may weigh (records are far smaller; this bounds a hostile answer).
 MAX_ENTRY = 8 << 20
 _ABSENT = 404
+#: Bytes of request and answer heads a request may move beyond its bodies.
+_HEAD_ROOM = 1 << 16
 _GONE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
@@ -406,7 +408,7 @@ class HttpBackend(Backend):
             if body is not None:
                 body[0].seek(start)
             try:
-                with within(self._timeout):
+                with within(self._timeout, limit + (body[1] if body else 0) + _HEAD_ROOM):
                     return self._exchange(connection, method, path, body, sink, limit)
             except _GONE as error:
                 connection.close()

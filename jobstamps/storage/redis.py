@@ -24,6 +24,7 @@ from redis.retry import Retry
 
 from jobstamps.storage.backend import CHUNK, Backend, RemoteError, refused_credentials
 from jobstamps.storage.deadline import connect, guard, within
+from jobstamps.storage.records import MAX_RECORD
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,12 +68,15 @@ class RedisBackend(Backend):
         self._timeout = settings.timeout
         self._closed = threading.Event()
 
-    def _call(self, what: str, call: Callable[[], T], requests: int = 1) -> T:
-        """Run one exchange with the server, turning its failures into :class:`RemoteError`."""
+    def _call(self, what: str, call: Callable[[], T], requests: int = 1, stretch: int = CHUNK) -> T:
+        """Run one exchange with the server, turning its failures into :class:`RemoteError`.
+
+        It keeps to the deadline, which each :data:`CHUNK` moved renews, for ``stretch`` bytes.
+        """
         if self._closed.is_set():
             raise RemoteError(f"{what} not sent: closed")
         try:
-            with within(self._timeout):
+            with within(self._timeout, stretch):
                 result = call()
         except redis.exceptions.AuthenticationError as error:  # a ConnectionError, but no outage
             raise refused_credentials(what, str(error)) from None
@@ -91,7 +95,7 @@ class RedisBackend(Backend):
         pipe = self._client.pipeline(transaction=False)
         for start in range(0, len(keys), BATCH):
             pipe.mget([f"{self._prefix}e:{key}" for key in keys[start : start + BATCH]])
-        batches = self._call("MGET", pipe.execute)
+        batches = self._call("MGET", pipe.execute, stretch=len(keys) * MAX_RECORD)
         found = {}
         for key, value in zip(keys, (value for batch in batches for value in batch), strict=True):
             if isinstance(value, bytes):
