@@ -30,7 +30,11 @@ could not be reached or did not answer in time once, or failed :data:`MAX_FAILUR
 not asked again until the invocation ends. One that could not be reached or did not answer is
 also left alone by the invocations that start in the next ``retry`` seconds (each says so in
 one line): a build of many targets waits for an unreachable server once, not once per target.
-The mark is a memo in the local cache (see :meth:`Store.memo_path`).
+The mark is a memo in the local cache (see :meth:`Store.memo_path`), named by a digest of the
+URL with its credentials. Credentials refused (HTTP 401/403, Redis AUTH) are said as such and
+end the remote's use for the invocation only. Settings from the environment that cannot work
+warn and turn the remote off; the same in ``--remote`` is a usage error. No message shows a
+credential (:meth:`Settings.scrub`, :func:`redact`).
 
 Importing this module costs nothing more than ``os``: the URL is parsed, and the backend and the
 record code are imported, only when a remote is configured and first needed.
@@ -99,7 +103,7 @@ def warn_if_visible(url: str | None) -> None:
     """
     if url and "@" in url.partition("://")[2]:
         _stderr(
-            "jobstamp: warning: the password in --remote can be read by every user of this "
+            "jobstamp: warning: the credentials in --remote can be read by every user of this "
             "machine (ps shows command lines); set JOBSTAMPS_REMOTE instead"
         )
 
