@@ -152,6 +152,9 @@ MALFORMED = [
     "https://ci:hunter2@host?timeout=never",
     "redis://:hunter2@host/not-a-db",
     "http://ci:hunter2@h\x00st/cache",
+    "ci:hunter2@host:80/cache",
+    "http:/ci:hunter2@host/cache",
+    "http://ci:hunter2@/cache",
 ]
 
 
