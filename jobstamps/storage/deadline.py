@@ -30,63 +30,51 @@ _local = threading.local()
 class Deadline:
     """When the current request must be over: ``seconds`` from its start or last progress.
 
-    Progress is a :data:`CHUNK` of bytes moved, within the first ``stretch`` bytes.
+    Progress is a :data:`CHUNK` of bytes moved, within the first ``stretch`` bytes. As a
+    context manager (spelt :data:`within`), it is the deadline of the calling thread's
+    guarded sockets for the block.
     """
 
-    __slots__ = ("at", "moved", "seconds", "stretch")
+    __slots__ = ("at", "moved", "previous", "seconds", "stretch")
 
     def __init__(self, seconds: float, stretch: int = 0) -> None:
         self.seconds = seconds
-        self.at = time.monotonic() + seconds
+        self.at = _monotonic() + seconds
         self.moved = 0
         self.stretch = stretch
+        self.previous: Deadline | None = None
 
-    def left(self) -> float:
-        """Return the seconds left; raise :class:`TimeoutError` when there are none."""
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"not done within {self.seconds:g} s")
-        return left
+    def __enter__(self) -> None:
+        self.previous = getattr(_local, "deadline", None)
+        _local.deadline = self
 
-    def progress(self, count: int) -> None:
-        """Count ``count`` bytes moved; every :data:`CHUNK` of them renews the deadline."""
+    def __exit__(self, *_: object) -> None:
+        _local.deadline = self.previous
+
+    def progress(self, count: int) -> int:
+        """Count ``count`` bytes moved (and return it); a :data:`CHUNK` renews the deadline."""
         self.moved += count
         if self.moved >= CHUNK and self.stretch >= CHUNK:
             self.moved -= CHUNK
             self.stretch -= CHUNK
-            self.at = time.monotonic() + self.seconds
+            self.at = _monotonic() + self.seconds
+        return count
 
 
-class within:  # noqa: N801 - used as a function: ``with within(5):``
-    """Run the block under a deadline of ``seconds`` (see :class:`Deadline` for ``stretch``)."""
-
-    __slots__ = ("deadline", "previous")
-
-    def __init__(self, seconds: float, stretch: int = 0) -> None:
-        self.deadline = Deadline(seconds, stretch)
-        self.previous: Deadline | None = None
-
-    def __enter__(self) -> Deadline:
-        self.previous = getattr(_local, "deadline", None)
-        _local.deadline = self.deadline
-        return self.deadline
-
-    def __exit__(self, *_: object) -> None:
-        _local.deadline = self.previous
+#: ``with within(seconds, stretch):`` runs the block under that :class:`Deadline`.
+within = Deadline
+_monotonic = time.monotonic
 
 
 def _limit(sock: socket.socket) -> Deadline | None:
     """Give ``sock`` the time left before this thread's deadline as its timeout."""
     deadline: Deadline | None = getattr(_local, "deadline", None)
     if deadline is not None and sock.gettimeout() != 0:  # a non-blocking peek stays one
-        socket.socket.settimeout(sock, deadline.left())
+        left = deadline.at - _monotonic()
+        if left <= 0:
+            raise TimeoutError(f"not done within {deadline.seconds:g} s")
+        socket.socket.settimeout(sock, left)
     return deadline
-
-
-def _moved(deadline: Deadline | None, count: int) -> int:
-    if deadline is not None:
-        deadline.progress(count)
-    return count
 
 
 if TYPE_CHECKING:
@@ -103,16 +91,19 @@ class _Keeping(_Base):
     def recv(self, *args: Any) -> bytes:
         deadline = _limit(self)
         data = super().recv(*args)
-        _moved(deadline, len(data))
+        if deadline is not None:
+            deadline.progress(len(data))
         return data
 
     def recv_into(self, *args: Any) -> int:
         deadline = _limit(self)
-        return _moved(deadline, super().recv_into(*args))
+        count = super().recv_into(*args)
+        return count if deadline is None else deadline.progress(count)
 
     def send(self, *args: Any) -> int:
         deadline = _limit(self)
-        return _moved(deadline, super().send(*args))
+        count = super().send(*args)
+        return count if deadline is None else deadline.progress(count)
 
 
 class _Guarded(_Keeping, socket.socket):
@@ -123,7 +114,8 @@ class _Guarded(_Keeping, socket.socket):
     def sendall(self, data: Any, *args: Any) -> None:
         deadline = _limit(self)
         super().sendall(data, *args)
-        _moved(deadline, memoryview(data).nbytes)
+        if deadline is not None:
+            deadline.progress(memoryview(data).nbytes)
 
 
 _tls_class: list[type[socket.socket]] = []
