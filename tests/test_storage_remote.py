@@ -21,6 +21,7 @@ from jobstamps.storage.records import INLINE_LIMIT, Record, encode, sha256_hex
 from jobstamps.storage.remote import MAX_FAILURES, Settings, open_remote
 from servers import (
     DRIPPING_BODY,
+    DRIPPING_REDIS,
     DripServer,
     Nginx,
     Place,
@@ -623,7 +624,10 @@ def test_an_upload_whose_answer_never_ends_marks_the_remote_down(tmp_path: Path)
     assert second_took < 20
 
 
-def test_uploads_dropped_at_the_deadline_do_not_keep_the_process_alive() -> None:
+@pytest.mark.parametrize("scheme", ["http", "redis"])
+def test_uploads_dropped_at_the_deadline_do_not_keep_the_process_alive(scheme: str) -> None:
+    if scheme == "redis":
+        pytest.importorskip("redis")
     code = (
         "import sys\n"
         "from jobstamps.storage.records import Record\n"
@@ -632,8 +636,9 @@ def test_uploads_dropped_at_the_deadline_do_not_keep_the_process_alive() -> None
         "remote.put_record(Record('0a' * 20))\n"
         "remote.close(timeout=0.5)\n"
     )
-    with DripServer({"PUT": DRIPPING_BODY}).running() as server:
-        url = f"http://127.0.0.1:{server.port}/cache"
+    drips = {"PUT": DRIPPING_BODY} if scheme == "http" else {"*": DRIPPING_REDIS}
+    with DripServer(drips).running() as server:
+        url = f"{scheme}://127.0.0.1:{server.port}/" + ("0" if scheme == "redis" else "cache")
         began = time.monotonic()
         done = run_python(code, url, timeout=60)  # the answer would take 600 s
         took = time.monotonic() - began
