@@ -101,7 +101,7 @@ def warn_if_visible(url: str | None) -> None:
     The command line of a running process is public on the machine (``ps``); the environment
     is not.
     """
-    if url and "@" in url.partition("://")[2]:
+    if url and "@" in _after_scheme(url)[2]:
         _stderr(
             "jobstamp: warning: the credentials in --remote can be read by every user of this "
             "machine (ps shows command lines); set JOBSTAMPS_REMOTE instead"
@@ -204,15 +204,19 @@ def redact(url: str) -> str:
     Everything up to the last ``@`` is masked, the user name too (it may be a token, as in
     ``https://TOKEN@host``), and wherever a ``/``, ``?`` or ``#`` in a password leaves it.
     """
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        scheme, rest = "", url
+    scheme, separator, rest = _after_scheme(url)
     if "@" in rest:
         rest = "***@" + rest.rpartition("@")[2]
     for mark in "?#":
         rest = rest.partition(mark)[0]
     shown = f"{scheme}{separator}{rest}"
     return shown if shown.isprintable() else ascii(shown)[1:-1]
+
+
+def _after_scheme(url: str) -> tuple[str, str, str]:
+    """Split ``url`` at ``://`` (none: all of it is the rest)."""
+    scheme, separator, rest = url.partition("://")
+    return (scheme, separator, rest) if separator else ("", "", url)
 
 
 def _split(url: str, name: str, pieces: set[str], source: str) -> SplitResult:
@@ -261,7 +265,7 @@ def _credentials(url: str, key: str, token: str | None) -> tuple[set[str], set[s
     import base64
     from urllib.parse import unquote
 
-    userinfo = url.partition("://")[2].rpartition("@")[0]
+    userinfo = _after_scheme(url)[2].rpartition("@")[0]
     pieces = {piece for text in (userinfo, unquote(userinfo)) for piece in _pieces(text)}
     secrets = {text for text in (userinfo, unquote(userinfo), key, token) if text}
     if userinfo:  # as sent in an Authorization header, which a server might echo
