@@ -352,6 +352,8 @@ def _traced(
 _remote: list[Layered | None] = []
 #: Whether the remote was found unusable for Python results, and said so.
 _unsigned: list[bool] = []
+#: What :func:`_warn_once` said.
+_said: set[str] = set()
 
 
 def _engine(
@@ -394,13 +396,15 @@ def _with_remote(
 
     def fill(job: Job) -> bool:
         from jobstamps import portable
-        from jobstamps.sharing import Shared, Sharing
+        from jobstamps.sharing import Shared, Sharing, base_directory
         from jobstamps.storage.records import PICKLE
 
         layered = _open_remote(shared_engine.store)
         if layered is None or (job.outputs and not job.restore_outputs):
             return False
-        base = portable.base_directory(os.getcwd())
+        base = base_directory(os.getcwd(), None, _warn_once)
+        if not base:
+            return False
         outside = portable.first_outside(job.outputs, base)
         if outside is not None:
             shared_engine.say(f"not shared: output file {outside} is outside {base}")
@@ -427,6 +431,13 @@ def _with_remote(
 
     shared_engine.fill, shared_engine.stored = fill, stored
     return shared_engine
+
+
+def _warn_once(line: str) -> None:
+    """Say ``line`` on standard error the first time only (a setting ignored for the process)."""
+    if line not in _said:
+        _said.add(line)
+        sys.stderr.write(line + "\n")
 
 
 def _open_remote(store: Store) -> Layered | None:

@@ -353,9 +353,11 @@ class _Sharing:
         """Open the remote (once), on the first local miss or stored run."""
         if not self.opened:
             from jobstamps.sharing import open_sharing
+            from jobstamps.storage.remote import warn_if_visible
 
             self.opened = True
             options = self.options
+            warn_if_visible(options.remote)
             self.layered = open_sharing(
                 self.engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
             )

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from jobstamps import portable
 from jobstamps.engine import ReplayError
+from jobstamps.errors import UsageError
 from jobstamps.storage.records import COMMAND
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from jobstamps.engine import Engine, Job
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from jobstamps.storage.records import Record
     from jobstamps.storage.remote import Remote
 
-__all__ = ["Shared", "Sharing", "open_sharing"]
+__all__ = ["Shared", "Sharing", "base_directory", "open_sharing"]
 
 
 def open_sharing(
@@ -43,9 +44,29 @@ def open_sharing(
     from jobstamps.storage.layered import Layered
     from jobstamps.storage.remote import open_remote
 
-    base = portable.base_directory(cwd, base_dir)
+    base = base_directory(cwd, base_dir)
+    if not base:
+        return None
     remote = open_remote(url, read_only=read_only, store=engine.store)
     return Sharing(engine, Layered(engine.store, remote), base) if remote is not None else None
+
+
+def base_directory(cwd: str, given: str | None, warn: Callable[[str], None] | None = None) -> str:
+    """Return the base directory for sharing (see :func:`jobstamps.portable.base_directory`).
+
+    ``""`` when ``JOBSTAMPS_BASE_DIR`` names no directory: said through ``warn``, and the
+    remote is not used (a setting of the environment does not fail the command). Raises
+    :class:`~jobstamps.errors.UsageError` for ``given`` (``--base-dir``) that names none.
+    """
+    from jobstamps.storage.remote import SettingError, ignored, stderr_line
+
+    try:
+        return portable.base_directory(cwd, given)
+    except UsageError as error:
+        if given:
+            raise
+        (warn or stderr_line)(ignored(SettingError(str(error), "JOBSTAMPS_BASE_DIR")))
+        return ""
 
 
 class Shared:

@@ -538,6 +538,7 @@ class SilentServer:
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
         self._held: list[socket.socket] = []
+        self._stop = False
 
     def _serve(self) -> None:
         while True:
@@ -546,7 +547,10 @@ class SilentServer:
             except OSError:  # closed: the test is over
                 return
             self.accepted += 1
-            self._held.append(connection)
+            self._take(connection)
+
+    def _take(self, connection: socket.socket) -> None:
+        self._held.append(connection)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[SilentServer]:
@@ -558,6 +562,7 @@ class SilentServer:
         try:
             yield self
         finally:
+            self._stop = True
             with contextlib.suppress(OSError):
                 self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() up
             self.listener.close()
@@ -566,11 +571,89 @@ class SilentServer:
                 connection.close()
 
 
-class SlowPutServer:
-    """An HTTP server on 127.0.0.1 whose every PUT takes ``delay`` seconds, counting how many
-    it answered (:attr:`puts`) and the most it held at once (:attr:`most_at_once`)."""
+class DripServer(SilentServer):
+    """A server on 127.0.0.1 whose answers never end but never stall: the start of an answer,
+    then one byte every ``interval`` seconds for as long as the client listens, so that no
+    single read ever waits long.
 
-    def __init__(self, delay: float) -> None:
+    ``drips`` maps an HTTP method to the start of its answer (``"*"``: any bytes at all, for
+    servers that do not speak HTTP); other HTTP requests are answered 404 at once. With
+    ``unit``, that is what it sends again and again instead of one byte, and with an
+    ``interval`` of 0 as fast as it can. Connections still open are counted in :attr:`open`.
+    """
+
+    def __init__(self, drips: dict[str, bytes], interval: float = 0.05, unit: bytes = b"x") -> None:
+        super().__init__()
+        self.drips = drips
+        self.interval = interval
+        self.unit = unit
+        self.open = 0
+
+    def _answer(self, connection: socket.socket) -> None:
+        self.open += 1
+        try:
+            data = b""
+            while not self._stop:
+                if "*" in self.drips:
+                    start = self.drips["*"] if connection.recv(65536) else None
+                else:
+                    start, data = self._request(connection, data)
+                if start is None:
+                    return
+                if start.startswith(b"HTTP/1.1 404"):
+                    connection.sendall(start)
+                    continue
+                connection.sendall(start)
+                while not self._stop:
+                    connection.sendall(self.unit)
+                    time.sleep(self.interval)
+        except OSError:  # the client gave up: what this server is for
+            return
+        finally:
+            self.open -= 1
+            connection.close()
+
+    def _request(self, connection: socket.socket, data: bytes) -> tuple[bytes | None, bytes]:
+        """Read one HTTP request (head and body); return the start of its answer and the rest."""
+        while b"\r\n\r\n" not in data:
+            piece = connection.recv(65536)
+            if not piece:
+                return None, b""
+            data += piece
+        head, _, data = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(data) < length:
+            piece = connection.recv(65536)
+            if not piece:
+                return None, b""
+            data += piece
+        method = head.split(b" ", 1)[0].decode()
+        start = self.drips.get(method, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        return start, data[length:]
+
+    def _take(self, connection: socket.socket) -> None:
+        import threading
+
+        threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+
+#: Starts of answers for :class:`DripServer`: HTTP headers that never end, an HTTP body that
+#: never ends, a Redis bulk string that never ends.
+DRIPPING_HEAD = b"HTTP/1.1 200 OK\r\nX-Slowly: "
+DRIPPING_BODY = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"
+DRIPPING_REDIS = b"$1000000\r\n"
+
+
+class SlowPutServer:
+    """An HTTP server on 127.0.0.1 (or ``host``) whose every PUT takes ``delay`` seconds,
+    counting how many it answered (:attr:`puts`) and the most it held at once
+    (:attr:`most_at_once`). It has nothing to GET (404)."""
+
+    def __init__(self, delay: float, host: str = "127.0.0.1") -> None:
         import http.server
         import threading
 
@@ -598,9 +681,18 @@ class SlowPutServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            def do_GET(self) -> None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.httpd = Server((host, 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cache"
+        address = f"[{host}]" if ":" in host else host
+        self.url = f"http://{address}:{self.httpd.server_address[1]}/cache"
 
     @contextlib.contextmanager
     def running(self) -> Iterator[SlowPutServer]:

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING
 import pytest
 
 from jobstamps.storage.records import Record, encode, sha256_hex
-from servers import CREDENTIALS, Nginx, connect, free_port, one_at_a_time_server
+from servers import (
+    CREDENTIALS,
+    DRIPPING_BODY,
+    DRIPPING_HEAD,
+    DripServer,
+    Nginx,
+    SlowPutServer,
+    connect,
+    free_port,
+    one_at_a_time_server,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -349,3 +359,85 @@ def test_a_server_that_closes_on_pipelined_requests_is_asked_one_at_a_time() -> 
         assert remote.get_records(keys[:10]) == {key: Record(key) for key in keys[:10:2]}
         remote.close()
     assert warnings == []
+
+
+# -- deadlines: servers that answer a little at a time, for ever ------------------------------
+
+
+@pytest.mark.parametrize("start", [DRIPPING_HEAD, DRIPPING_BODY], ids=["headers", "body"])
+@pytest.mark.parametrize("count", [1, 100], ids=["one key", "a batch"])
+def test_an_answer_that_drips_misses_the_deadline_and_the_remote_is_skipped(
+    start: bytes, count: int
+) -> None:
+    keys = [f"{index:040x}" for index in range(count)]
+    with DripServer({"GET": start, "HEAD": start}).running() as server:
+        url = f"http://127.0.0.1:{server.port}/cache"
+        remote, warnings = connect(url, JOBSTAMPS_REMOTE_TIMEOUT="0.5")
+        began = time.monotonic()
+        assert remote.get_records(keys) == {}
+        assert time.monotonic() - began < 15  # the answer would never end
+        assert not remote.usable  # skipped from now on, as a server that is down
+        assert remote.get_blob("a" * 64, 10) is None
+        remote.close()
+    assert len(warnings) == 1
+    assert "within 0.5 s" in warnings[0], warnings[0]
+    assert warnings[0].endswith("continuing without it")
+
+
+def test_a_blob_that_drips_misses_the_deadline(tmp_path: Path) -> None:
+    with DripServer({"GET": DRIPPING_BODY}).running() as server:
+        remote, warnings = connect(
+            f"http://127.0.0.1:{server.port}", JOBSTAMPS_REMOTE_TIMEOUT="0.5"
+        )
+        began = time.monotonic()
+        assert remote.get_blob("a" * 64, 1 << 20) is None
+        assert time.monotonic() - began < 15
+        remote.close()
+    assert len(warnings) == 1
+    assert "no complete answer within 0.5 s" in warnings[0], warnings[0]
+
+
+def test_an_upload_whose_answer_drips_misses_the_deadline(tmp_path: Path) -> None:
+    with DripServer({"PUT": DRIPPING_BODY}).running() as server:
+        remote, warnings = connect(
+            f"http://127.0.0.1:{server.port}", JOBSTAMPS_REMOTE_TIMEOUT="0.5"
+        )
+        remote.put_record(Record(KEY))
+        assert remote.flush(15)  # ended by the deadline, not by the wait for uploads
+        assert not remote.usable
+        remote.close()
+    assert len(warnings) == 1
+    assert "within 0.5 s" in warnings[0], warnings[0]
+
+
+def test_an_ipv6_address_is_reached_one_request_at_a_time_and_pipelined() -> None:
+    try:
+        server = SlowPutServer(delay=0, host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with server.running():
+        remote, warnings = connect(server.url.replace("http://", "http://ci:pw@"))
+        remote.put_record(Record(KEY))
+        assert remote.flush()
+        assert remote.get_records([KEY]) == {}
+        assert remote.get_records([f"{index:040x}" for index in range(100)]) == {}
+        remote.close()
+    assert server.puts == 1
+    assert remote.stats.requests == 102
+    assert warnings == []
+
+
+def test_an_endless_answer_at_full_speed_misses_the_deadline() -> None:
+    # Each MiB received renews the deadline, but only as far as the answer may be long: an
+    # endless run of "100 Continue" would otherwise renew it for ever.
+    endless = DripServer({"GET": b""}, interval=0, unit=b"HTTP/1.1 100 Continue\r\n\r\n" * 64)
+    with endless.running() as server:
+        remote, warnings = connect(
+            f"http://127.0.0.1:{server.port}", JOBSTAMPS_REMOTE_TIMEOUT="0.5"
+        )
+        began = time.monotonic()
+        assert remote.get_records([KEY]) == {}
+        assert time.monotonic() - began < 30
+        remote.close()
+    assert len(warnings) == 1
+    assert "within 0.5 s" in warnings[0], warnings[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from jobstamps.storage.backend import CHUNK
 from jobstamps.storage.records import Record, sha256_hex
-from servers import RedisServer, connect
+from servers import DRIPPING_REDIS, DripServer, RedisServer, connect
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -93,7 +94,8 @@ def test_a_password_protected_server(tmp_path: Path) -> None:
     assert len(warnings) == 1
     assert "s3cr3t" not in warnings[0]
     assert "guess" not in warnings[0]
-    assert warnings[0].startswith(f"jobstamp: remote cache redis://:***@127.0.0.1:{server.port}/0")
+    assert warnings[0].startswith(f"jobstamp: remote cache redis://***@127.0.0.1:{server.port}/0")
+    assert "authentication failed" in warnings[0]
 
 
 def test_rediss_checks_the_certificate_and_shares_records(
@@ -143,3 +145,16 @@ def test_a_server_that_does_not_speak_redis_is_a_miss_and_one_warning(bad_server
     remote.close()
     assert len(warnings) == 1
     assert warnings[0].startswith(f"jobstamp: remote cache {url}: ")
+
+
+def test_an_answer_that_drips_misses_the_deadline_and_the_remote_is_skipped() -> None:
+    with DripServer({"*": DRIPPING_REDIS}).running() as server:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        remote, warnings = connect(url, JOBSTAMPS_REMOTE_TIMEOUT="0.5")
+        began = time.monotonic()
+        assert remote.get_records(["ab" * 20]) == {}
+        assert time.monotonic() - began < 15  # the answer would never end
+        assert not remote.usable
+        remote.close()
+    assert len(warnings) == 1
+    assert "continuing without it" in warnings[0], warnings[0]

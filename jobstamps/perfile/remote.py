@@ -69,8 +69,10 @@ class Remote:
         """
         from jobstamps import portable
         from jobstamps.sharing import Shared, open_sharing
+        from jobstamps.storage.remote import warn_if_visible
 
         options = self.options
+        warn_if_visible(options.remote)
         self.layered = open_sharing(
             engine, self.cwd, options.remote, options.remote_read_only, options.base_dir
         )

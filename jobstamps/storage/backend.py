@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import BinaryIO
 
-__all__ = ["CHUNK", "Backend", "RemoteError", "RemoteStats"]
+__all__ = ["CHUNK", "Backend", "RemoteError", "RemoteStats", "refused_credentials", "status_error"]
 
 #: How many bytes of a blob travel at once, so large blobs never sit whole in memory.
 CHUNK = 1 << 20
@@ -40,6 +40,31 @@ class RemoteError(Exception):
         self.refused = refused
         self.down = refused if down is None else down
         self.partial = partial or {}
+
+
+#: HTTP statuses that say the credentials were missing, wrong or not enough.
+_AUTHENTICATION = (401, 403)
+
+
+def refused_credentials(what: str, detail: str = "") -> RemoteError:
+    """Return the failure for a server that refused the credentials: said so, not "down".
+
+    Asking again in this invocation would be refused again; but nothing is remembered for
+    later ones, which may bring the right credentials.
+    """
+    detail = f" ({detail})" if detail else ""
+    return RemoteError(
+        f"{what}: authentication failed{detail}. Check the credentials: the URL's "
+        "user:password, or JOBSTAMPS_REMOTE_TOKEN",
+        refused=True,
+        down=False,
+    )
+
+
+def status_error(what: str, status: int, reason: str) -> RemoteError:
+    """Return the failure for an HTTP answer with an unexpected ``status``."""
+    answered = f"{what} answered {status} {reason}".rstrip()
+    return refused_credentials(answered) if status in _AUTHENTICATION else RemoteError(answered)
 
 
 class RemoteStats:

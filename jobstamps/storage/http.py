@@ -32,9 +32,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import threading
-import time
 
-from jobstamps.storage.backend import CHUNK, Backend, RemoteError
+from jobstamps.storage.backend import CHUNK, Backend, RemoteError, status_error
+from jobstamps.storage.deadline import connect, guard, within
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,37 +52,30 @@ __all__ = ["HttpBackend"]
 #: The most an entry may weigh (records are far smaller; this bounds a hostile answer).
 MAX_ENTRY = 8 << 20
 _ABSENT = 404
+#: Bytes of request and answer heads a request may move beyond its bodies.
+_HEAD_ROOM = 1 << 16
 _GONE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 class _Upload:
-    """A file-like view of ``size`` bytes of ``source`` that enforces the request's deadline.
+    """A file-like view of ``size`` bytes of ``source``, counting what was sent.
 
-    The deadline moves on with every :data:`CHUNK` sent: large blobs may take longer than one
-    timeout, slow ones may not.
+    The request's deadline (see :mod:`jobstamps.storage.deadline`) moves on with every
+    :data:`CHUNK` sent: large blobs may take longer than one timeout, slow ones may not.
     """
 
-    def __init__(self, source: BinaryIO, size: int, timeout: float) -> None:
+    def __init__(self, source: BinaryIO, size: int) -> None:
         self._source = source
         self._left = size
-        self._timeout = timeout
-        self._deadline = time.monotonic() + timeout
-        self._since = 0
         self.sent = 0
 
     def read(self, amount: int = -1) -> bytes:
-        if time.monotonic() > self._deadline:
-            raise RemoteError(f"sending took longer than {self._timeout:g} s")
         amount = self._left if amount < 0 else min(amount, self._left)
         data = self._source.read(amount)
         if len(data) < amount:
             raise RemoteError("the file to upload got shorter while it was sent")
         self._left -= len(data)
         self.sent += len(data)
-        self._since += len(data)
-        if self._since >= CHUNK:
-            self._since = 0
-            self._deadline = time.monotonic() + self._timeout
         return data
 
 
@@ -119,6 +112,8 @@ class HttpBackend(Backend):
         self._pipelining = True  # until a server's answer says it does not suit
         self._idle: list[socket.socket] = []  # pipelining connections with nothing on them
         self._tls: ssl.SSLContext | None = None
+        self._busy: set[socket.socket] = set()  # sockets of the requests under way
+        self._closed = threading.Event()
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -191,7 +186,20 @@ class HttpBackend(Backend):
         }
 
     def close(self) -> None:
-        """Stop the workers and close every connection."""
+        """Stop the workers and close every connection, cutting off requests still under way.
+
+        Their sockets are shut down, so that threads waiting on them (uploads dropped at the
+        deadline) end now rather than keep the process alive.
+        """
+        import contextlib
+        import socket
+
+        with self._lock:
+            self._closed.set()
+            busy = list(self._busy)
+        for sock in busy:
+            with contextlib.suppress(OSError):  # not TLS's shutdown: no goodbye to send
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -268,12 +276,9 @@ class HttpBackend(Backend):
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
-        import socket
-
         try:
-            sock = socket.create_connection(
-                (self._host, self._port or (443 if self._https else 80)),
-                timeout=self._connect_timeout,
+            sock = connect(
+                self._host, self._port or (443 if self._https else 80), self._connect_timeout
             )
         except ConnectionRefusedError:
             raise RemoteError("connection refused", refused=True) from None
@@ -281,7 +286,6 @@ class HttpBackend(Backend):
             raise RemoteError(f"no answer within {self._connect_timeout:g} s", down=True) from None
         except OSError as error:  # not reachable: no route, no such host
             raise RemoteError(f"GET failed: {_why(error)}", down=True) from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not self._https:
             return sock, False
         import ssl
@@ -289,7 +293,7 @@ class HttpBackend(Backend):
         try:
             if self._tls is None:
                 self._tls = ssl.create_default_context()
-            return self._tls.wrap_socket(sock, server_hostname=self._host), False
+            return guard(self._tls.wrap_socket(sock, server_hostname=self._host)), False
         except TimeoutError:
             sock.close()
             raise RemoteError(f"no answer within {self._connect_timeout:g} s", down=True) from None
@@ -335,6 +339,8 @@ class HttpBackend(Backend):
         from concurrent.futures import ThreadPoolExecutor
 
         with self._lock:
+            if self._closed.is_set():
+                raise RemoteError("closed")
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="jobstamps-http")
             return self._pool
@@ -369,10 +375,18 @@ class HttpBackend(Backend):
                 connection = http.client.HTTPConnection(
                     self._host, self._port, timeout=self._connect_timeout, blocksize=CHUNK
                 )
+            # http.client's own hook for how it connects (its default has no overall deadline)
+            connection._create_connection = self._create_connection  # type: ignore[attr-defined]  # noqa: SLF001
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
         return connection, False
+
+    def _create_connection(
+        self, address: tuple[str, int], timeout: float, *_: object
+    ) -> socket.socket:
+        """Connect as ``http.client`` would, within the request's deadline."""
+        return connect(address[0], address[1], timeout)
 
     def _request(
         self,
@@ -388,11 +402,14 @@ class HttpBackend(Backend):
         """
         start = body[0].tell() if body is not None else 0
         for attempt in (1, 2):
+            if self._closed.is_set():
+                raise RemoteError(f"{method} not sent: closed")
             connection, reused = self._connection()
             if body is not None:
                 body[0].seek(start)
             try:
-                return self._exchange(connection, method, path, body, sink, limit)
+                with within(self._timeout, limit + (body[1] if body else 0) + _HEAD_ROOM):
+                    return self._exchange(connection, method, path, body, sink, limit)
             except _GONE as error:
                 connection.close()
                 if not reused or attempt == 2:  # noqa: PLR2004 - the retry
@@ -425,63 +442,62 @@ class HttpBackend(Backend):
             connection.connect()
         sock = connection.sock  # kept: the connection lets go of it when the answer ends it
         assert sock is not None  # noqa: S101 - connect() sets it
-        sock.settimeout(self._timeout)
-        headers = dict(self._headers)
-        upload = None
-        if body is not None:
-            upload = _Upload(body[0], body[1], self._timeout)
-            headers["Content-Length"] = str(body[1])
-            headers["Content-Type"] = "application/octet-stream"
-        connection.request(method, path, body=upload, headers=headers)
-        response = connection.getresponse()
-        self.stats.add(requests=1, bytes_up=upload.sent if upload else 0)
-        status = response.status
-        if status == _ABSENT or not 200 <= status < 300:  # noqa: PLR2004 - success
-            response.read(65536)  # small error pages, so the connection can be kept
-            if not response.isclosed():  # a large one: do not wait for it
-                connection.close()
-            if status == _ABSENT and method != "PUT":
-                return status
-            raise RemoteError(f"{method} {path} answered {status} {response.reason}")
-        if sink is None:
-            response.read()
+        guard(sock)  # with TLS, the socket wrapped around the guarded one
+        with self._lock:
+            self._busy.add(sock)
+        try:
+            if self._closed.is_set():  # closed meanwhile: the shutdown may have missed it
+                raise RemoteError(f"{method} not sent: closed")
+            headers = dict(self._headers)
+            upload = None
+            if body is not None:
+                upload = _Upload(body[0], body[1])
+                headers["Content-Length"] = str(body[1])
+                headers["Content-Type"] = "application/octet-stream"
+            connection.request(method, path, body=upload, headers=headers)
+            response = connection.getresponse()
+            self.stats.add(requests=1, bytes_up=upload.sent if upload else 0)
+            status = response.status
+            success = 200 <= status < 300  # noqa: PLR2004
+            if sink is None or not success:
+                response.read(65536)  # small bodies, so the connection can be kept
+                if not response.isclosed():  # a large or endless one: do not wait for it
+                    connection.close()
+                if success or (status == _ABSENT and method != "PUT"):
+                    return status
+                raise status_error(f"{method} {path}", status, response.reason)
+            try:
+                self._receive(response, sink, limit, f"{method} {path}")
+            except TimeoutError:
+                raise RemoteError(
+                    f"{method} {path}: no complete answer within {self._timeout:g} s", down=True
+                ) from None
             return status
-        self._receive(response, sock, sink, limit, f"{method} {path}")
-        return status
+        finally:
+            with self._lock:
+                self._busy.discard(sock)
 
     def _receive(
         self,
         response: http.client.HTTPResponse,
-        sock: socket.socket,
         sink: Callable[[bytes], object],
         limit: int,
         what: str,
     ) -> None:
-        """Pass the body on, a piece at a time, within the deadline (renewed every CHUNK)."""
+        """Pass the body on, a piece at a time (the socket keeps to the request's deadline)."""
         expected = response.length
         if expected is not None and expected > limit:
             raise RemoteError(f"{what}: {expected} bytes is more than expected")
-        deadline = time.monotonic() + self._timeout
-        received = since = 0
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RemoteError(
-                    f"{what}: no complete answer within {self._timeout:g} s", down=True
-                )
-            sock.settimeout(left)
+        received = 0
+        while not response.isclosed():  # since 3.13, read1 closes it at the body's end
             piece = response.read1(CHUNK)
             if not piece:
                 break
             received += len(piece)
-            since += len(piece)
             if received > limit:
                 raise RemoteError(f"{what}: more bytes than expected")
             self.stats.add(bytes_down=len(piece))
             sink(piece)
-            if since >= CHUNK:
-                since = 0
-                deadline = time.monotonic() + self._timeout
         if expected is not None and received != expected:
             raise RemoteError(f"{what}: the answer was cut short")
         response.close()  # all read: the connection is free for the next request

@@ -15,7 +15,7 @@ import re
 import time
 from collections import deque
 
-from jobstamps.storage.backend import CHUNK, RemoteError
+from jobstamps.storage.backend import CHUNK, RemoteError, status_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class _Reader:
         self.status, reason, length, self.closing = parse_head(head)
         what = self.lane.what
         if self.status != _ABSENT and not 200 <= self.status < 300:  # noqa: PLR2004 - success
-            raise RemoteError(f"{what()} answered {self.status} {reason}".rstrip())
+            raise status_error(what(), self.status, reason)
         if length is None:
             raise Unsuitable("an answer without Content-Length")
         if length > self.lane.limit:

@@ -15,17 +15,22 @@ With a TTL (``JOBSTAMPS_REMOTE_TTL``) everything stored expires; else configure 
 
 from __future__ import annotations
 
+import threading
+
 import redis
 import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from jobstamps.storage.backend import CHUNK, Backend, RemoteError
+from jobstamps.storage.backend import CHUNK, Backend, RemoteError, refused_credentials
+from jobstamps.storage.deadline import connect, guard, within
+from jobstamps.storage.records import MAX_RECORD
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable, Sequence
-    from typing import BinaryIO, TypeVar
+    from typing import Any, BinaryIO, TypeVar
 
     from jobstamps.storage.backend import RemoteStats
     from jobstamps.storage.remote import Settings
@@ -56,12 +61,25 @@ class RedisBackend(Backend):
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
             max_connections=settings.connections + 4,
+            connection_class=(
+                _GuardedSSLConnection if settings.scheme == "rediss" else _GuardedConnection
+            ),
         )
+        self._timeout = settings.timeout
+        self._closed = threading.Event()
 
-    def _call(self, what: str, call: Callable[[], T], requests: int = 1) -> T:
-        """Run one exchange with the server, turning its failures into :class:`RemoteError`."""
+    def _call(self, what: str, call: Callable[[], T], requests: int = 1, stretch: int = CHUNK) -> T:
+        """Run one exchange with the server, turning its failures into :class:`RemoteError`.
+
+        It keeps to the deadline, which each :data:`CHUNK` moved renews, for ``stretch`` bytes.
+        """
+        if self._closed.is_set():
+            raise RemoteError(f"{what} not sent: closed")
         try:
-            result = call()
+            with within(self._timeout, stretch):
+                result = call()
+        except redis.exceptions.AuthenticationError as error:  # a ConnectionError, but no outage
+            raise refused_credentials(what, str(error)) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             refused = isinstance(error.__cause__ or error.__context__, ConnectionRefusedError)
             refused = refused or "refused" in str(error).lower()
@@ -77,7 +95,7 @@ class RedisBackend(Backend):
         pipe = self._client.pipeline(transaction=False)
         for start in range(0, len(keys), BATCH):
             pipe.mget([f"{self._prefix}e:{key}" for key in keys[start : start + BATCH]])
-        batches = self._call("MGET", pipe.execute)
+        batches = self._call("MGET", pipe.execute, stretch=len(keys) * MAX_RECORD)
         found = {}
         for key, value in zip(keys, (value for batch in batches for value in batch), strict=True):
             if isinstance(value, bytes):
@@ -148,11 +166,32 @@ class RedisBackend(Backend):
         return {digest for digest, there in zip(digests, answers, strict=True) if there}
 
     def close(self) -> None:
-        """Disconnect every pooled connection."""
+        """Disconnect every pooled connection, in use or not (the calls under way fail now)."""
+        self._closed.set()
         try:
             self._client.close()
         except (redis.exceptions.RedisError, OSError):
             pass
+
+
+class _Connect:
+    """Connect within the deadline (the name lookup included), with a guarded socket."""
+
+    def _connect(self: Any) -> socket.socket:  # a redis.Connection: its attributes
+        sock = connect(self.host, self.port, self.socket_connect_timeout)
+        sock.settimeout(self.socket_timeout)
+        return sock
+
+
+class _GuardedConnection(_Connect, redis.Connection):
+    """redis-py's connection, keeping to the deadline of each call."""
+
+
+class _GuardedSSLConnection(redis.SSLConnection, _Connect, redis.Connection):
+    """redis-py's TLS connection, keeping to the deadline of each call."""
+
+    def _connect(self) -> socket.socket:
+        return guard(super()._connect())  # type: ignore[no-untyped-call]
 
 
 def _read(source: BinaryIO, size: int) -> bytes:

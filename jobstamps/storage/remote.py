@@ -11,8 +11,9 @@ variable                       URL option      meaning
 ``JOBSTAMPS_REMOTE_LAYOUT``    ``layout``      HTTP paths: ``subdirs`` (default), ``flat``,
                                                ``bazel``
 ``JOBSTAMPS_REMOTE_READ_ONLY`` ``read-only``   never upload (either one is enough)
-``JOBSTAMPS_REMOTE_TIMEOUT``   ``timeout``     seconds per request (default 5; to connect,
-                                               2 at most)
+``JOBSTAMPS_REMOTE_TIMEOUT``   ``timeout``     seconds for a whole request, answer included
+                                               (default 5; to connect, 2 at most); each MiB
+                                               moved adds as much again
 ``JOBSTAMPS_REMOTE_KEY``                       shared secret: sign records, refuse unsigned ones
 ``JOBSTAMPS_REMOTE_TOKEN``                     HTTP bearer token
 ``JOBSTAMPS_REMOTE_PREFIX``    ``prefix``      Redis key prefix (default ``jobstamps:``)
@@ -29,7 +30,11 @@ could not be reached or did not answer in time once, or failed :data:`MAX_FAILUR
 not asked again until the invocation ends. One that could not be reached or did not answer is
 also left alone by the invocations that start in the next ``retry`` seconds (each says so in
 one line): a build of many targets waits for an unreachable server once, not once per target.
-The mark is a memo in the local cache (see :meth:`Store.memo_path`).
+The mark is a memo in the local cache (see :meth:`Store.memo_path`), named by a digest of the
+URL with its credentials. Credentials refused (HTTP 401/403, Redis AUTH) are said as such and
+end the remote's use for the invocation only. Settings from the environment that cannot work
+warn and turn the remote off; the same in ``--remote`` is a usage error. No message shows a
+credential (:meth:`Settings.scrub`, :func:`redact`).
 
 Importing this module costs nothing more than ``os``: the URL is parsed, and the backend and the
 record code are imported, only when a remote is configured and first needed.
@@ -45,12 +50,24 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from concurrent.futures import Future, ThreadPoolExecutor
+    from urllib.parse import SplitResult
 
     from jobstamps.storage.backend import Backend, RemoteStats
     from jobstamps.storage.records import Record
     from jobstamps.store import Store
 
-__all__ = ["BACKENDS", "MAX_FAILURES", "Remote", "Settings", "configured_url", "open_remote"]
+__all__ = [
+    "BACKENDS",
+    "MAX_FAILURES",
+    "Remote",
+    "SettingError",
+    "Settings",
+    "configured_url",
+    "ignored",
+    "open_remote",
+    "stderr_line",
+    "warn_if_visible",
+]
 
 #: The backend for each URL scheme, as ``module:class`` (imported only when used).
 BACKENDS = {
@@ -70,6 +87,8 @@ DEFAULT_RETRY = 60.0
 #: How long :meth:`Remote.close` waits for uploads still running.
 FLUSH_SECONDS = 30.0
 _FOREVER = 1e9
+#: Pieces of a password shorter than this are not masked in messages: they would mask words.
+_SHORTEST = 3
 
 
 def configured_url(env: Mapping[str, str] | None = None) -> str:
@@ -77,76 +96,193 @@ def configured_url(env: Mapping[str, str] | None = None) -> str:
     return (os.environ if env is None else env).get("JOBSTAMPS_REMOTE", "")
 
 
+def warn_if_visible(url: str | None) -> None:
+    """Say, in one line, that credentials in ``--remote`` ``url`` are shown to every local user.
+
+    The command line of a running process is public on the machine (``ps``); the environment
+    is not.
+    """
+    if url and "@" in _after_scheme(url)[2]:
+        stderr_line(
+            "jobstamp: warning: the credentials in --remote can be read by every user of this "
+            "machine (ps shows command lines); set JOBSTAMPS_REMOTE instead"
+        )
+
+
+class SettingError(UsageError):
+    """A remote cache setting that cannot work.
+
+    ``variable`` names the environment variable it came from; ``""`` when it came from the
+    command line (``--remote``), where it is a usage error. One from the environment is the
+    CI's, not the command's: the build goes on without the remote (see :func:`open_remote`).
+    """
+
+    def __init__(self, message: str, variable: str = "") -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
 class Settings:
     """Everything a backend needs to know, read from the URL and the environment."""
 
-    def __init__(self, url: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, env: Mapping[str, str] | None = None, source: str = "JOBSTAMPS_REMOTE"
+    ) -> None:
         """Parse ``url`` and the ``JOBSTAMPS_REMOTE_*`` variables of ``env``.
 
-        Raises :class:`~jobstamps.errors.UsageError` for a URL or value that cannot work.
+        ``source`` names the variable ``url`` came from, ``""`` for the command line.
+        Raises :class:`SettingError` for a URL or value that cannot work; its message never
+        holds a credential.
         """
-        from urllib.parse import parse_qsl, urlsplit, urlunsplit
+        from urllib.parse import parse_qsl, urlunsplit
 
         env = os.environ if env is None else env
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises ValueError for a port out of range
-        except ValueError as error:
-            raise UsageError(f"remote cache URL {url!r} is malformed ({error})") from None
+        #: Where the URL came from: a variable's name, or ``""`` for the command line.
+        self.source = source
+        #: The URL to show: without credentials or options (also for a malformed URL).
+        self.name = redact(url)
+        key = env.get("JOBSTAMPS_REMOTE_KEY", "")
+        self.token = env.get("JOBSTAMPS_REMOTE_TOKEN") or None
+        #: Every credential (user information, its pieces, token, key), for :meth:`scrub`.
+        pieces, self.secrets = _credentials(url, key, self.token)
+        parts = _split(url, self.name, pieces, source)
         self.scheme = parts.scheme.lower()
-        if self.scheme not in BACKENDS or not parts.hostname:
-            schemes = ", ".join(f"{scheme}://" for scheme in BACKENDS)
-            raise UsageError(f"remote cache URL {url!r} is not supported. Use one of {schemes}")
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
         known = {"layout", "read-only", "timeout", "prefix", "ttl", "connections", "retry"}
         unknown = set(options) - known
         if unknown:
-            raise UsageError(f"remote cache URL {url!r} has unknown option {min(unknown)!r}")
+            option_name = self.scrub(min(unknown))
+            raise SettingError(
+                f"remote cache URL {self.name!r} has unknown option {option_name!r}", source
+            )
         #: The URL to connect to: with credentials, without options.
         self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        #: The URL to show: without credentials or options.
-        self.name = _redact(parts.scheme, parts.netloc, parts.path)
         self.username = parts.username
         self.password = parts.password
 
-        def option(name: str, variable: str, default: str) -> str:
-            return options.get(name) or env.get(variable) or default
+        def option(name: str, variable: str) -> tuple[str, str]:
+            """Return the option's text and where it came from (``("", "")``: not given)."""
+            if options.get(name):
+                return options[name], source
+            return env.get(variable, ""), variable
 
-        self.layout = option("layout", "JOBSTAMPS_REMOTE_LAYOUT", "subdirs")
+        layout, where = option("layout", "JOBSTAMPS_REMOTE_LAYOUT")
+        self.layout = layout or "subdirs"
         if self.layout not in LAYOUTS:
-            raise UsageError(
-                f"remote cache layout {self.layout!r} is unknown. Use one of {', '.join(LAYOUTS)}"
+            raise SettingError(
+                f"remote cache layout {self.layout!r} is unknown. Use one of {', '.join(LAYOUTS)}",
+                where,
             )
         self.read_only = _flag(options.get("read-only")) or _flag(
             env.get("JOBSTAMPS_REMOTE_READ_ONLY")
         )
-        self.timeout = _number(option("timeout", "JOBSTAMPS_REMOTE_TIMEOUT", ""), DEFAULT_TIMEOUT)
+        self.timeout = _number(*option("timeout", "JOBSTAMPS_REMOTE_TIMEOUT"), DEFAULT_TIMEOUT)
         self.connect_timeout = min(self.timeout, MAX_CONNECT_TIMEOUT)
-        self.ttl = int(_number(option("ttl", "JOBSTAMPS_REMOTE_TTL", ""), 0, "ttl"))
-        self.retry = _number(option("retry", "JOBSTAMPS_REMOTE_RETRY", ""), DEFAULT_RETRY, "retry")
-        self.connections = max(
-            1,
-            int(
-                _number(
-                    option("connections", "JOBSTAMPS_REMOTE_CONNECTIONS", ""), DEFAULT_CONNECTIONS
-                )
-            ),
-        )
-        self.prefix = option("prefix", "JOBSTAMPS_REMOTE_PREFIX", "jobstamps:")
-        self.token = env.get("JOBSTAMPS_REMOTE_TOKEN") or None
+        self.ttl = int(_number(*option("ttl", "JOBSTAMPS_REMOTE_TTL"), 0, "ttl"))
+        self.retry = _number(*option("retry", "JOBSTAMPS_REMOTE_RETRY"), DEFAULT_RETRY, "retry")
+        connections = option("connections", "JOBSTAMPS_REMOTE_CONNECTIONS")
+        self.connections = max(1, int(_number(*connections, DEFAULT_CONNECTIONS, "connections")))
+        prefix, _ = option("prefix", "JOBSTAMPS_REMOTE_PREFIX")
+        self.prefix = prefix or "jobstamps:"
         if self.token is not None and not self.token.isprintable():
-            raise UsageError("JOBSTAMPS_REMOTE_TOKEN has control characters. Set it to the token")
-        key = env.get("JOBSTAMPS_REMOTE_KEY", "")
+            raise SettingError(
+                "remote cache token has control characters. Set it to the token alone",
+                "JOBSTAMPS_REMOTE_TOKEN",
+            )
         #: The shared secret that signs and checks records; ``None`` when records are unsigned.
         self.secret = key.encode() if key else None
 
+    def scrub(self, text: str) -> str:
+        """Return ``text`` with every credential of these settings masked."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
 
-def _redact(scheme: str, netloc: str, path: str) -> str:
-    userinfo, at, host = netloc.rpartition("@")
-    if at:
-        user = userinfo.partition(":")[0]
-        host = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    return f"{scheme}://{host}{path}"
+
+def redact(url: str) -> str:
+    """Return ``url`` without credentials or options, for messages; malformed ones too.
+
+    Everything up to the last ``@`` is masked, the user name too (it may be a token, as in
+    ``https://TOKEN@host``), and wherever a ``/``, ``?`` or ``#`` in a password leaves it.
+    """
+    scheme, separator, rest = _after_scheme(url)
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    for mark in "?#":
+        rest = rest.partition(mark)[0]
+    shown = f"{scheme}{separator}{rest}"
+    return shown if shown.isprintable() else ascii(shown)[1:-1]
+
+
+def _after_scheme(url: str) -> tuple[str, str, str]:
+    """Split ``url`` at ``://`` (none: all of it is the rest)."""
+    scheme, separator, rest = url.partition("://")
+    return (scheme, separator, rest) if separator else ("", "", url)
+
+
+def _split(url: str, name: str, pieces: set[str], source: str) -> SplitResult:
+    """Split ``url``; raise :class:`SettingError` (naming it as ``name``) if it cannot work."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as error:
+        why = str(error)
+        if any(piece in why for piece in pieces):  # the parser cut a password somewhere
+            why = "see the form it takes in the README"
+        raise SettingError(f"remote cache URL {name!r} is malformed ({why})", source) from None
+    scheme = parts.scheme.lower()
+    if scheme not in BACKENDS or not parts.hostname:
+        schemes = ", ".join(f"{known}://" for known in BACKENDS)
+        raise SettingError(
+            f"remote cache URL {name!r} is not supported. Use one of {schemes}", source
+        )
+    if not parts.hostname.isprintable() or " " in parts.hostname or not _address(parts):
+        raise SettingError(f"remote cache URL {name!r} has a malformed host", source)
+    database = parts.path.strip("/")
+    if scheme in EXTRAS and database and not database.isdigit():
+        raise SettingError(
+            f"remote cache URL {name!r} names no database number (/0, /1, ...)", source
+        )
+    return parts
+
+
+def _address(parts: SplitResult) -> bool:
+    """Whether a host in brackets is an IPv6 address (Python 3.10 does not check it)."""
+    if "[" not in parts.netloc.rpartition("@")[2]:
+        return True
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(str(parts.hostname).partition("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _credentials(url: str, key: str, token: str | None) -> tuple[set[str], set[str]]:
+    """Return the pieces of the URL's user information, and every credential to mask."""
+    import base64
+    from urllib.parse import unquote
+
+    userinfo = _after_scheme(url)[2].rpartition("@")[0]
+    pieces = {piece for text in (userinfo, unquote(userinfo)) for piece in _pieces(text)}
+    secrets = {text for text in (userinfo, unquote(userinfo), key, token) if text}
+    if userinfo:  # as sent in an Authorization header, which a server might echo
+        user, _, password = userinfo.partition(":")
+        pair = f"{unquote(user)}:{unquote(password)}".encode()
+        secrets.add(base64.b64encode(pair).decode())
+    secrets.update(piece for piece in pieces if len(piece) >= _SHORTEST)
+    return pieces, secrets
+
+
+def _pieces(text: str) -> set[str]:
+    """Split a URL's user information where a parser may cut it: each piece may be shown."""
+    pieces = [text]
+    for mark in ":/?#[]":
+        pieces = [piece for part in pieces for piece in part.split(mark)]
+    return {piece for piece in pieces if piece}
 
 
 def _flag(value: str | None) -> bool:
@@ -154,7 +290,7 @@ def _flag(value: str | None) -> bool:
     return value is not None and value.lower() not in {"0", "no", "false", "off"}
 
 
-def _number(text: str, default: float, what: str = "timeout") -> float:
+def _number(text: str, variable: str, default: float, what: str = "timeout") -> float:
     if not text:
         return default
     try:
@@ -162,7 +298,11 @@ def _number(text: str, default: float, what: str = "timeout") -> float:
     except ValueError:
         value = -1
     if not 0 <= value < _FOREVER or (what not in {"ttl", "retry"} and value == 0):
-        raise UsageError(f"remote cache {what} {text!r} is not a positive number of seconds")
+        raise SettingError(
+            f"remote cache {what} {text!r} is not a positive number"
+            + (" of seconds" if what != "connections" else ""),
+            variable,
+        )
     return value
 
 
@@ -175,15 +315,38 @@ def open_remote(
 ) -> Remote | None:
     """Return the configured remote (``url``, else ``JOBSTAMPS_REMOTE``), or ``None``.
 
-    ``read_only`` (``--remote-read-only``) adds to the settings' own. A missing client library
-    warns (through ``warn``) and returns ``None``: the build goes on with the local cache. So
-    does a remote that ``store`` remembers as unreachable (see the module's text).
-    Raises :class:`~jobstamps.errors.UsageError` for a URL or option that cannot work.
+    ``url`` is the command line's (``--remote``). ``read_only`` (``--remote-read-only``) adds
+    to the settings' own. A missing client library warns (through ``warn``) and returns
+    ``None``: the build goes on with the local cache. So does a remote that ``store``
+    remembers as unreachable (see the module's text), and one whose settings in the
+    environment cannot work: they are the CI's, not the command's, so they do not fail it.
+    Raises :class:`SettingError` for a URL given as ``url`` (or an option in it) that cannot
+    work.
     """
+    source = "" if url else "JOBSTAMPS_REMOTE"
     url = url or configured_url(env)
     if not url:
         return None
-    settings = Settings(url, env)
+    try:
+        return _open(Settings(url, env, source), read_only, warn, store)
+    except SettingError as error:
+        if not error.variable:
+            raise
+        (warn or stderr_line)(ignored(error))
+        return None
+
+
+def ignored(error: SettingError) -> str:
+    """Word a setting of the environment that cannot work, and that it is ignored."""
+    return f"jobstamp: {error} (from {error.variable}); continuing without the remote cache"
+
+
+def _open(
+    settings: Settings,
+    read_only: bool,
+    warn: Callable[[str], None] | None,
+    store: Store | None,
+) -> Remote | None:
     settings.read_only = settings.read_only or read_only
     down = _Down(store, settings) if store is not None and settings.retry else None
     if down is not None:
@@ -205,7 +368,9 @@ def open_remote(
     try:
         backend = backend_class(settings)
     except ValueError as error:
-        raise UsageError(f"remote cache URL {settings.name} cannot be used ({error})") from None
+        why = settings.scrub(str(error))
+        message = f"remote cache URL {settings.name} cannot be used ({why})"
+        raise SettingError(message, settings.source) from None
     remote = Remote(backend, settings, warn)
     if down is not None:
         remote.on_down = down.mark
@@ -213,14 +378,19 @@ def open_remote(
 
 
 class _Down:
-    """Remembers, in a local cache, that a remote could not be reached, for ``retry`` seconds."""
+    """Remembers, in a local cache, that a remote could not be reached, for ``retry`` seconds.
+
+    The mark is named by a digest of the URL with its credentials (and the token): another
+    user's or another password's way into the same server is not left alone for this one's
+    failure, and no credential is written in clear.
+    """
 
     def __init__(self, store: Store, settings: Settings) -> None:
         from jobstamps.fingerprint import digest_bytes
 
         self.store = store
         self.retry_ns = int(settings.retry * 1e9)
-        name = f"jobstamps-remote-down-1\0{settings.name}"
+        name = f"jobstamps-remote-down-2\0{settings.url}\0{settings.token or ''}"
         self.path = store.memo_path(digest_bytes(name.encode("utf-8", "surrogateescape")))
 
     def since(self) -> str:
@@ -260,7 +430,8 @@ def _clock(ns: int) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ns / 1e9))
 
 
-def _stderr(line: str) -> None:
+def stderr_line(line: str) -> None:
+    """Write one line to standard error, losing it quietly where that cannot be done."""
     import sys
 
     try:
@@ -291,7 +462,7 @@ class Remote:
         self.backend = backend
         self.settings = settings
         self.stats: RemoteStats = backend.stats if backend is not None else RemoteStats()
-        self._warn = warn or _stderr
+        self._warn = warn or stderr_line
         self._lock = threading.Lock()
         self._failures = 0
         self._warned = False
@@ -331,12 +502,14 @@ class Remote:
             warned, self._warned = self._warned, True
         if marking:
             assert self.on_down is not None  # noqa: S101 - checked under the lock
-            self.on_down(str(error))
+            self.on_down(self.settings.scrub(str(error)))
         if warned:
             return
         self._warn(
-            f"jobstamp: remote cache {self.settings.name}: {error}; "
-            + ("continuing without it" if not self.usable else "treating it as a miss")
+            self.settings.scrub(
+                f"jobstamp: remote cache {self.settings.name}: {error}; "
+                + ("continuing without it" if not self.usable else "treating it as a miss")
+            )
         )
 
     def fail_with(self, why: str) -> None:
@@ -508,8 +681,10 @@ class Remote:
         """Finish the uploads (up to ``timeout`` seconds; the rest are dropped) and disconnect."""
         from jobstamps.storage.backend import RemoteError
 
-        if not self.flush(timeout):
-            self.fail(RemoteError(f"uploads did not finish within {timeout:g} s; dropped"))
+        if not self.flush(timeout):  # a deadline missed, as by a server that is down
+            self.fail(
+                RemoteError(f"uploads did not finish within {timeout:g} s; dropped", down=True)
+            )
         self.usable = False  # closed: later calls are misses and skipped uploads
         if self._uploads is not None:
             self._uploads.shutdown(wait=False, cancel_futures=True)
