@@ -86,6 +86,12 @@ def test_read_only_from_either_place_is_enough() -> None:
     assert not Settings("redis://h", {"JOBSTAMPS_REMOTE_READ_ONLY": "0"}).read_only
 
 
+def test_an_empty_read_only_variable_is_off_as_every_flag_of_the_environment() -> None:
+    # A CI's ``cond && '1' || ''`` gives an empty value where it means "not read-only".
+    assert not Settings("redis://h", {"JOBSTAMPS_REMOTE_READ_ONLY": ""}).read_only
+    assert Settings("redis://h?read-only", {"JOBSTAMPS_REMOTE_READ_ONLY": ""}).read_only
+
+
 @pytest.mark.parametrize(
     ("url", "env", "message"),
     [

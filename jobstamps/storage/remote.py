@@ -173,8 +173,10 @@ class Settings:
                 f"remote cache layout {self.layout!r} is unknown. Use one of {', '.join(LAYOUTS)}",
                 where,
             )
+        # An empty variable is off, as every JOBSTAMPS_* flag (a CI's ``cond && '1' || ''``);
+        # a bare ``?read-only`` in the URL is on.
         self.read_only = _flag(options.get("read-only")) or _flag(
-            env.get("JOBSTAMPS_REMOTE_READ_ONLY")
+            env.get("JOBSTAMPS_REMOTE_READ_ONLY") or None
         )
         self.timeout = _number(*option("timeout", "JOBSTAMPS_REMOTE_TIMEOUT"), DEFAULT_TIMEOUT)
         self.connect_timeout = min(self.timeout, MAX_CONNECT_TIMEOUT)
