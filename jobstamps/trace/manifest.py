@@ -1,0 +1,223 @@
+"""Traced results shared through a remote cache, as ccache shares its manifests.
+
+A traced command's remote key names a *manifest*: a small JSON document listing candidate
+results, each with the traced set it was made with, written so that it means the same on
+every machine:
+
+- a path inside the base directory is written relative to it; a path outside it stays
+  absolute, and matches only on machines that have the same path (the interpreter, shared
+  libraries, ``/etc``);
+- a directory above the base directory (an upward search for a configuration file) is
+  written relative to the base directory with ``..``; such a candidate fits only a base
+  directory as deep as its own, and a path in such a directory is also checked where it is
+  (``/home/a/setup.cfg`` and ``../setup.cfg``);
+- a file by the digest of its contents, never by time; a look-up that found nothing, a
+  listing, a link's target, a path's type as :mod:`jobstamps.trace.paths` records them.
+
+Each candidate's result is a record of its own, keyed by the manifest key and its traced set,
+so machines whose traced sets differ keep results side by side. A machine replays a candidate
+only when every one of its entries holds there; it then stores the result with the traced set
+in its own local form (:func:`choose`), so its later hits are local hits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from jobstamps import fingerprint, key
+from jobstamps.portable import content_digest, inside, relative
+from jobstamps.trace import paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from jobstamps.portable import Memo
+    from jobstamps.trace.paths import Entry
+
+    #: One result a manifest names: its record's key, the depth of the base directory it was
+    #: made under, and its traced set in portable form.
+    Candidate = dict[str, Any]
+
+__all__ = ["choose", "decode", "encode", "merge", "portable_set", "result_key"]
+
+FORMAT = "jobstamps-manifest-1"
+#: A manifest keeps this many candidates, newest first: enough for the machines of a team
+#: whose toolchains differ, small enough to be read on every remote look-up.
+MAX_CANDIDATES = 8
+_KINDS = frozenset("fkKlnNaAd")
+
+
+def _depth(base: str) -> int:
+    return base.rstrip("/").count("/")
+
+
+def _places(path: str, base: str) -> list[str]:
+    """Write ``path`` as it means the same elsewhere (see the module's text)."""
+    if inside(path, base) or path == base:
+        return [relative(path, base)]
+    above = base.startswith(path.rstrip("/") + "/")
+    if above:
+        return [os.path.relpath(path, base)]
+    parent = os.path.dirname(path)
+    if parent == "/" or base.startswith(parent + "/"):
+        return [os.path.relpath(path, base), path]
+    return [path]
+
+
+def _local(path: str, base: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+
+
+def portable_set(entries: Sequence[Entry], base: str, memo: Memo) -> list[Entry] | None:
+    """Write a local traced set in portable form; ``None`` if a file changed since it was traced.
+
+    A file traced by its stat alone is read now (its digest remembered in ``memo``).
+    """
+    shared: list[Entry] = []
+    for path, kind, data in entries:
+        where, what, value = str(path), str(kind), data
+        if what == "f":
+            value = _digest_of(where, data)  # type: ignore[arg-type]
+            if value is None:
+                value = _settled_digest(where, data, memo)  # type: ignore[arg-type]
+            if value is None:
+                return None
+        shared += [[place, what, value] for place in _places(where, base)]
+    return shared
+
+
+def _digest_of(path: str, recorded: fingerprint.Fingerprint) -> str | None:
+    """Return the digest a hash-mode fingerprint holds, if the file has not changed since."""
+    if recorded[6] and fingerprint.changed_since(path, recorded, contents=False) is None:
+        return recorded[6]
+    return None
+
+
+def _settled_digest(path: str, recorded: fingerprint.Fingerprint, memo: Memo) -> str | None:
+    try:
+        digest = content_digest(path, memo)
+    except OSError:
+        return None
+    return digest if fingerprint.changed_since(path, recorded, contents=False) is None else None
+
+
+def result_key(manifest_key: str, traced: Sequence[Entry], base: str) -> str:
+    """Key the result made with ``traced`` (portable) apart from the others of its manifest."""
+    text = json.dumps(traced, separators=(",", ":"))
+    return key.command_key([FORMAT, manifest_key, f"depth:{_depth(base)}", text])
+
+
+def candidate(result: str, traced: list[Entry], base: str) -> Candidate:
+    """Describe one result for a manifest."""
+    return {"result": result, "depth": _depth(base), "traced": traced}
+
+
+def merge(candidates: Sequence[Candidate], new: Candidate) -> list[Candidate]:
+    """Put ``new`` first, drop an older copy of it, keep the newest :data:`MAX_CANDIDATES`."""
+    others = [item for item in candidates if item["result"] != new["result"]]
+    return [new, *others][:MAX_CANDIDATES]
+
+
+def encode(candidates: Sequence[Candidate]) -> bytes:
+    """Return a manifest's bytes (ASCII JSON: names that are not UTF-8 survive escaped)."""
+    return json.dumps({"format": FORMAT, "candidates": list(candidates)}).encode("ascii")
+
+
+def decode(data: bytes) -> list[Candidate]:
+    """Read a manifest; raise :class:`ValueError` for one that is damaged or of another format."""
+    document = json.loads(data.decode("ascii"))
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ValueError("a manifest of another format")
+    candidates = document.get("candidates")
+    if not isinstance(candidates, list):
+        raise ValueError("a manifest without candidates")  # noqa: TRY004 - damaged data
+    for item in candidates:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("result"), str)
+            and item["result"].isascii()
+            and item["result"].isalnum()
+            and isinstance(item.get("depth"), int)
+            and isinstance(item.get("traced"), list)
+            and all(_valid(entry) for entry in item["traced"])
+        ):
+            raise ValueError("a manifest's candidate is damaged")
+    return candidates
+
+
+def _valid(entry: object) -> bool:
+    return (
+        isinstance(entry, list)
+        and len(entry) == 3  # noqa: PLR2004 - path, kind, data
+        and isinstance(entry[0], str)
+        and bool(entry[0])
+        and "\0" not in entry[0]
+        and entry[1] in _KINDS
+        and (entry[1] != "f" or isinstance(entry[2], str))
+    )
+
+
+def choose(
+    candidates: Sequence[Candidate], base: str, method: str, memo: Memo
+) -> tuple[Candidate | None, list[Entry], str]:
+    """Find the first candidate whose traced set holds here, and that set in local form.
+
+    Returns ``(candidate, local entries, "")``, or ``(None, [], why)`` naming what differs
+    here for the newest candidate.
+    """
+    first_why = ""
+    for item in candidates:
+        local, why = _localize(item, base, method, memo)
+        if local is not None:
+            return item, local, ""
+        first_why = first_why or why
+    return None, [], first_why
+
+
+def _localize(
+    item: Candidate, base: str, method: str, memo: Memo
+) -> tuple[list[Entry] | None, str]:
+    """Check a candidate's traced set here; return it in local form, or why it does not hold."""
+    traced: list[Entry] = item["traced"]
+    if item["depth"] != _depth(base) and any(str(path).startswith("..") for path, _, _ in traced):
+        return None, "it looked above its base directory, which is at another depth here"
+    local: list[Entry] = []
+    for path, kind, data in traced:
+        where = _local(str(path), base)
+        if kind == "f":
+            recorded, why = _check_file(where, str(data), method, memo)
+            if recorded is None:
+                return None, f"traced file {path} {why}"
+            local.append([where, kind, recorded])
+            continue
+        found = paths.check([[where, kind, data]], method)
+        if found is not None:
+            return None, found[1]
+        local.append([where, kind, data])
+    return local, ""
+
+
+def _check_file(
+    path: str, digest: str, method: str, memo: Memo
+) -> tuple[fingerprint.Fingerprint | None, str]:
+    """Fingerprint a traced file here if its contents are ``digest``; else say what differs."""
+    recorded = fingerprint.record(path, fingerprint.MTIME)
+    if recorded is None:
+        return None, "does not exist or cannot be read here"
+    if not stat.S_ISREG(recorded[5]):
+        return None, "is not a regular file here"
+    try:
+        here = content_digest(path, memo)
+    except OSError as error:
+        return None, f"cannot be read here ({error.strerror or error})"
+    if here != digest:
+        return None, "has other contents here"
+    if fingerprint.changed_since(path, recorded, contents=False) is not None:
+        return None, "changed while it was being checked"
+    if method == fingerprint.HASH:
+        return (*recorded[:6], here, recorded[7]), ""
+    return recorded, ""
