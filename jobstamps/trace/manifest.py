@@ -7,10 +7,12 @@ every machine:
 - a path inside the base directory is written relative to it; a path outside it stays
   absolute, and matches only on machines that have the same path (the interpreter, shared
   libraries, ``/etc``);
-- a directory above the base directory (an upward search for a configuration file) is
-  written relative to the base directory with ``..``; such a candidate fits only a base
-  directory as deep as its own, and a path in such a directory is also checked where it is
-  (``/home/a/setup.cfg`` and ``../setup.cfg``);
+- a path outside the base directory that shares more than ``/`` with it (an upward search for
+  a configuration file above the checkout, a sibling checkout named by ``../``) is checked
+  both where it is and relative to the base directory (``/home/a/setup.cfg`` and
+  ``../setup.cfg``): the command may have found it either way. Such a candidate fits only a
+  base directory as deep as its own. The directories on the way to the base directory are
+  left out: they say where the checkout is, which the key ignores on purpose;
 - a file by the digest of its contents, never by time; a look-up that found nothing, a
   listing, a link's target, a path's type as :mod:`jobstamps.trace.paths` records them.
 
@@ -55,17 +57,15 @@ def _depth(base: str) -> int:
     return base.rstrip("/").count("/")
 
 
-def _places(path: str, base: str) -> list[str]:
+def _places(path: str, kind: str, base: str) -> list[str]:
     """Write ``path`` as it means the same elsewhere (see the module's text)."""
     if inside(path, base) or path == base:
         return [relative(path, base)]
-    above = base.startswith(path.rstrip("/") + "/")
-    if above:
-        return [os.path.relpath(path, base)]
-    parent = os.path.dirname(path)
-    if parent == "/" or base.startswith(parent + "/"):
-        return [os.path.relpath(path, base), path]
-    return [path]
+    if kind in {"k", "K", "l"} and base.startswith(path.rstrip("/") + "/"):
+        return []  # a directory on the way to the checkout: where it is, not what it holds
+    if os.path.commonpath([path, base]) == "/":
+        return [path]
+    return [os.path.relpath(path, base), path]
 
 
 def _local(path: str, base: str) -> str:
@@ -86,7 +86,7 @@ def portable_set(entries: Sequence[Entry], base: str, memo: Memo) -> list[Entry]
                 value = _settled_digest(where, data, memo)  # type: ignore[arg-type]
             if value is None:
                 return None
-        shared += [[place, what, value] for place in _places(where, base)]
+        shared += [[place, what, value] for place in _places(where, what, base)]
     return shared
 
 
@@ -191,7 +191,8 @@ def _localize(
         if kind == "f":
             recorded, why = _check_file(where, str(data), method, memo)
             if recorded is None:
-                return None, f"traced file {path} {why}"
+                shown = where if str(path).startswith("..") else path
+                return None, f"traced file {shown} {why}"
             local.append([where, kind, recorded])
             continue
         found = paths.check([[where, kind, data]], method)

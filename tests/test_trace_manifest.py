@@ -1,0 +1,192 @@
+"""Traced sets written to mean the same on every machine, and manifests of candidate results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from jobstamps.fingerprint import HASH, MTIME
+from jobstamps.store import Store
+from jobstamps.trace import manifest, paths
+from jobstamps.trace.parse import Access, Ignore
+from support import backdate
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from jobstamps.portable import Memo
+    from jobstamps.trace.paths import Entry
+
+LATER = 2**62  # a run that started after every file here was written
+
+
+def memos_in(root: Path) -> Memo:
+    """The memo of a local cache at ``root``, as the key code is handed it."""
+    return Store(str(root)).memos
+
+
+def checkout(root: Path) -> Path:
+    """A base directory holding a configuration file, a source and a directory listed."""
+    base = root / "work" / "project"
+    (base / "src").mkdir(parents=True)
+    for path, text in ((base / "setup.cfg", "[tool]\n"), (base / "src" / "a.py", "x = 1\n")):
+        path.write_text(text)
+        backdate(path, 60)
+    return base
+
+
+def traced(base: Path, system: Path, method: str = MTIME) -> list[Entry]:
+    """What a tool run in ``base/src`` used: the checkout's files, a system file, look-ups."""
+    access = Access()
+    access.read[str(base / "setup.cfg")] = None
+    access.read[str(base / "src" / "a.py")] = None
+    access.read[str(system)] = None
+    access.listed[str(base)] = None
+    access.stated[str(base.parent)] = True  # on the way to the checkout
+    access.absent[str(base / "src" / ".tool.ini")] = True
+    access.absent[str(base.parent / ".tool.ini")] = True  # an upward search above the checkout
+    entries, why = paths.record(access, method, LATER, Ignore())
+    assert why == ""
+    return entries
+
+
+@pytest.fixture
+def system() -> Iterator[Path]:
+    """A file far from every checkout, at the same path on both machines (a library)."""
+    top = Path(tempfile.mkdtemp(dir="/var/tmp"))  # apart from /tmp, where the checkouts are
+    path = top / "lib.so"
+    path.write_bytes(b"\x7fELF")
+    backdate(path, 60)
+    yield path
+    shutil.rmtree(top)
+
+
+def test_paths_are_written_relative_to_the_base_and_files_by_contents(
+    tmp_path: Path, system: Path
+) -> None:
+    base = checkout(tmp_path / "a")
+    shared = manifest.portable_set(traced(base, system), str(base), memos_in(tmp_path / "c"))
+    assert shared is not None
+    places = {(str(path), str(kind)) for path, kind, _ in shared}
+    assert ("setup.cfg", "f") in places
+    assert ("src/a.py", "f") in places
+    assert (".", "d") in places
+    assert ("src", "a") in places
+    # Above the checkout: checked relative to the base and where it is; the way there: left out.
+    assert ("..", "a") in places
+    assert (str(base.parent), "a") in places
+    assert not any(kind == "k" for _, kind in places)
+    assert not any(str(base) in json.dumps(entry) for entry in shared if entry[0] != str(system))
+    digests = {str(path): data for path, kind, data in shared if kind == "f"}
+    assert len(str(digests["setup.cfg"])) == 40  # a content digest, not a stat
+
+
+@pytest.mark.parametrize("method", [MTIME, HASH])
+def test_a_candidate_holds_in_another_checkout_with_the_same_files(
+    tmp_path: Path, system: Path, method: str
+) -> None:
+    a, b = checkout(tmp_path / "a"), checkout(tmp_path / "b")
+    shared = manifest.portable_set(traced(a, system, method), str(a), memos_in(tmp_path / "c"))
+    assert shared is not None
+    made = manifest.candidate(manifest.result_key("k" * 40, shared, str(a)), shared, str(a))
+    memos = memos_in(tmp_path / "d")
+    found, local, why = manifest.choose([made], str(b), method, memos)
+    assert (found, why) == (made, "")
+    # In B's own form: B's later hits are local hits that check B's files.
+    assert {str(path) for path, _, _ in local} >= {str(b / "setup.cfg"), str(b / "src")}
+    assert paths.check(local, method) is None
+    (b / "src" / "a.py").write_text("x = 2\n")
+    assert paths.check(local, method) is not None
+
+
+def test_the_first_difference_is_named_and_no_candidate_is_chosen(
+    tmp_path: Path, system: Path
+) -> None:
+    a, b = checkout(tmp_path / "a"), checkout(tmp_path / "b")
+    memos = memos_in(tmp_path / "c")
+    shared = manifest.portable_set(traced(a, system), str(a), memos)
+    assert shared is not None
+    made = manifest.candidate("r" * 40, shared, str(a))
+    (b / "setup.cfg").write_text("[tool]\nother = 1\n")
+    assert manifest.choose([made], str(b), MTIME, memos)[2] == (
+        "traced file setup.cfg has other contents here"
+    )
+    (b / "setup.cfg").write_text("[tool]\n")
+    (b / "src" / ".tool.ini").write_text("")
+    why = manifest.choose([made], str(b), MTIME, memos)[2]
+    assert why == f"{b / 'src' / '.tool.ini'} was created, where the command looked for it"
+    (b / "src" / ".tool.ini").unlink()
+    (b.parent / ".tool.ini").write_text("")  # found by B's upward search above its checkout
+    assert manifest.choose([made], str(b), MTIME, memos)[0] is None
+
+
+def test_a_set_that_looked_above_its_checkout_fits_only_a_checkout_as_deep(
+    tmp_path: Path, system: Path
+) -> None:
+    a, deeper = checkout(tmp_path / "a"), checkout(tmp_path / "b" / "deeper")
+    memos = memos_in(tmp_path / "c")
+    shared = manifest.portable_set(traced(a, system), str(a), memos)
+    assert shared is not None
+    made = manifest.candidate("r" * 40, shared, str(a))
+    why = manifest.choose([made], str(deeper), MTIME, memos)[2]
+    assert why == "it looked above its base directory, which is at another depth here"
+    inside_only = [entry for entry in shared if not str(entry[0]).startswith("..")]
+    made = manifest.candidate("r" * 40, inside_only, str(a))
+    assert manifest.choose([made], str(deeper), MTIME, memos)[0] == made
+
+
+def test_a_system_file_is_compared_where_it_is_by_contents(tmp_path: Path, system: Path) -> None:
+    a, b = checkout(tmp_path / "a"), checkout(tmp_path / "b")
+    memos = memos_in(tmp_path / "c")
+    shared = manifest.portable_set(traced(a, system), str(a), memos)
+    assert shared is not None
+    made = manifest.candidate("r" * 40, shared, str(a))
+    system.write_bytes(b"\x7fELF")  # rewritten, same contents: another stat, same digest
+    assert manifest.choose([made], str(b), MTIME, memos)[0] == made
+    system.write_bytes(b"\x7fELF2")
+    assert manifest.choose([made], str(b), MTIME, memos)[2] == (
+        f"traced file {system} has other contents here"
+    )
+
+
+def test_a_file_changed_since_it_was_traced_is_not_shared(tmp_path: Path, system: Path) -> None:
+    base = checkout(tmp_path / "a")
+    entries = traced(base, system)
+    (base / "setup.cfg").write_text("[tool]\nchanged = 1\n")
+    assert manifest.portable_set(entries, str(base), memos_in(tmp_path / "c")) is None
+
+
+def test_merge_puts_the_newest_first_once_and_keeps_a_few() -> None:
+    made = [manifest.candidate(f"{n:040d}", [], "/b") for n in range(20)]
+    merged: list[manifest.Candidate] = []
+    for item in made:
+        merged = manifest.merge(merged, item)
+    merged = manifest.merge(merged, made[15])
+    assert [item["result"] for item in merged[:2]] == [made[15]["result"], made[19]["result"]]
+    assert len(merged) == manifest.MAX_CANDIDATES
+    assert manifest.decode(manifest.encode(merged)) == merged
+
+
+DAMAGED = b'{"format": "jobstamps-manifest-1", "candidates": [%s]}'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json",
+        b'{"format": "jobstamps-manifest-0", "candidates": []}',
+        b'{"format": "jobstamps-manifest-1"}',
+        DAMAGED % b'{"result": "../x", "depth": 1, "traced": []}',
+        DAMAGED % b'{"result": "ab", "depth": 1, "traced": [["a", "f", 1]]}',
+        DAMAGED % b'{"result": "ab", "depth": 1, "traced": [["a", "x", null]]}',
+    ],
+    ids=["json", "format", "no-candidates", "result", "digest", "kind"],
+)
+def test_a_damaged_manifest_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError, match=r"manifest|Expecting"):
+        manifest.decode(data)
