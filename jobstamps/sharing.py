@@ -92,6 +92,7 @@ class Sharing:
         self.engine = engine
         self.layered = layered
         self.base = base
+        self.digests: dict[str, manifest.Digests] = {}  # by manifest key
 
     @property
     def remote(self) -> Remote:
@@ -139,9 +140,11 @@ class Sharing:
             item.candidates = self._candidates(record) if record is not None else []
             if not item.candidates:
                 continue
+            digests = self._digests(item)
             found, local, why = manifest.choose(
-                item.candidates, self.base, item.job.method, self.engine.store.memos
+                item.candidates, self.base, item.job.method, digests
             )
+            digests.save()
             if found is None:
                 count = len(item.candidates)
                 self.engine.say(
@@ -159,6 +162,12 @@ class Sharing:
                 (name, results[result]) for name, result in chosen.items() if result in results
             )
         return explained
+
+    def _digests(self, item: Shared) -> manifest.Digests:
+        """Return the remembered digests of ``item``'s traced files (read once per invocation)."""
+        if item.key not in self.digests:
+            self.digests[item.key] = manifest.Digests(self.engine.store.memos, item.key)
+        return self.digests[item.key]
 
     def _candidates(self, record: Record) -> list[Candidate]:
         """Read the candidates of a manifest record; ``[]`` for one that cannot be had."""
@@ -251,7 +260,7 @@ class Sharing:
                 return
             key, traced = item.key, None
             if item.traced:
-                traced = self._portable_traced(payload)
+                traced = self._portable_traced(item, payload)
                 if traced is None:
                     return
                 key = manifest.result_key(item.key, traced, self.base)
@@ -265,9 +274,11 @@ class Sharing:
         if traced is not None:
             self._upload_manifest(item, manifest.candidate(key, traced, self.base))
 
-    def _portable_traced(self, payload: dict[str, Any]) -> list[Entry] | None:
+    def _portable_traced(self, item: Shared, payload: dict[str, Any]) -> list[Entry] | None:
         """Write a traced result's set as other machines check it; ``None`` (said why) if none."""
-        traced = manifest.portable_set(payload["traced"], self.base, self.engine.store.memos)
+        digests = self._digests(item)
+        traced = manifest.portable_set(payload["traced"], self.base, digests)
+        digests.save()
         if traced is None:
             self.engine.say("not uploaded: a traced file changed after the command ran")
         return traced

@@ -29,6 +29,7 @@ import os
 import stat
 
 from jobstamps import fingerprint, key
+from jobstamps.fingerprint import HASH
 from jobstamps.portable import content_digest, inside, relative
 from jobstamps.trace import paths
 
@@ -44,13 +45,50 @@ if TYPE_CHECKING:
     #: made under, and its traced set in portable form.
     Candidate = dict[str, Any]
 
-__all__ = ["choose", "decode", "encode", "merge", "portable_set", "result_key"]
+__all__ = ["Digests", "choose", "decode", "encode", "merge", "portable_set", "result_key"]
 
 FORMAT = "jobstamps-manifest-1"
 #: A manifest keeps this many candidates, newest first: enough for the machines of a team
 #: whose toolchains differ, small enough to be read on every remote look-up.
 MAX_CANDIDATES = 8
 _KINDS = frozenset("fkKlnNaAd")
+
+
+class Digests:
+    """The content digests of one command's traced files, kept together in one memo.
+
+    A traced set holds hundreds of files (an interpreter's modules, a tool's stubs): one memo
+    read and one written per look-up, where a memo a file would create hundreds of files.
+    Each digest is remembered by its file's path and stat (see
+    :func:`jobstamps.portable.content_digest`), so a file is read once until it changes; the
+    memo keeps only the digests used last time.
+    """
+
+    def __init__(self, memo: Memo, command: str) -> None:
+        self._memo = memo
+        self._name = key.command_key(["jobstamps-traced-digests-1", command])
+        self._known: dict[str, str] = {}
+        for line in (memo.get(self._name) or "").splitlines():
+            name, _, digest = line.partition(" ")
+            self._known[name] = digest
+        self._used: dict[str, str] = {}
+
+    def get(self, name: str) -> str | None:
+        """Return the digest remembered under ``name``, or ``None``."""
+        digest = self._used.get(name) or self._known.get(name)
+        if digest is not None:
+            self._used[name] = digest
+        return digest
+
+    def put(self, name: str, value: str) -> None:
+        """Remember a digest until :meth:`save`."""
+        self._used[name] = value
+
+    def save(self) -> None:
+        """Write the digests used since this was made, if any is new; never fails the caller."""
+        if any(self._known.get(name) != digest for name, digest in self._used.items()):
+            self._memo.put(self._name, "".join(f"{n} {d}\n" for n, d in self._used.items()))
+            self._known = dict(self._used)
 
 
 def _depth(base: str) -> int:
@@ -181,44 +219,77 @@ def choose(
 def _localize(
     item: Candidate, base: str, method: str, memo: Memo
 ) -> tuple[list[Entry] | None, str]:
-    """Check a candidate's traced set here; return it in local form, or why it does not hold."""
+    """Check a candidate's traced set here; return it in local form, or why it does not hold.
+
+    Files are compared last, by contents read together: the other entries cost a stat each.
+    """
     traced: list[Entry] = item["traced"]
     if item["depth"] != _depth(base) and any(str(path).startswith("..") for path, _, _ in traced):
         return None, "it looked above its base directory, which is at another depth here"
     local: list[Entry] = []
+    files: list[tuple[str, str, str, fingerprint.Fingerprint]] = []
     for path, kind, data in traced:
         where = _local(str(path), base)
+        shown = where if str(path).startswith("..") else str(path)
         if kind == "f":
-            recorded, why = _check_file(where, str(data), method, memo)
+            # The stat comes before the read: a change in between shows in a later stat.
+            recorded = fingerprint.record(where, fingerprint.MTIME)
             if recorded is None:
-                shown = where if str(path).startswith("..") else path
-                return None, f"traced file {shown} {why}"
-            local.append([where, kind, recorded])
+                return None, f"traced file {shown} does not exist or cannot be read here"
+            if not stat.S_ISREG(recorded[5]):
+                return None, f"traced file {shown} is not a regular file here"
+            files.append((shown, where, str(data), recorded))
             continue
         found = paths.check([[where, kind, data]], method)
         if found is not None:
             return None, found[1]
         local.append([where, kind, data])
-    return local, ""
+    why = _compare_files(files, method, memo, local)
+    return (None, why) if why else (local, "")
 
 
-def _check_file(
-    path: str, digest: str, method: str, memo: Memo
-) -> tuple[fingerprint.Fingerprint | None, str]:
-    """Fingerprint a traced file here if its contents are ``digest``; else say what differs."""
-    recorded = fingerprint.record(path, fingerprint.MTIME)
-    if recorded is None:
-        return None, "does not exist or cannot be read here"
-    if not stat.S_ISREG(recorded[5]):
-        return None, "is not a regular file here"
-    try:
-        here = content_digest(path, memo)
-    except OSError as error:
-        return None, f"cannot be read here ({error.strerror or error})"
-    if here != digest:
-        return None, "has other contents here"
-    if fingerprint.changed_since(path, recorded, contents=False) is not None:
-        return None, "changed while it was being checked"
-    if method == fingerprint.HASH:
-        return (*recorded[:6], here, recorded[7]), ""
-    return recorded, ""
+def _compare_files(
+    files: list[tuple[str, str, str, fingerprint.Fingerprint]],
+    method: str,
+    memo: Memo,
+    local: list[Entry],
+) -> str:
+    """Compare each file's contents here with its digest, adding it to ``local``; say why not."""
+    for (shown, where, digest, recorded), here in zip(
+        files, _digest_all([where for _, where, _, _ in files], memo), strict=True
+    ):
+        why = ""
+        if isinstance(here, OSError):
+            why = f"cannot be read here ({here.strerror or here})"
+        elif here != digest:
+            why = "has other contents here"
+        elif fingerprint.changed_since(where, recorded, contents=False) is not None:
+            why = "changed while it was being checked"
+        if why:
+            return f"traced file {shown} {why}"
+        local.append(
+            [where, "f", (*recorded[:6], here, recorded[7]) if method == HASH else recorded]
+        )
+    return ""
+
+
+#: From this many files on, their contents are read by a few threads at once (hashing
+#: releases the interpreter's lock): a traced set holds an interpreter's libraries.
+_THREADS_FROM = 16
+
+
+def _digest_all(files: list[str], memo: Memo) -> list[str | OSError]:
+    """Return the content digest of each file (remembered in ``memo``), or why it is unreadable."""
+
+    def one(path: str) -> str | OSError:
+        try:
+            return content_digest(path, memo)
+        except OSError as error:
+            return error
+
+    if len(files) < _THREADS_FROM:
+        return [one(path) for path in files]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, files))
