@@ -23,7 +23,7 @@ from test_precommit import git, hook_repo, pre_commit_config, run_pre_commit  # 
 
 from jobstamps import __version__
 from jobstamps.storage.local.packs import PACK_MIN
-from jobstamps.storage.records import Record, decode, encode
+from jobstamps.storage.records import MANIFEST, Record, decode, encode
 from jobstamps.store import Store
 from servers import SHIPPED_NGINX, Place, RedisServer, ShippedNginx, free_port
 from support import (
@@ -1194,3 +1194,27 @@ def test_a_file_created_on_b_where_a_found_nothing_makes_b_run(
     assert how(done) == "ran"
     assert ".flake8 was created, where the command looked for it" in done.stderr.decode()
     assert b"F401" not in done.stdout
+
+
+def test_a_damaged_manifest_is_refused_and_replaced_by_the_next_upload(
+    traced_machines: tuple[Machine, Machine], http_place: Place, tmp_path: Path
+) -> None:
+    a, b = traced_machines
+    first = flake8_traced(a, http_place.url)
+    assert how(first) == "ran"
+    records = {
+        path: decode(path.read_bytes(), path.parent.name + path.name)
+        for path in entry_files(http_place)
+    }
+    (manifest,) = [path for path, record in records.items() if record.kind == MANIFEST]
+    key = manifest.parent.name + manifest.name
+    manifest.write_bytes(encode(Record(key, kind=MANIFEST, data=b'{"format": "other"}')))
+    done = flake8_traced(b, http_place.url)
+    assert how(done) == "ran"
+    assert done.stdout == first.stdout
+    (said,) = remote_lines(done.stderr)
+    assert "a manifest is damaged (a manifest of another format)" in said, said
+    # B's upload wrote a manifest that works again.
+    c = Machine(tmp_path / "c", b.checkout.parent)
+    c.checkout = c.checkout / "src"
+    assert how(flake8_traced(c, http_place.url)) == "filled"
