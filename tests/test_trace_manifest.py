@@ -140,6 +140,34 @@ def test_a_set_that_looked_above_its_checkout_fits_only_a_checkout_as_deep(
     assert manifest.choose([made], str(deeper), MTIME, memos)[0] == made
 
 
+def test_a_search_that_found_nothing_up_to_the_root_fits_a_checkout_at_any_depth(
+    tmp_path: Path, system: Path
+) -> None:
+    a, deeper = checkout(tmp_path / "a"), checkout(tmp_path / "b" / "deeper")
+    entries = traced(a, system)
+    access = Access()
+    for directory in [*a.parents]:  # as mypy looks for its configuration without a .git
+        access.absent[str(directory / ".tool.ini")] = True
+        access.absent[str(directory / "tool.toml")] = True
+    found, why = paths.record(access, MTIME, LATER, Ignore())
+    assert why == ""
+    memos = memos_in(tmp_path / "c")
+    shared = manifest.portable_set(
+        [entry for entry in entries if entry[1] != "a"] + found, str(a), memos
+    )
+    assert shared is not None
+    assert ["..", "u", [".tool.ini", "tool.toml"]] in shared
+    made = manifest.candidate("r" * 40, shared, str(a))
+    found_here, local, _ = manifest.choose([made], str(deeper), MTIME, memos)
+    assert found_here == made
+    assert [str(deeper.parent.parent), "a", [".tool.ini", "tool.toml"]] in local
+    (deeper.parent.parent / "tool.toml").write_text("")  # above B's checkout only
+    why = manifest.choose([made], str(deeper), MTIME, memos)[2]
+    assert (
+        why == f"{deeper.parent.parent / 'tool.toml'} was created, where the command looked for it"
+    )
+
+
 def test_a_system_file_is_compared_where_it_is_by_contents(tmp_path: Path, system: Path) -> None:
     a, b = checkout(tmp_path / "a"), checkout(tmp_path / "b")
     memos = memos_in(tmp_path / "c")

@@ -11,8 +11,11 @@ every machine:
   a configuration file above the checkout, a sibling checkout named by ``../``) is checked
   both where it is and relative to the base directory (``/home/a/setup.cfg`` and
   ``../setup.cfg``): the command may have found it either way. Such a candidate fits only a
-  base directory as deep as its own. The directories on the way to the base directory are
-  left out: they say where the checkout is, which the key ignores on purpose;
+  base directory as deep as its own, except for names looked for in every directory above
+  the base directory up to ``/`` and found in none (an upward search that found nothing):
+  they are checked in every directory above the other machine's base directory. The
+  directories on the way to the base directory are left out: they say where the checkout
+  is, which the key ignores on purpose;
 - a file by the digest of its contents, never by time; a look-up that found nothing, a
   listing, a link's target, a path's type as :mod:`jobstamps.trace.paths` records them.
 
@@ -51,7 +54,10 @@ FORMAT = "jobstamps-manifest-1"
 #: A manifest keeps this many candidates, newest first: enough for the machines of a team
 #: whose toolchains differ, small enough to be read on every remote look-up.
 MAX_CANDIDATES = 8
-_KINDS = frozenset("fkKlnNaAd")
+_KINDS = frozenset("fkKlnNaAduU")
+#: Look-ups that found nothing in every directory above the base directory, up to ``/`` (an
+#: upward search for a configuration file): ``u`` as ``a``, ``U`` as ``A``, at any depth.
+_UPWARD = {"a": "u", "A": "U"}
 
 
 class Digests:
@@ -125,7 +131,57 @@ def portable_set(entries: Sequence[Entry], base: str, memo: Memo) -> list[Entry]
             if value is None:
                 return None
         shared += [[place, what, value] for place in _places(where, what, base)]
-    return shared
+    return _upward(shared, base)
+
+
+def _level(path: str, depth: int) -> int:
+    """How many directories above the base directory a portable path is; 0 if not one."""
+    if path == "/":
+        return depth
+    parts = path.split("/")
+    return len(parts) if all(part == ".." for part in parts) else 0
+
+
+def _upward(shared: list[Entry], base: str) -> list[Entry]:
+    """Write names looked for and not found in every directory above the base as one entry.
+
+    Such a search finds nothing above another machine's base directory either only if it
+    finds nothing in any directory above it, however many there are: checked that way, it
+    does not tie the result to a base directory as deep.
+    """
+    depth = _depth(base)
+    levels: dict[tuple[str, str], set[int]] = {}
+    for path, kind, data in shared:
+        level = _level(str(path), depth)
+        if kind in _UPWARD and 0 < level <= depth:
+            for name in data:  # type: ignore[attr-defined]
+                levels.setdefault((str(kind), str(name)), set()).add(level)
+    everywhere = {found for found, at in levels.items() if len(at) == depth}
+    if not everywhere:
+        return shared
+    kept: list[Entry] = []
+    for path, kind, data in shared:
+        if kind in _UPWARD and 0 < _level(str(path), depth) <= depth:
+            rest = [name for name in data if (kind, name) not in everywhere]  # type: ignore[attr-defined]
+            if rest:
+                kept.append([path, kind, rest])
+        else:
+            kept.append([path, kind, data])
+    for kind, upward in _UPWARD.items():
+        names = sorted(name for found, name in everywhere if found == kind)
+        if names:
+            kept.append(["..", upward, names])
+    return kept
+
+
+def _above(base: str) -> list[str]:
+    """Return the directories above ``base``, up to ``/``."""
+    found = []
+    directory = base
+    while directory != "/":
+        directory = os.path.dirname(directory)
+        found.append(directory)
+    return found
 
 
 def _digest_of(path: str, recorded: fingerprint.Fingerprint) -> str | None:
@@ -224,7 +280,9 @@ def _localize(
     Files are compared last, by contents read together: the other entries cost a stat each.
     """
     traced: list[Entry] = item["traced"]
-    if item["depth"] != _depth(base) and any(str(path).startswith("..") for path, _, _ in traced):
+    if item["depth"] != _depth(base) and any(
+        str(path).startswith("..") and kind not in {"u", "U"} for path, kind, _ in traced
+    ):
         return None, "it looked above its base directory, which is at another depth here"
     local: list[Entry] = []
     files: list[tuple[str, str, str, fingerprint.Fingerprint]] = []
@@ -240,10 +298,14 @@ def _localize(
                 return None, f"traced file {shown} is not a regular file here"
             files.append((shown, where, str(data), recorded))
             continue
-        found = paths.check([[where, kind, data]], method)
+        checked = [[where, kind, data]]
+        if kind in {"u", "U"}:
+            absent = "a" if kind == "u" else "A"
+            checked = [[directory, absent, data] for directory in _above(base)]
+        found = paths.check(checked, method)
         if found is not None:
             return None, found[1]
-        local.append([where, kind, data])
+        local += checked
     why = _compare_files(files, method, memo, local)
     return (None, why) if why else (local, "")
 
