@@ -140,6 +140,24 @@ def test_a_set_that_looked_above_its_checkout_fits_only_a_checkout_as_deep(
     assert manifest.choose([made], str(deeper), MTIME, memos)[0] == made
 
 
+def test_a_path_that_climbs_out_of_the_checkout_through_a_subdirectory_ties_it_to_a_depth(
+    tmp_path: Path,
+) -> None:
+    a, deeper = checkout(tmp_path / "a"), checkout(tmp_path / "b" / "deeper")
+    access = Access()
+    access.absent[str(a / "src" / ".." / ".." / ".tool.ini")] = True  # from src, two up
+    access.stated[str(a / "src" / ".." / "..")] = True  # the way there: left out
+    entries, why = paths.record(access, MTIME, LATER, Ignore())
+    assert why == ""
+    memos = memos_in(tmp_path / "c")
+    shared = manifest.portable_set(entries, str(a), memos)
+    assert shared == [["src/../..", "a", [".tool.ini"]]]
+    made = manifest.candidate("r" * 40, shared, str(a))
+    why = manifest.choose([made], str(deeper), MTIME, memos)[2]
+    assert why == "it looked above its base directory, which is at another depth here"
+    assert manifest.choose([made], str(checkout(tmp_path / "c")), MTIME, memos)[0] == made
+
+
 def test_a_search_that_found_nothing_up_to_the_root_fits_a_checkout_at_any_depth(
     tmp_path: Path, system: Path
 ) -> None:

@@ -103,10 +103,10 @@ def _depth(base: str) -> int:
 
 def _places(path: str, kind: str, base: str) -> list[str]:
     """Write ``path`` as it means the same elsewhere (see the module's text)."""
-    if inside(path, base) or path == base:
-        return [relative(path, base)]
-    if kind in {"k", "K", "l"} and base.startswith(path.rstrip("/") + "/"):
+    if kind in {"k", "K", "l"} and base.startswith(os.path.normpath(path).rstrip("/") + "/"):
         return []  # a directory on the way to the checkout: where it is, not what it holds
+    if inside(path, base):
+        return [relative(path, base)]
     if os.path.commonpath([path, base]) == "/":
         return [path]
     return [os.path.relpath(path, base), path]
@@ -281,7 +281,7 @@ def _localize(
     """
     traced: list[Entry] = item["traced"]
     if item["depth"] != _depth(base) and any(
-        str(path).startswith("..") and kind not in {"u", "U"} for path, kind, _ in traced
+        ".." in str(path).split("/") and kind not in {"u", "U"} for path, kind, _ in traced
     ):
         return None, "it looked above its base directory, which is at another depth here"
     local: list[Entry] = []
