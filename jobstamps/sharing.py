@@ -179,8 +179,8 @@ class Sharing:
             return []
         try:
             return manifest.decode(payload["data"])
-        except (ValueError, UnicodeError) as error:
-            self.layered.refuse(f"a manifest is damaged ({error})")
+        except ValueError as error:
+            self.layered.refuse(str(error))
             return []
 
     def _say_missing(self, missing: int, asked: int) -> None:

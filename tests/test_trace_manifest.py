@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -234,5 +235,20 @@ DAMAGED = b'{"format": "jobstamps-manifest-1", "candidates": [%s]}'
     ids=["json", "format", "no-candidates", "result", "digest", "kind"],
 )
 def test_a_damaged_manifest_is_refused(data: bytes) -> None:
-    with pytest.raises(ValueError, match=r"manifest|Expecting"):
+    with pytest.raises(ValueError, match="a manifest"):
+        manifest.decode(zlib.compress(data))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not compressed",
+        manifest.encode([])[:-3],
+        manifest.encode([]) + b"more",
+        zlib.compress(b" " * (manifest.MAX_MANIFEST + 1)),
+    ],
+    ids=["raw", "cut-short", "trailing", "bomb"],
+)
+def test_a_manifest_that_cannot_be_inflated_whole_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError, match="a manifest"):
         manifest.decode(data)

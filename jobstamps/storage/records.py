@@ -6,8 +6,8 @@ big-endian length and that many bytes::
     jobstamps-record-1\n
     k  key             the key the record answers (ASCII); a record served for another is refused
     t  kind            b"command" (output and exit status), b"pickle" (a Python API result) or
-                       b"manifest" (a traced command's candidate results, as JSON:
-                       :mod:`jobstamps.trace.manifest`)
+                       b"manifest" (a traced command's candidate results, as compressed
+                       JSON: :mod:`jobstamps.trace.manifest`)
     w  created         8 bytes, nanoseconds since the epoch, when the job ran
     x  exit status     4 bytes, signed (command records)
     c  chunks          9 bytes each: stream (1 stdout, 2 stderr) and a size, in output order
