@@ -12,6 +12,7 @@ that documents where the command comes from.
 
     jobstamps_add_command(<name> COMMAND <cmd> [<arg>...]
                           [DEPENDS <file>...] [OUTPUTS <file>...] [USE_HASHES]
+                          [TRACE [TRACE_IGNORE <glob>...]]
                           [STAMP_DIRECTORY <dir>] [WORKING_DIRECTORY <dir>]
                           [ALL] [COMMENT <text>])
 
@@ -19,6 +20,7 @@ that documents where the command comes from.
 
     jobstamps_add_command(<name> PER_FILE SOURCES <file>... COMMAND <cmd> [<arg>...]
                           [DEPENDS <file>...] [USE_HASHES] [JOBS <n>]
+                          [TRACE [TRACE_IGNORE <glob>...]]
                           [STAMP_DIRECTORY <dir>] [WORKING_DIRECTORY <dir>]
                           [ALL] [COMMENT <text>])
 
@@ -55,6 +57,17 @@ that documents where the command comes from.
   ``USE_HASHES``
     Compare ``DEPENDS`` (and ``SOURCES``) by content: touching a file does not run
     the command.
+  ``TRACE``
+    Run the command under ``strace`` (``--trace``, Linux) and record what it read,
+    looked for and listed: a change to any of it (a header, a configuration file
+    found by searching upwards, one created where the command looked for it) runs
+    it again, with nothing in ``DEPENDS``. With ``PER_FILE``, what a batch read
+    besides its own files becomes a dependency of each file in it. Where tracing
+    cannot work the command runs without the cache, after one line saying why.
+  ``TRACE_IGNORE <glob>...``
+    With ``TRACE``, leave paths matching a glob out of the traced set
+    (``--trace-ignore``): one without ``/`` matches any one path component
+    (``*.log``), one with ``/`` the whole path, relative to the working directory.
   ``STAMP_DIRECTORY <dir>``
     Where results are stored. By default ``jobstamp`` uses
     ``$JOBSTAMPS_CACHE_DIR`` or the per-user cache, which outlives the build
@@ -100,9 +113,9 @@ function(_jobstamps_paths out_var relative_to)
 endfunction()
 
 function(jobstamps_add_command)
-  set(flags USE_HASHES ALL PER_FILE)
+  set(flags USE_HASHES ALL PER_FILE TRACE)
   set(one_value STAMP_DIRECTORY WORKING_DIRECTORY COMMENT JOBS)
-  set(multi_value COMMAND DEPENDS OUTPUTS SOURCES)
+  set(multi_value COMMAND DEPENDS OUTPUTS SOURCES TRACE_IGNORE)
   set(usage "Call it as jobstamps_add_command(<name> COMMAND <cmd> [<arg>...] ...).")
 
   if(ARGC EQUAL 0 OR "${ARGV0}" IN_LIST flags OR "${ARGV0}" IN_LIST one_value
@@ -150,6 +163,11 @@ function(jobstamps_add_command)
                             "PER_FILE, or leave ${keyword} out.")
       endif()
     endforeach()
+  endif()
+  if(NOT ARG_TRACE
+     AND (DEFINED ARG_TRACE_IGNORE OR "TRACE_IGNORE" IN_LIST ARG_KEYWORDS_MISSING_VALUES))
+    message(FATAL_ERROR "${where}: TRACE_IGNORE names paths left out of a trace. Add TRACE, "
+                        "or leave TRACE_IGNORE out.")
   endif()
   if(TARGET "${name}")
     message(FATAL_ERROR "${where}: a target named \"${name}\" already exists. "
@@ -204,6 +222,12 @@ function(jobstamps_add_command)
   if(ARG_USE_HASHES)
     list(APPEND options --use-hashes)
   endif()
+  if(ARG_TRACE)
+    list(APPEND options --trace)
+  endif()
+  foreach(glob IN LISTS ARG_TRACE_IGNORE)
+    list(APPEND options --trace-ignore "${glob}")
+  endforeach()
   if(DEFINED ARG_STAMP_DIRECTORY)
     _jobstamps_paths(stamp_directory "" "${ARG_STAMP_DIRECTORY}")
     list(APPEND options --stamp-directory "${stamp_directory}")

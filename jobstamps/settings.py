@@ -1,13 +1,14 @@
 """The environment variables that steer jobstamps, read in one place.
 
-Each is on when set to anything but empty or ``0``.
+Each is on when set to anything but empty or ``0``; ``JOBSTAMPS_PROGRESS``, which is on by
+default, only turns off.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["always_hash", "debugging", "disabled", "summary"]
+__all__ = ["always_hash", "debugging", "disabled", "no_progress", "summary"]
 
 
 _POSIX = os.name == "posix"
@@ -40,3 +41,8 @@ def always_hash() -> bool:
 def summary() -> bool:
     """``JOBSTAMPS_SUMMARY``: say in one line how many files per-file mode replayed and ran."""
     return _flag("JOBSTAMPS_SUMMARY", b"JOBSTAMPS_SUMMARY")
+
+
+def no_progress() -> bool:
+    """``JOBSTAMPS_PROGRESS`` set to ``0``, ``no``, ``false`` or ``off``: never a progress line."""
+    return os.environ.get("JOBSTAMPS_PROGRESS", "").strip().lower() in {"0", "no", "false", "off"}

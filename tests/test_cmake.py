@@ -248,6 +248,40 @@ def test_a_parallel_build_of_several_targets_runs_each_once(
             assert f"{target}: warning: something to look at" in result.stdout
 
 
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_trace_reruns_when_an_undeclared_file_the_command_read_changes(
+    project: Project, tmp_path: Path
+) -> None:
+    # traced and traced_ignoring have no DEPENDS; lint.py, run in src, looks for lint.cfg
+    # there and in every parent. traced_ignoring leaves lint.cfg out of its trace.
+    nearest, parent = project.source / "src" / "lint.cfg", project.source / "lint.cfg"
+
+    def build(*targets: str) -> str:
+        result = project.build_targets(*targets, counts=tmp_path)
+        assert result.returncode == 0, result.stdout
+        return result.stdout
+
+    try:
+        for _ in range(2):
+            built = build("traced", "traced_ignoring")
+            assert "traced: no config" in built
+            assert "traced_ignoring: no config" in built
+        assert (runs(tmp_path, "traced"), runs(tmp_path, "traced_ignoring")) == (1, 1)
+        nearest.write_text("strict\n")  # created where lint.py looked for it
+        built = build("traced", "traced_ignoring")
+        assert "traced: config strict" in built
+        assert "traced_ignoring: no config" in built  # replayed: what it was told to ignore
+        assert (runs(tmp_path, "traced"), runs(tmp_path, "traced_ignoring")) == (2, 1)
+        nearest.unlink()
+        parent.write_text("lenient\n")  # found by searching upwards
+        assert "traced: config lenient" in build("traced")
+        assert "traced: config lenient" in build("traced")
+        assert runs(tmp_path, "traced") == 3
+    finally:
+        nearest.unlink(missing_ok=True)
+        parent.unlink(missing_ok=True)
+
+
 # Configure-time behaviour: the probe project in tests/cmake/find_package.
 
 
@@ -388,6 +422,10 @@ def test_a_package_without_its_executable_fails_at_configure_time(
             'jobstamps_add_command(lint): JOBS must be a whole number above 0, not "0".',
         ),
         (
+            "lint;TRACE_IGNORE;*.log;COMMAND;echo",
+            "jobstamps_add_command(lint): TRACE_IGNORE names paths left out of a trace. Add TRACE",
+        ),
+        (
             "lint;COMMAND;echo;STAMP_DIRECTORY",
             "jobstamps_add_command(lint): STAMP_DIRECTORY needs a value.",
         ),
@@ -521,10 +559,12 @@ def notes(names: list[str], word: str = "strict") -> list[str]:
     return [f"{name}:1:1: note: {word} checked" for name in names]
 
 
-def checks_all_in_batches(perfile: PerFileProject, word: str = "strict") -> list[list[str]]:
-    """Build ``check``, which must check every source in a batch or two; return its runs."""
+def checks_all_in_batches(
+    perfile: PerFileProject, word: str = "strict", target: str = "check"
+) -> list[list[str]]:
+    """Build ``target``, which must check every source in a batch or two; return its runs."""
     before = len(perfile.runs())
-    result = perfile.build_target("check")
+    result = perfile.build_target(target)
     assert result.returncode == 0, result.stdout
     runs = perfile.runs()[before:]
     assert 1 <= len(runs) <= 2, runs  # JOBS 2: a batch or two, not a run per file
@@ -533,10 +573,10 @@ def checks_all_in_batches(perfile: PerFileProject, word: str = "strict") -> list
     return runs
 
 
-def replays_all(perfile: PerFileProject, build: Path | None = None) -> None:
-    """Build ``check`` (in ``build``), which must replay every source's note and run nothing."""
+def replays_all(perfile: PerFileProject, build: Path | None = None, target: str = "check") -> None:
+    """Build ``target`` (in ``build``), which must replay every source's note and run nothing."""
     before = perfile.runs()
-    result = perfile.build_target("check", build=build)
+    result = perfile.build_target(target, build=build)
     assert result.returncode == 0, result.stdout
     assert perfile.runs() == before
     assert messages(result) == notes(perfile.sources)
@@ -596,6 +636,21 @@ def test_per_file_an_added_file_is_checked_alone_and_a_removed_one_is_dropped(
     names = [name for name in perfile.sources if name != "src/f05.c"] + ["src/f20.c"]
     # (CMake, configuring again, also prints indented paths: the glob's changes.)
     assert [line for line in messages(result) if line.startswith("src/")] == notes(names)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_per_file_trace_checks_all_when_an_undeclared_config_changes(
+    perfile: PerFileProject,
+) -> None:
+    # check_traced declares nothing: check.cfg, which every batch reads, is found by tracing.
+    checks_all_in_batches(perfile, target="check_traced")
+    replays_all(perfile, target="check_traced")
+    before = len(perfile.runs())
+    perfile.edit("src/f03.c")
+    assert perfile.build_target("check_traced").returncode == 0
+    assert perfile.runs()[before:] == [["src/f03.c"]]
+    (perfile.source / "check.cfg").write_text("lenient\n")
+    checks_all_in_batches(perfile, "lenient", target="check_traced")
 
 
 def test_per_file_with_use_hashes_a_touched_file_is_not_checked(perfile: PerFileProject) -> None:
@@ -661,6 +716,23 @@ def test_per_file_cppcheck_checks_only_what_changed(perfile: PerFileProject) -> 
     assert fixed.returncode == 0, fixed.stdout
     assert perfile.runs()[runs:] == [["src/f05.c"]]
     assert messages(fixed) == []
+
+
+@pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_per_file_trace_checks_all_again_when_an_undeclared_header_changes(
+    perfile: PerFileProject,
+) -> None:
+    # cppcheck_traced declares nothing: include/common.h, which cppcheck reads, is traced.
+    for _ in range(2):
+        result = perfile.build_target("cppcheck_traced")
+        assert result.returncode == 0, result.stdout
+        assert sorted(name for run in perfile.runs() for name in run) == perfile.sources
+    runs = len(perfile.runs())
+    perfile.edit("include/common.h", "#define MORE 2\n")
+    result = perfile.build_target("cppcheck_traced")
+    assert result.returncode == 0, result.stdout
+    assert sorted(name for run in perfile.runs()[runs:] for name in run) == perfile.sources
 
 
 @pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")

@@ -31,6 +31,7 @@ EXAMPLES_RUN_BY = {
     ("quickstart/index", "shell"): "test_docs.py",
     ("quickstart/command-line", "shell"): "test_docs.py",
     ("quickstart/per-file", "shell"): "test_docs.py",
+    ("howto/trace", "shell"): "test_docs.py",
     ("quickstart/pre-commit", "yaml"): "test_precommit.py",
     ("quickstart/cmake", "cmake"): "test_cmake.py",
     ("quickstart/make", "make"): "test_make.py",
@@ -214,6 +215,24 @@ def flake8_project(tmp_path: Path, installed: Path) -> tuple[Path, dict[str, str
     return tmp_path, env
 
 
+def run_shell(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a shell example's command line as a user would type it, capturing both streams."""
+    return subprocess.run(
+        ["sh", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def flake8_runs_then_replays(command: str, cwd: Path, env: dict[str, str]) -> None:
+    """Run an example's flake8 command twice: it reports F401, then replays that report."""
+    env = {**env, "JOBSTAMPS_DEBUG": "1"}
+    first, second = (run_shell(command, cwd, env) for _ in range(2))
+    assert first.returncode == second.returncode == 1, first.stderr
+    assert "F401 'os' imported but unused" in first.stdout
+    assert second.stdout == first.stdout
+    assert "replayed" in second.stderr, second.stderr
+    assert "running" not in second.stderr, second.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "page", ["quickstart/index", "quickstart/command-line", "quickstart/per-file"]
@@ -230,19 +249,26 @@ def test_the_shell_examples_run_then_replay(
     script = "\n".join(line for line in lines if "jobstamp" not in line)
     command = next(line for line in lines if "jobstamp" in line)
     subprocess.run(["sh", "-c", script], cwd=project, env=env, check=True)
-    env["JOBSTAMPS_DEBUG"] = "1"
-    results = [
-        subprocess.run(
-            ["sh", "-c", command], cwd=project, env=env, capture_output=True, text=True, check=False
-        )
-        for _ in range(2)
-    ]
-    first, second = results
-    assert first.returncode == second.returncode == 1
-    assert "F401 'os' imported but unused" in first.stdout
-    assert second.stdout == first.stdout
-    assert "replayed" in second.stderr, second.stderr
-    assert "running" not in second.stderr, second.stderr
+    flake8_runs_then_replays(command, project, env)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("strace") is None, reason="--trace needs strace")
+def test_the_trace_examples_rerun_when_a_configuration_nobody_declared_changes(
+    flake8_project: tuple[Path, dict[str, str]],
+) -> None:
+    project, env = flake8_project
+    examples = docs_code_blocks("howto/trace", "shell")
+    assert len(examples) == 3
+    for example in examples:
+        (command,) = example.splitlines()
+        assert "--trace" in command
+        assert "--dependencies" not in command
+        (project / ".flake8").write_text("[flake8]\n")
+        flake8_runs_then_replays(command, project, env)
+        (project / ".flake8").write_text("[flake8]\nextend-ignore = F401\n")
+        third = run_shell(command, project, env)
+        assert (third.returncode, third.stdout) == (0, ""), third.stderr
 
 
 # -- The installed manual page ----------------------------------------------------------------

@@ -42,10 +42,23 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("decisions on one cache", {"engine", "explain", "admin"}),
     (
         "front-end machinery",
-        # how a trace is obtained (strace, an audit hook) and used; a per-file stored result
-        {"calls", "replay", "runner", "sharing", "fileresults", "trace.*"},
+        # how a trace is obtained (strace, an audit hook) and used; a per-file stored result;
+        # per-file batches and bisection, the replay in the order the files were given, the
+        # files' results in a remote cache, and a progress line on a terminal
+        {
+            "calls",
+            "replay",
+            "runner",
+            "sharing",
+            "fileresults",
+            "trace.*",
+            "perfile.schedule",
+            "perfile.printing",
+            "perfile.remote",
+            "progress",
+        },
     ),
-    ("front ends", {"perfile", "decorator", "jobstamp"}),
+    ("front ends", {"perfile", "perfile.check", "perfile.command", "decorator", "jobstamp"}),
     ("entry points", {"cli", "precommit", "__main__", "jobstamps"}),
 ]
 #: Key code works out keys from what it is given: it keeps nothing, so it imports no storage.

@@ -45,7 +45,7 @@ LINT := {python} {linter}
 PARALLEL := one two three four
 WITH_COMMAS := a,b
 
-.PHONY: $(PARALLEL) outputs quoting hashes failing dashed
+.PHONY: $(PARALLEL) outputs quoting hashes failing dashed traced flagged
 
 $(PARALLEL):
 \t$(call jobstamp_run,src/a.py src/b.py,,$(LINT) $@)
@@ -65,6 +65,13 @@ failing:
 
 dashed:
 \t$(call jobstamp_run,-dash.cfg src/a.py,,$(LINT) dashed)
+
+traced:
+\t$(call jobstamp_run,,,$(LINT) traced --config lint.cfg,--trace)
+
+flagged: JOBSTAMP_FLAGS += --trace
+flagged:
+\t$(call jobstamp_run,,,$(LINT) flagged --config lint.cfg)
 """
 )
 
@@ -230,6 +237,36 @@ def test_a_dependency_whose_name_starts_with_a_dash(project: MakeProject) -> Non
     assert runs(project.counts, "dashed") == 2
 
 
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+@pytest.mark.parametrize("target", ["traced", "flagged"])
+def test_trace_as_an_option_or_a_flag_reruns_when_an_undeclared_config_changes(
+    project: MakeProject, target: str
+) -> None:
+    # Neither target declares anything; lint.py looks for lint.cfg upwards from the project.
+    for _ in range(2):
+        result = project.make(target)
+        assert result.returncode == 0, result.stdout
+        assert f"{target}: no config" in result.stdout
+    assert runs(project.counts, target) == 1
+    (project.root / "lint.cfg").write_text("strict\n")
+    for _ in range(2):
+        result = project.make(target)
+        assert result.returncode == 0, result.stdout
+        assert f"{target}: config strict" in result.stdout
+    assert runs(project.counts, target) == 2
+
+
+def test_trace_given_as_an_option_stays_when_the_flags_are_set_on_the_command_line(
+    project: MakeProject,
+) -> None:
+    assert project.make("traced").returncode == 0
+    result = project.make("traced", "JOBSTAMP_FLAGS=--explain")
+    assert result.returncode == 0, result.stdout
+    assert "jobstamp --explain --trace -- " in result.stdout
+    assert "jobstamp: replayed " in result.stdout
+    assert runs(project.counts, "traced") == 1
+
+
 # jobstamp_each: the stand-in checker of tests/cmake/perfile_project over a generated C project.
 # Each target logs its checker runs in a file of its own; `other` checks the same files with
 # another configuration, so its results are its own.
@@ -239,8 +276,8 @@ include $(shell jobstamp --make-include)
 CHECK := {python} {checker}
 SOURCES := $(sort $(wildcard src/*.c))
 
-.PHONY: check other cppcheck odd
-check other cppcheck odd: export CHECK_LOG = $(CURDIR)/$@.log
+.PHONY: check other cppcheck odd traced
+check other cppcheck odd traced: export CHECK_LOG = $(CURDIR)/$@.log
 
 check:
 \t$(call jobstamp_each,$(SOURCES),check.cfg,$(CHECK) --config check.cfg)
@@ -254,6 +291,9 @@ cppcheck:
 
 odd:
 \t$(call jobstamp_each,-dash.c it's.c,-dep.cfg,$(CHECK))
+
+traced:
+\t$(call jobstamp_each,$(SOURCES),,$(CHECK) --config check.cfg,--trace)
 """
 
 
@@ -376,6 +416,24 @@ def test_jobstamp_each_quotes_names_and_passes_leading_dashes_as_dot_slash(
     perfile.edit("-dep.cfg")  # a dependency, passed as ./-dep.cfg
     assert perfile.make("odd").returncode == 0
     assert perfile.checked("odd") == ["./-dash.c", "./-dash.c", "it's.c", "it's.c"]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_jobstamp_each_traced_checks_all_again_when_an_undeclared_config_changes(
+    perfile: PerFileMakeProject,
+) -> None:
+    for _ in range(2):
+        result = perfile.make("-j2", "traced")
+        assert result.returncode == 0, result.stdout
+        assert perfile.checked("traced") == perfile.sources  # once each, by the first make
+    runs = len(perfile.runs("traced"))
+    perfile.edit("src/f04.c")
+    assert perfile.make("-j2", "traced").returncode == 0
+    assert perfile.runs("traced")[runs:] == [["src/f04.c"]]
+    perfile.edit("check.cfg", "more\n")  # declared nowhere: read by every batch
+    result = perfile.make("-j2", "traced")
+    assert result.returncode == 0, result.stdout
+    assert perfile.checked("traced", since=runs + 1) == perfile.sources
 
 
 @pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck is not installed")

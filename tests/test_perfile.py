@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pty
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import pytest
 from jobstamps import perfile
 from jobstamps.storage.local.packs import PACK_MIN
 from jobstamps.store import Store
-from support import cache_entries, cache_packs, stand_in_linter
+from support import TIMEOUT, cache_entries, cache_packs, read_until, stand_in_linter
 
 BIN = Path(sys.executable).parent
 
@@ -21,9 +23,10 @@ BIN = Path(sys.executable).parent
 # given), then judges each file by markers in its contents: "named" prints a message with
 # continuation lines, "warn" prints a warning that fails nothing, "silent" fails without a
 # word, "segv" crashes, two files holding "pair" fail together (silently) though each passes
-# alone. With --summary it ends with a summary.
+# alone. With --summary it ends with a summary. It takes FAKE_SLEEP seconds per run, if set.
 FAKE = r"""
-import os, signal, sys
+import os, signal, sys, time
+time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
 summary = "--summary" in sys.argv
 files = [arg for arg in sys.argv[1:] if arg != "--summary"]
 with open(os.environ["FAKE_RUNS"], "ab") as log:
@@ -1000,3 +1003,118 @@ def test_a_summary_line_says_how_many_files_were_replayed_and_ran(
     assert second.stdout.endswith(b"jobstamp: 2 files replayed, 1 ran\n")
     monkeypatch.delenv("JOBSTAMPS_SUMMARY", raising=False)
     assert b"replayed" not in per_file("--", *fake, "--", *names).stdout
+
+
+# -- progress on a terminal -----------------------------------------------------------------------
+
+PROGRESS = b"files done"
+
+
+def on_terminal(*argv: str, stderr_piped: bool = False) -> tuple[int, bytes, bytes]:
+    """Run ``jobstamp --per-file ARGV...`` with both streams on a new pseudo-terminal (stderr
+    into a pipe, if ``stderr_piped``); return its status, the terminal's bytes and the pipe's."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobstamps", "--per-file", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=subprocess.PIPE if stderr_piped else slave,
+        )
+    finally:
+        os.close(slave)
+    try:
+        output = read_until(master, None)
+        piped = proc.stderr.read() if proc.stderr is not None else b""
+        return proc.wait(TIMEOUT), output, piped
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(TIMEOUT)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def screen(output: bytes) -> list[bytes]:
+    """The lines a terminal shows once it has written ``output`` (carriage returns and erasing
+    to the end of the line applied)."""
+    lines: list[bytes] = []
+    line, column = bytearray(), 0
+    for token in re.split(rb"(\r\n|\n|\r|\x1b\[K)", output):
+        if token in {b"\r\n", b"\n"}:
+            lines.append(bytes(line))
+            line, column = bytearray(), 0
+        elif token == b"\r":
+            column = 0
+        elif token == b"\x1b[K":
+            del line[column:]
+        else:
+            line[column : column + len(token)] = token
+            column += len(token)
+    return [*lines, bytes(line)] if line else lines
+
+
+@pytest.fixture
+def slow_terminal(fake: list[str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The stand-in linter, taking longer than a progress line waits for, on a terminal."""
+    monkeypatch.setenv("FAKE_SLEEP", "1.5")
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.delenv("PRE_COMMIT", raising=False)
+    monkeypatch.delenv("MAKELEVEL", raising=False)
+    monkeypatch.delenv("JOBSTAMPS_PROGRESS", raising=False)
+    write({"a.py": "named\n", "c.py": "warn\n"})
+    return ["--jobs", "1", "--", *fake, "--", "a.py", "c.py"]
+
+
+def test_a_long_run_on_a_terminal_shows_progress_then_leaves_the_screen_as_without_it(
+    slow_terminal: list[str], tmp_path: Path
+) -> None:
+    status, output, _ = on_terminal(*slow_terminal)
+    assert status == 1
+    assert b"\rjobstamp: 0/2 files done (0 replayed, 0 ran)\x1b[K" in output
+    messages = named("a.py") + b"c.py:1:1: W1 warning only\n"
+    assert screen(output) == messages.splitlines()  # erased before the messages, and at the end
+    assert len(runs(tmp_path)) == 1
+    # Replayed at once: no line at all, byte for byte what the run left on the screen.
+    assert on_terminal(*slow_terminal) == (1, messages.replace(b"\n", b"\r\n"), b"")
+    assert runs(tmp_path) == []
+
+
+def test_progress_over_files_that_pass_silently_is_erased_at_the_end(
+    slow_terminal: list[str],
+) -> None:
+    write({"a.py": "ok\n", "c.py": "ok\n"})
+    status, output, _ = on_terminal(*slow_terminal)
+    assert status == 0
+    assert PROGRESS in output
+    assert output.endswith(b"\r\x1b[K")
+    assert screen(output) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("PRE_COMMIT", "1"), ("MAKELEVEL", "1"), ("TERM", "dumb"), ("JOBSTAMPS_PROGRESS", "0")],
+)
+def test_no_progress_inside_pre_commit_or_make_on_a_dumb_terminal_or_when_turned_off(
+    slow_terminal: list[str], monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    status, output, _ = on_terminal(*slow_terminal)
+    assert (status, output) == (
+        1,
+        named("a.py").replace(b"\n", b"\r\n") + b"c.py:1:1: W1 warning only\r\n",
+    )
+
+
+def test_no_progress_when_stderr_is_a_pipe_even_with_stdout_on_a_terminal(
+    slow_terminal: list[str],
+) -> None:
+    status, shown, piped = on_terminal(*slow_terminal, stderr_piped=True)
+    assert (status, piped) == (1, b"")
+    assert shown == named("a.py").replace(b"\n", b"\r\n") + b"c.py:1:1: W1 warning only\r\n"
+
+
+def test_no_progress_into_a_pipe_byte_for_byte(slow_terminal: list[str]) -> None:
+    result = per_file(*slow_terminal)
+    assert (result.returncode, result.stdout) == (1, named("a.py") + b"c.py:1:1: W1 warning only\n")

@@ -295,7 +295,7 @@ def test_generic_hooks_ask_to_be_named_after_the_linter() -> None:
 
 
 def test_ready_made_hooks_name_themselves_and_end_their_args_with_the_separator() -> None:
-    ready = [hook for hook in hooks_manifest() if "args" in hook]
+    ready = [hook for hook in hooks_manifest() if "args" in hook and hook.get("pass_filenames", 1)]
     assert {hook["id"] for hook in ready} >= {
         "jobstamp-flake8",
         "jobstamp-ruff",
@@ -311,6 +311,12 @@ def test_ready_made_hooks_name_themselves_and_end_their_args_with_the_separator(
         assert "--" in entry
         assert hook["args"] == ["--"]
         assert hook["require_serial"] is True
+
+
+def test_the_mypy_hook_runs_once_over_the_project_traced() -> None:
+    (mypy,) = [hook for hook in hooks_manifest() if hook["id"] == "jobstamp-mypy"]
+    assert str(mypy["entry"]).split() == ["python", "-m", "jobstamps", "--trace", "--", "mypy"]
+    assert (mypy["args"], mypy["pass_filenames"]) == (["."], False)
 
 
 def test_missing_command_exits_127(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -406,16 +412,19 @@ def pre_commit_config(project: Path, hook_repo: tuple[str, str], hooks_yaml: str
 
 
 def run_pre_commit(
-    project: Path, home: Path, path: str | None = None
+    project: Path, home: Path, path: str | None = None, color: str = "never"
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``pre-commit run --all-files`` in ``project``, as a user would."""
+    """Run ``pre-commit run --all-files`` in ``project``, as a user would.
+
+    With ``color="always"``, pre-commit runs the hooks on a pseudo-terminal of its own.
+    """
     git(project, "add", "--all")
     env = dict(os.environ, PRE_COMMIT_HOME=str(home))
     env.pop("PYTHONPATH")  # the hook must import the jobstamps that pre-commit installed
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
-        [sys.executable, "-m", "pre_commit", "run", "--all-files", "--color=never"],
+        [sys.executable, "-m", "pre_commit", "run", "--all-files", f"--color={color}"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -455,9 +464,9 @@ def invocations(project: Path) -> list[str]:
 
 @pytest.fixture
 def docs_blocks() -> list[str]:
-    """The YAML examples of the pre-commit quick start: generic, system, ready-made hook."""
+    """The YAML examples of the pre-commit quick start: generic, system, ready-made, mypy hook."""
     blocks = docs_code_blocks("quickstart/pre-commit", "yaml")
-    assert len(blocks) == 3, "the pre-commit quick start should have three YAML examples"
+    assert len(blocks) == 4, "the pre-commit quick start should have four YAML examples"
     return blocks
 
 
@@ -497,6 +506,35 @@ def test_generic_hook_lints_each_file_once_then_replays(
     fourth = run_pre_commit(project, pre_commit_home)
     assert fourth.returncode == 0, fourth.stdout
     assert invocations(project) == ["bad.py", "good.py"]
+
+
+@pytest.mark.slow
+def test_a_long_hook_run_on_pre_commits_terminal_shows_no_progress(
+    project: Path, hook_repo: tuple[str, str], pre_commit_home: Path
+) -> None:
+    bin_directory = project.parent / "bin"
+    bin_directory.mkdir()
+    slow = bin_directory / "slow-flake8"  # longer than a progress line waits for
+    slow.write_text(
+        '#!/bin/sh\n[ -t 2 ] && echo "stderr is a terminal" >&2\nsleep 1.5\nexec flake8 "$@"\n'
+    )
+    slow.chmod(0o755)
+    pre_commit_config(
+        project,
+        hook_repo,
+        f"""
+        - id: jobstamp
+          args: [--use-hashes, --, {json.dumps(str(slow))}, --]
+          additional_dependencies: [flake8, flake8-bugbear]  # the environment of the test above
+          types: [python]
+        """,
+    )
+    result = run_pre_commit(project, pre_commit_home, color="always")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "stderr is a terminal" in result.stdout  # only PRE_COMMIT tells the hook apart
+    assert "'os' imported but unused" in result.stdout  # flake8 colours it: a terminal
+    assert "files done" not in result.stdout + result.stderr
+    assert "\x1b[K" not in result.stdout + result.stderr
 
 
 @pytest.mark.slow
@@ -686,3 +724,91 @@ def test_unusable_cache_does_not_fail_the_commit_beyond_the_linter(
     assert "running the command without the cache" in said[0]
     (project / "bad.py").write_text("x = 2\n")
     assert run_pre_commit(project, pre_commit_home).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+@pytest.mark.parametrize(
+    ("hook_yaml", "config"),
+    [
+        (
+            """
+            - id: jobstamp
+              args: [--trace, --, flake8, --]
+              additional_dependencies: [flake8, flake8-bugbear]
+              types: [python]
+            """,
+            ".flake8",
+        ),
+        (
+            """
+            - id: jobstamp-flake8
+              args: [--config=lint/flake8.cfg, --jobstamps--, --trace, --]
+            """,
+            "lint/flake8.cfg",
+        ),
+    ],
+    ids=["generic", "ready-made"],
+)
+def test_trace_in_args_reruns_when_a_configuration_declared_nowhere_changes(
+    project: Path,
+    hook_repo: tuple[str, str],
+    pre_commit_home: Path,
+    isolated_cache: Path,
+    hook_yaml: str,
+    config: str,
+) -> None:
+    # Neither hook declares the configuration file: tracing flake8 finds it.
+    (project / config).parent.mkdir(exist_ok=True)
+    (project / config).write_text("[flake8]\n")
+    pre_commit_config(project, hook_repo, hook_yaml)
+    first = run_pre_commit(project, pre_commit_home)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "bad.py:1:1: F401 'os' imported but unused" in first.stdout
+    second = run_pre_commit(project, pre_commit_home)
+    assert (second.returncode, report(second)) == (first.returncode, report(first))
+    stats = Store(str(isolated_cache)).stats()
+    assert (stats["hits"], stats["misses"]) == (2, 2)
+
+    (project / config).write_text("[flake8]\nextend-ignore = F401\n")
+    third = run_pre_commit(project, pre_commit_home)
+    assert third.returncode == 0, third.stdout
+    assert Store(str(isolated_cache)).stats()["misses"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_the_docs_mypy_hook_runs_once_replays_and_reruns_when_an_import_changes(
+    tmp_path: Path,
+    hook_repo: tuple[str, str],
+    pre_commit_home: Path,
+    docs_blocks: list[str],
+    isolated_cache: Path,
+) -> None:
+    # The hook checks src (args: [src]); src/app.py imports helper.py, which is not in src.
+    helper = "def twice(n: int) -> int:\n    return 2 * n\n"
+    project = fresh_project(tmp_path, {"helper.py": helper})
+    (project / "src").mkdir()
+    (project / "src" / "app.py").write_text("from helper import twice\n\nx: int = twice(1)\n")
+    pre_commit_config(project, hook_repo, docs_blocks[3])
+
+    def stats() -> tuple[int, int]:
+        counted = Store(str(isolated_cache)).stats()
+        return counted["hits"], counted["misses"]
+
+    first = run_pre_commit(project, pre_commit_home)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "mypy (jobstamps)" in first.stdout
+    assert stats() == (0, 1)  # one run of mypy over the project
+    second = run_pre_commit(project, pre_commit_home)
+    assert (second.returncode, report(second)) == (0, report(first))
+    assert stats() == (1, 1)
+
+    (project / "helper.py").write_text("def twice(n: int) -> str:\n    return str(2 * n)\n")
+    third = run_pre_commit(project, pre_commit_home)
+    assert third.returncode == 1, third.stdout
+    assert "src/app.py:3: error: Incompatible types in assignment" in third.stdout
+    assert stats() == (1, 2)
+    fourth = run_pre_commit(project, pre_commit_home)
+    assert (fourth.returncode, report(fourth)) == (1, report(third))
+    assert stats() == (2, 2)

@@ -199,6 +199,18 @@ def test_trace_ignore_drops_paths(tmp_path: Path) -> None:
     assert not ran(traced(tmp_path, "cat", "noise.log", options=options))
 
 
+def test_trace_ignore_drops_names_from_a_listing_the_command_read(tmp_path: Path) -> None:
+    # ls reads the directory's listing: an ignored name coming or going changes nothing,
+    # another name still does.
+    (tmp_path / "a.txt").write_text("")
+    options = ("--trace-ignore", "*.log")
+    assert ran(traced(tmp_path, "ls", options=options))
+    (tmp_path / "noise.log").write_text("")
+    assert not ran(traced(tmp_path, "ls", options=options))
+    (tmp_path / "b.txt").write_text("")
+    assert ran(traced(tmp_path, "ls", options=options))
+
+
 def test_a_daemon_never_keeps_jobstamp_waiting(tmp_path: Path) -> None:
     script = "(sleep 20; echo late > late.txt) >/dev/null 2>&1 </dev/null & echo started"
     before = time.monotonic()

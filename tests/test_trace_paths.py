@@ -83,7 +83,7 @@ def test_the_commands_own_paths_and_names_are_left_out(tmp_path: Path) -> None:
     access.changed[str(tmp_path / "out.txt")] = None
     access.read[str(tmp_path / "made" / "x")] = None
     entries = recorded(access)
-    assert entries == [[str(tmp_path), "d", [[], ["made", "out.txt"]]]]
+    assert entries == [[str(tmp_path), "d", [[], ["made", "out.txt"], []]]]
     (tmp_path / "out.txt").unlink()  # the command's own: never a reason to run again
     assert paths.check(entries, MTIME) is None
 

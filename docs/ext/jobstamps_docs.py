@@ -198,12 +198,18 @@ def hook_rows(text: str) -> list[tuple[str, str, str, str]]:
             if "--dependencies" in words[:cut]:
                 declared = " ".join(words[words.index("--dependencies") + 1 : cut])
             command = f"``{command}``"
+            if "--trace" in words[:cut]:
+                declared = "none: ``--trace`` finds what it reads"
+            else:
+                declared = f"``{declared}``" if declared else ""
+            if hook.get("pass_filenames") is False:
+                command += f" once, over ``{' '.join(hook.get('args', []))}``"
         types = hook.get("types") or hook.get("types_or") or []
         rows.append(
             (
                 f"``{hook['id']}``",
                 command,
-                f"``{declared}``" if declared else "",
+                declared,
                 ", ".join(types) or "what ``types`` selects",
             )
         )

@@ -57,7 +57,7 @@ def run(
             )
         return outcome, None
     dropped = Ignore(globs, cwd, [engine.store.root])
-    entries, why = paths.record(traced.access, method, traced.started_ns, dropped)
+    entries, why = paths.record(traced.access, method, traced.started_ns, dropped, dropped.globs)
     if why:
         outcome.why_not_stored = why
         return outcome, None
@@ -96,5 +96,6 @@ class BatchTracer:
             self.method,
             traced.started_ns,
             lambda path: path in skip or self.dropped(path),
+            self.dropped.globs,
         )
         return traced.outcome, (None if why else entries), why

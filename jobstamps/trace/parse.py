@@ -369,6 +369,11 @@ class Ignore:
         self.names = [glob for glob in globs if "/" not in glob]
         self.paths = [tidy(os.path.join(cwd, glob)) for glob in globs if "/" in glob]
 
+    @property
+    def globs(self) -> list[str]:
+        """The user's globs, those with ``/`` made absolute (for leaving names out of listings)."""
+        return [*self.names, *self.paths]
+
     def __call__(self, path: str) -> bool:
         """Whether ``path`` is left out."""
         if path in self.trees or path.startswith(self.prefixes):

@@ -13,7 +13,8 @@ names the first path that makes the command run again. Each entry is ``[path, ki
 ``a``  as ``n`` for many names in one directory (``path``), listed in ``data`` (``A``: as
        ``N``): a directory that is gone holds none of them, and one listing answers for all
 ``d``  a directory whose entries were read: its sorted names, less those the command itself
-       created or removed (``data`` is ``[names, those names]``)
+       created or removed and those ``--trace-ignore`` leaves out (``data`` is ``[names,
+       those names, the globs]``)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from jobstamps import fingerprint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from jobstamps.trace.parse import Access
 
@@ -46,18 +47,36 @@ def _kind(mode: int) -> int:
     return stat.S_IFMT(mode)
 
 
-def _names(path: str, volatile: list[str]) -> list[str]:
+def _names(path: str, volatile: list[str], globs: Sequence[str]) -> list[str]:
     skip = DROPPED_NAMES.union(volatile)
-    return sorted(name for name in os.listdir(path) if name not in skip)
+    names = [name for name in os.listdir(path) if name not in skip]
+    if globs:  # an ignored name must not count when it comes or goes, as it does not when read
+        from fnmatch import fnmatchcase
+
+        names = [
+            name
+            for name in names
+            if not any(
+                fnmatchcase(os.path.join(path, name) if "/" in glob else name, glob)
+                for glob in globs
+            )
+        ]
+    return sorted(names)
 
 
 def record(
-    access: Access, method: str, started_ns: int, dropped: Callable[[str], bool]
+    access: Access,
+    method: str,
+    started_ns: int,
+    dropped: Callable[[str], bool],
+    globs: Sequence[str] = (),
 ) -> tuple[list[Entry], str]:
     """Describe every path of ``access`` not ``dropped`` and not the command's own.
 
-    Returns the entries and ``""``, or ``[]`` and why the result must not be stored: a file
-    the command read, then changed, or one changed by someone else while the command ran.
+    ``globs`` are the ``--trace-ignore`` globs (a path glob absolute), which listings leave
+    out too. Returns the entries and ``""``, or ``[]`` and why the result must not be stored:
+    a file the command read, then changed, or one changed by someone else while the command
+    ran.
     """
     for path in access.read_then_changed:
         if not dropped(path):
@@ -74,7 +93,7 @@ def record(
     for path in filter(wanted, access.listed):
         volatile = access.volatile(path)
         try:
-            entries.append([path, "d", [_names(path, volatile), volatile]])
+            entries.append([path, "d", [_names(path, volatile, globs), volatile, list(globs)]])
         except OSError:
             entries.append([path, "n", None])
     used = [(path, True) for path in access.read] + list(access.stated.items())
@@ -210,8 +229,9 @@ def _check_link(path: str, data: object) -> str:
 def _check_listing(path: str, data: object) -> str:
     names: list[str] = data[0]  # type: ignore[index]
     volatile: list[str] = data[1]  # type: ignore[index]
+    globs: list[str] = data[2]  # type: ignore[index]
     try:
-        now = _names(path, volatile)
+        now = _names(path, volatile, globs)
     except OSError:
         return f"directory {path}, which the command listed, cannot be read"
     if now == names:
