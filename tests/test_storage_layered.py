@@ -1220,3 +1220,20 @@ def test_a_damaged_manifest_is_refused_and_replaced_by_the_next_upload(
     c = Machine(tmp_path / "c", b.checkout.parent)
     c.checkout = c.checkout / "src"
     assert how(flake8_traced(c, http_place.url)) == "filled"
+
+
+def test_a_forced_traced_run_adds_its_result_beside_those_already_shared(
+    traced_machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = traced_machines
+    first = flake8_traced(a, place.url)
+    assert how(first) == "ran"
+    (b.checkout.parent / "setup.cfg").write_text("[flake8]\nmax-line-length = 79\n")
+    forced = flake8_traced(b, place.url, "--force")  # never looked up: reads the manifest to add
+    assert b"E501" in forced.stdout
+    for name, like, output in (("c", a, first.stdout), ("d", b, forced.stdout)):
+        fresh = Machine(tmp_path / name, like.checkout.parent)
+        fresh.checkout = fresh.checkout / "src"
+        done = flake8_traced(fresh, place.url)
+        assert how(done) == "filled", done.stderr.decode()
+        assert done.stdout == output
