@@ -1128,6 +1128,13 @@ def how(done: subprocess.CompletedProcess[bytes]) -> str:
     return "replayed"
 
 
+def in_src(root: Path, project: Path) -> Machine:
+    """A machine with a checkout of ``project`` that runs its jobs in ``src``."""
+    machine = Machine(root, project)
+    machine.checkout = machine.checkout / "src"
+    return machine
+
+
 @pytest.fixture
 def traced_machines(tmp_path: Path, project: Path) -> tuple[Machine, Machine]:
     """Two checkouts of a project whose ``setup.cfg`` flake8 finds above ``src``."""
@@ -1136,10 +1143,7 @@ def traced_machines(tmp_path: Path, project: Path) -> tuple[Machine, Machine]:
     (project / "src").mkdir()
     (project / "src" / "a.py").write_text("import os\n" + LONG_LINE)
     (project / "setup.cfg").write_text("[flake8]\nmax-line-length = 120\n")
-    machines = Machine(tmp_path / "a", project), Machine(tmp_path / "b", project)
-    for machine in machines:
-        machine.checkout = machine.checkout / "src"
-    return machines
+    return in_src(tmp_path / "a", project), in_src(tmp_path / "b", project)
 
 
 def test_a_traced_result_made_on_a_replays_on_b_when_every_traced_file_matches(
@@ -1173,13 +1177,11 @@ def test_a_traced_file_that_differs_on_b_makes_b_run_and_keep_its_own_result(
     assert again.stdout == done.stdout
     # B's result went up beside A's: a third machine configured as B is fills it, and A still
     # gets its own.
-    c = Machine(tmp_path / "c", b.checkout.parent)
-    c.checkout = c.checkout / "src"
+    c = in_src(tmp_path / "c", b.checkout.parent)
     third = flake8_traced(c, place.url)
     assert how(third) == "filled"
     assert third.stdout == done.stdout
-    fresh_a = Machine(tmp_path / "d", a.checkout.parent)
-    fresh_a.checkout = fresh_a.checkout / "src"
+    fresh_a = in_src(tmp_path / "d", a.checkout.parent)
     fourth = flake8_traced(fresh_a, place.url)
     assert how(fourth) == "filled"
     assert b"E501" not in fourth.stdout
@@ -1217,8 +1219,7 @@ def test_a_damaged_manifest_is_refused_and_replaced_by_the_next_upload(
     (said,) = remote_lines(done.stderr)
     assert said.endswith(": a manifest of another format; treating it as a miss"), said
     # B's upload wrote a manifest that works again.
-    c = Machine(tmp_path / "c", b.checkout.parent)
-    c.checkout = c.checkout / "src"
+    c = in_src(tmp_path / "c", b.checkout.parent)
     assert how(flake8_traced(c, http_place.url)) == "filled"
 
 
@@ -1232,8 +1233,7 @@ def test_a_forced_traced_run_adds_its_result_beside_those_already_shared(
     forced = flake8_traced(b, place.url, "--force")  # never looked up: reads the manifest to add
     assert b"E501" in forced.stdout
     for name, like, output in (("c", a, first.stdout), ("d", b, forced.stdout)):
-        fresh = Machine(tmp_path / name, like.checkout.parent)
-        fresh.checkout = fresh.checkout / "src"
+        fresh = in_src(tmp_path / name, like.checkout.parent)
         done = flake8_traced(fresh, place.url)
         assert how(done) == "filled", done.stderr.decode()
         assert done.stdout == output
