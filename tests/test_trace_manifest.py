@@ -208,6 +208,14 @@ def test_a_file_changed_since_it_was_traced_is_not_shared(tmp_path: Path, system
     assert manifest.portable_set(entries, str(base), memos_in(tmp_path / "c")) is None
 
 
+@pytest.mark.parametrize("path", ["/proc/kmsg", "/dev/zero", "src/.mypy_cache/x.json"])
+def test_a_candidate_naming_a_path_no_trace_records_is_refused(tmp_path: Path, path: str) -> None:
+    base = checkout(tmp_path / "b")
+    made = manifest.candidate("r" * 40, [[path, "f", "0" * 40]], str(base))
+    why = manifest.choose([made], str(base), MTIME, memos_in(tmp_path / "c"))[2]
+    assert why.endswith("which no trace records")
+
+
 def test_merge_puts_the_newest_first_once_and_keeps_a_few() -> None:
     made = [manifest.candidate(f"{n:040d}", [], "/b") for n in range(20)]
     merged: list[manifest.Candidate] = []

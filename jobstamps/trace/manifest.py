@@ -36,6 +36,7 @@ from jobstamps import fingerprint, key
 from jobstamps.fingerprint import HASH
 from jobstamps.portable import content_digest, inside, relative
 from jobstamps.trace import paths
+from jobstamps.trace.parse import Ignore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -304,8 +305,11 @@ def _localize(
         return None, "it looked above its base directory, which is at another depth here"
     local: list[Entry] = []
     files: list[tuple[str, str, str, fingerprint.Fingerprint]] = []
+    never = Ignore()  # what no trace records (/proc, /dev: reading there could block)
     for path, kind, data in traced:
         where = _local(str(path), base)
+        if never(where):
+            return None, f"it names {where}, which no trace records"
         shown = where if str(path).startswith("..") else str(path)
         if kind == "f":
             # The stat comes before the read: a change in between shows in a later stat.
