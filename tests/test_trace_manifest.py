@@ -15,7 +15,7 @@ from jobstamps.fingerprint import HASH, MTIME
 from jobstamps.store import Store
 from jobstamps.trace import manifest, paths
 from jobstamps.trace.parse import Access, Ignore
-from support import backdate
+from support import backdate, settle
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -214,6 +214,47 @@ def test_a_candidate_naming_a_path_no_trace_records_is_refused(tmp_path: Path, p
     made = manifest.candidate("r" * 40, [[path, "f", "0" * 40]], str(base))
     why = manifest.choose([made], str(base), MTIME, memos_in(tmp_path / "c"))[2]
     assert why.endswith("which no trace records")
+
+
+def test_digests_are_kept_in_one_memo_per_command_with_those_used_last(tmp_path: Path) -> None:
+    memo = memos_in(tmp_path / "c")
+    first = manifest.Digests(memo, "command")
+    assert first.get("a") is None
+    first.put("a", "1" * 40)
+    first.put("b", "2" * 40)
+    assert first.get("a") == "1" * 40  # before it is saved too
+    first.save()
+    again = manifest.Digests(memo, "command")
+    assert (again.get("a"), again.get("b")) == ("1" * 40, "2" * 40)
+    assert manifest.Digests(memo, "another command").get("a") is None
+    latest = manifest.Digests(memo, "command")
+    latest.get("b")
+    latest.put("c", "3" * 40)
+    latest.save()
+    kept = manifest.Digests(memo, "command")
+    assert (kept.get("a"), kept.get("b"), kept.get("c")) == (None, "2" * 40, "3" * 40)
+
+
+def test_a_candidate_is_checked_with_the_digests_remembered_for_its_command(
+    tmp_path: Path, system: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settle(monkeypatch)  # the files here count as settled: their digests are remembered
+    a, b = checkout(tmp_path / "a"), checkout(tmp_path / "b")
+    shared = manifest.portable_set(traced(a, system), str(a), memos_in(tmp_path / "c"))
+    assert shared is not None
+    made = manifest.candidate("r" * 40, shared, str(b))
+    memo = memos_in(tmp_path / "d")
+    digests = manifest.Digests(memo, "command")
+    assert manifest.choose([made], str(b), MTIME, digests)[0] == made
+    digests.save()
+    name = digests._name  # noqa: SLF001 - where the digests are kept
+    lines = (memo.get(name) or "").splitlines()
+    assert len(lines) == 3  # the checkout's two files and the system file, by their stat
+    assert manifest.choose([made], str(b), MTIME, manifest.Digests(memo, "command"))[0] == made
+    # Proves the remembered digests are what is compared next time (no file is read again).
+    memo.put(name, "".join(f"{line[:40]} {'f' * 40}\n" for line in lines))
+    why = manifest.choose([made], str(b), MTIME, manifest.Digests(memo, "command"))[2]
+    assert why.endswith("has other contents here")
 
 
 def test_merge_puts_the_newest_first_once_and_keeps_a_few() -> None:
