@@ -156,11 +156,16 @@ class Sharing:
                 continue
             item.extra["traced"] = local
             chosen[item.key] = found["result"]
-        if chosen:
-            results = self.layered.get_records(list(chosen.values()))
-            records.update(
-                (name, results[result]) for name, result in chosen.items() if result in results
-            )
+        results = self.layered.get_records(list(chosen.values())) if chosen else {}
+        for item in traced:
+            result = chosen.get(item.key)
+            if result in results:
+                records[item.key] = results[result]
+            elif result is not None and self.remote.usable:
+                self.engine.say(
+                    "not filled from the remote cache: the result its manifest names is gone"
+                )
+                explained.append(item)
         return explained
 
     def _digests(self, item: Shared) -> manifest.Digests:

@@ -1237,3 +1237,18 @@ def test_a_forced_traced_run_adds_its_result_beside_those_already_shared(
         done = flake8_traced(fresh, place.url)
         assert how(done) == "filled", done.stderr.decode()
         assert done.stdout == output
+
+
+def test_a_manifest_naming_a_result_that_is_gone_makes_b_run_and_share_again(
+    traced_machines: tuple[Machine, Machine], http_place: Place, tmp_path: Path
+) -> None:
+    a, b = traced_machines
+    first = flake8_traced(a, http_place.url)
+    for path in entry_files(http_place):  # evicted, say: the manifest stays
+        if decode(path.read_bytes(), path.parent.name + path.name).kind != MANIFEST:
+            path.unlink()
+    done = flake8_traced(b, http_place.url)
+    assert how(done) == "ran"
+    assert "the result its manifest names is gone" in done.stderr.decode()
+    assert done.stdout == first.stdout
+    assert how(flake8_traced(in_src(tmp_path / "c", a.checkout.parent), http_place.url)) == "filled"
