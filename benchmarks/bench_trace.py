@@ -16,7 +16,12 @@ It reports the medians of:
    packages of that mypy installation, copied into a temporary directory (their ``.py``
    files; tests left out). A cold run (no ``.mypy_cache``) unwrapped and through ``jobstamp
    --trace --force`` (goal: at most 1.3x; their CPU time too, which load disturbs less), and
-   mypy's own warm incremental run against a traced hit (goal: the hit at least 5x faster).
+   mypy's own warm incremental run against a traced hit (goal: the hit at least 5x faster);
+3. the same mypy run on a second machine: a fresh copy of the package at another path, as
+   deep, with an empty local cache of its own, after the first stored its traced result in a
+   remote cache (nginx with WebDAV on 127.0.0.1, as ``bench_remote.py`` runs it). Its cold
+   run (no ``.mypy_cache``) against a traced hit filled from the remote, each with a new
+   empty local cache (goal: the hit at most 5% of the cold run).
 
 Contenders take turns in each round. Every hit is checked to be one (``--explain`` says
 ``replayed``) before it is timed; the files of the flake8 project are dated older than the
@@ -43,6 +48,7 @@ from benchlib import RACY_WINDOW_S, BenchError, clean_env, quantile
 FLAKE8_GOAL = 1.5  # traced hit / untraced hit, at most
 COLD_GOAL = 1.3  # traced cold mypy / cold mypy, at most
 WARM_GOAL = 5.0  # mypy warm incremental / traced hit, at least
+REMOTE_GOAL = 0.05  # traced hit filled from a remote / cold mypy, on a second machine, at most
 
 
 #: CPU seconds (user and system) of every process each contender ran, by contender: under
@@ -235,6 +241,46 @@ def mypy_part(
     }
 
 
+def remote_part(
+    work: str, tools: str, jobstamp: list[str], env: dict[str, str], rounds: int
+) -> dict[str, Any]:
+    """Time mypy on a second machine: cold, and a traced hit filled from a warm remote."""
+    from bench_remote import servers
+
+    first = os.path.join(work, "mypy")  # made by mypy_part
+    second = os.path.join(work, "mypy2")  # as deep: what is found above it is the same
+    shutil.copytree(first, second, ignore=shutil.ignore_patterns(".mypy_cache", "__pycache__"))
+    mypy = [os.path.join(tools, "mypy"), "-p", "mypy", "-p", "mypyc"]
+    traced = ["--explain", "--trace", "--", *mypy]
+    with servers(work) as urls:
+        remote = {**env, "JOBSTAMPS_REMOTE": urls["http"]}
+        said = explained([*jobstamp, "--force", *traced], first, remote)
+        if "not uploaded" in said or "not stored" in said:
+            raise BenchError(f"the first machine shared nothing:\n{said}")
+        fresh = iter(range(1 << 30))
+
+        def cold() -> float:
+            shutil.rmtree(os.path.join(second, ".mypy_cache"), ignore_errors=True)
+            return timed(mypy, second, env)
+
+        def filled() -> float:
+            cache = os.path.join(work, f"cache-second-{next(fresh)}")
+            seconds, said = finished(
+                [*jobstamp, *traced], second, {**remote, "JOBSTAMPS_CACHE_DIR": cache}
+            )
+            if "jobstamp: filled" not in said or "jobstamp: replayed" not in said:
+                raise BenchError(f"not a traced hit from the remote:\n{said}")
+            shutil.rmtree(cache)
+            return seconds
+
+        samples = take_turns({"mypy cold": cold, "remote hit": filled}, rounds)
+    found = medians(samples)
+    return {
+        "times": found,
+        "remote_ratio": found["remote hit"]["median_ms"] / found["mypy cold"]["median_ms"],
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("strace") is None:
         raise BenchError("strace is not on PATH; install it (apt-get install strace)")
@@ -250,13 +296,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env["JOBSTAMPS_CACHE_DIR"] = os.path.join(work, "cache")
         results["flake8"] = flake8_part(work, args.tools, jobstamp, env, args.rounds)
         results["mypy"] = mypy_part(work, args.tools, jobstamp, env, args.mypy_rounds)
+        results["remote"] = remote_part(work, args.tools, jobstamp, env, args.mypy_rounds)
     results["load_average_end"] = benchlib.load_average()
     return results
 
 
 def table(found: dict[str, Any]) -> str:
     """Render the results as a compact table."""
-    flake8, mypy = found["flake8"], found["mypy"]
+    flake8, mypy, remote = found["flake8"], found["mypy"], found["remote"]
 
     def row(name: str, times: dict[str, dict[str, float]]) -> str:
         figures = times[name]
@@ -294,6 +341,13 @@ def table(found: dict[str, Any]) -> str:
         (
             f"  mypy warm / traced hit: {mypy['warm_speedup']:.1f}x (goal >= {WARM_GOAL}x: "
             f"{goal(mypy['warm_speedup'] >= WARM_GOAL)})"
+        ),
+        "",
+        "the same mypy run on a second machine, empty local cache, remote (nginx) warm",
+        *(row(name, remote["times"]) for name in remote["times"]),
+        (
+            f"  remote hit / mypy cold: {remote['remote_ratio']:.1%} (goal <= "
+            f"{REMOTE_GOAL:.0%}: {goal(remote['remote_ratio'] <= REMOTE_GOAL)})"
         ),
     ]
     return "\n".join(lines)

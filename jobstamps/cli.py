@@ -177,7 +177,7 @@ class _Invocation:
             writer = Writer()
             return _delivered(write_back(payload, store, writer), writer.problem())
 
-        if self._shared(engine):
+        if self._shared():
             sharing = _Sharing(self, engine, cwd, executable, fields, merged, stdin_data)
             code = sharing.run(job, compute, replay)
         else:
@@ -227,14 +227,10 @@ class _Invocation:
         elif self.made and not store.unwritable and os.isatty(2):
             _error(f"hint: {said}; add --trace to re-run it when a file it reads changes")
 
-    def _shared(self, engine: Engine) -> bool:
+    def _shared(self) -> bool:
         """Whether a remote cache is asked for (checked by name: a hit imports nothing)."""
         options = self.options
-        wanted = bool(options.show_key or options.remote or os.environ.get("JOBSTAMPS_REMOTE"))
-        if wanted and options.trace:
-            engine.say("not shared: traced results stay in the local cache")
-            return False
-        return wanted
+        return bool(options.show_key or options.remote or os.environ.get("JOBSTAMPS_REMOTE"))
 
     def _warn_unwritable(self, store: Store) -> None:
         """Say that a run's result could not be stored (a replay loses nothing by it)."""
@@ -388,7 +384,7 @@ class _Sharing:
         except OSError as error:
             why = error.strerror or error
             raise NotShareableError(f"the program cannot be read ({why})") from None
-        return portable.command_parts(
+        parts = portable.command_parts(
             program,
             base,
             self.cwd,
@@ -400,6 +396,8 @@ class _Sharing:
             stdin,
             self.merged,
         )
+        traced = _trace_fields(self.options)  # a manifest of results, by their traced sets
+        return parts + [(field, field) for field in traced]
 
     def show(self, job: Job) -> int:
         """Write the parts of ``job``'s remote key on stdout (``--show-key``); run nothing."""
@@ -427,7 +425,8 @@ class _Sharing:
         except NotShareableError as error:
             self.engine.say(f"not shared: {error}")
             return None
-        return Shared(job, remote_key, deps, extra={"fields": self.fields})
+        extra = {"fields": self.fields}
+        return Shared(job, remote_key, deps, extra=extra, traced=self.options.trace)
 
     def fill(self, job: Job) -> bool:
         """Look the job up remotely; store a hit locally (replayed next by the engine)."""

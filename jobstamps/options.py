@@ -356,15 +356,20 @@ class _Parser:
             raise UsageError(f"no command given: write it after '--'{hint}")
         elif not options.command:
             raise UsageError("no command after '--'")
-        check_trace(options.trace, options.trace_ignore, options.show_key)
+        check_trace(options.trace, options.trace_ignore, show_key=False)
 
 
 def check_trace(trace: bool, ignored: list[str], show_key: bool) -> None:
-    """Refuse the tracing options that mean nothing together (every mode's rule)."""
+    """Refuse the tracing options that mean nothing together (every mode's rule).
+
+    ``show_key`` is refused with ``--trace`` where traced results are not shared (per file).
+    """
     if ignored and not trace:
         raise UsageError("--trace-ignore needs --trace: it names paths left out of a trace")
     if show_key and trace:
-        raise UsageError("--show-key shows a remote key, and traced results are not shared")
+        raise UsageError(
+            "--show-key shows a remote key, and per-file traced results are not shared"
+        )
 
 
 def parse(argv: Sequence[str]) -> Options:

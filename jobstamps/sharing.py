@@ -10,6 +10,10 @@ jobs at once; every record that fits its job is turned back into a local entry b
 and then replayed like any local hit. After a run was stored, :meth:`Sharing.upload` sends its
 record in the background. Moving the bytes between the two levels is
 :mod:`jobstamps.storage.layered`'s; the decisions are made here.
+
+A traced job's remote key names a manifest (:mod:`jobstamps.trace.manifest`): the result
+filled is the first candidate whose traced set holds on this machine, and a result uploaded
+is added to the manifest beside those of machines whose traced sets differ.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from __future__ import annotations
 from jobstamps import portable
 from jobstamps.engine import ReplayError
 from jobstamps.errors import UsageError
-from jobstamps.storage.records import COMMAND
+from jobstamps.storage.records import COMMAND, MANIFEST
+from jobstamps.trace import manifest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
     from jobstamps.storage.layered import Layered
     from jobstamps.storage.records import Record
     from jobstamps.storage.remote import Remote
+    from jobstamps.trace.manifest import Candidate
+    from jobstamps.trace.paths import Entry
 
 __all__ = ["Shared", "Sharing", "base_directory", "open_sharing"]
 
@@ -75,6 +82,7 @@ class Shared:
     ``deps`` are the dependency fingerprints taken before the remote ``key`` was computed
     from the dependencies' contents; ``extra`` is added to a payload filled from a record
     (what the front end keeps beside the result, such as the key's fields for explanations).
+    A ``traced`` job's key names a manifest of candidate results.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class Shared:
         kind: str = COMMAND,
         extra: dict[str, Any] | None = None,
         inline: bool = False,
+        traced: bool = False,
     ) -> None:
         self.job = job
         self.key = key
@@ -92,6 +101,9 @@ class Shared:
         self.kind = kind
         self.extra = extra or {}
         self.inline = inline  # the front end replays output held in the entry, never a blob
+        self.traced = traced
+        #: The manifest's candidates as read on the look-up (``None``: not read yet).
+        self.candidates: list[Candidate] | None = None
 
 
 class Sharing:
@@ -101,6 +113,7 @@ class Sharing:
         self.engine = engine
         self.layered = layered
         self.base = base
+        self.digests: dict[str, manifest.Digests] = {}  # by manifest key
 
     @property
     def remote(self) -> Remote:
@@ -119,7 +132,9 @@ class Sharing:
         Returns the local keys filled: replay those through the engine as local hits.
         """
         records = self.layered.get_records([item.key for item in shared])
-        self._say_missing(len(shared) - sum(item.key in records for item in shared), len(shared))
+        explained = self._resolve([item for item in shared if item.traced], records)
+        missing = [item for item in shared if item.key not in records and item not in explained]
+        self._say_missing(len(missing), len(shared))
         filled = set()
         try:
             with self.engine.store.batch():  # many results: written in one pack if the store may
@@ -133,6 +148,66 @@ class Sharing:
         if filled:
             self._trim()
         return filled
+
+    def _resolve(self, traced: Sequence[Shared], records: dict[str, Record]) -> list[Shared]:
+        """Replace each traced job's manifest in ``records`` by the result that fits here.
+
+        Returns the jobs whose manifest was found but held no result that fits (said why).
+        """
+        chosen: dict[str, str] = {}
+        explained = []
+        for item in traced:
+            record = records.pop(item.key, None)
+            item.candidates = self._candidates(record) if record is not None else []
+            if not item.candidates:
+                continue
+            digests = self._digests(item)
+            found, local, why = manifest.choose(
+                item.candidates, self.base, item.job.method, digests
+            )
+            digests.save()
+            if found is None:
+                count = len(item.candidates)
+                self.engine.say(
+                    f"not filled from the remote cache: it holds {count} traced "
+                    f"result{'s' if count > 1 else ''} of this command, none made with the files "
+                    f"here (newest: {why})"
+                )
+                explained.append(item)
+                continue
+            item.extra["traced"] = local
+            chosen[item.key] = found["result"]
+        results = self.layered.get_records(list(chosen.values())) if chosen else {}
+        for item in traced:
+            result = chosen.get(item.key)
+            if result in results:
+                records[item.key] = results[result]
+            elif result is not None and self.remote.usable:
+                self.engine.say(
+                    "not filled from the remote cache: the result its manifest names is gone"
+                )
+                explained.append(item)
+        return explained
+
+    def _digests(self, item: Shared) -> manifest.Digests:
+        """Return the remembered digests of ``item``'s traced files (read once per invocation)."""
+        if item.key not in self.digests:
+            self.digests[item.key] = manifest.Digests(self.engine.store.memos, item.key)
+        return self.digests[item.key]
+
+    def _candidates(self, record: Record) -> list[Candidate]:
+        """Read the candidates of a manifest record; ``[]`` for one that cannot be had."""
+        if record.kind != MANIFEST:
+            self.layered.refuse(f"a {record.kind} record was served for a manifest")
+            return []
+        payload = self.layered.payload(record, [], inline=True)
+        if payload is None:
+            return []
+        try:
+            return manifest.decode(payload["data"])
+        except ValueError as error:
+            self.layered.refuse(str(error))
+            return []
 
     def _say_missing(self, missing: int, asked: int) -> None:
         """Say that the remote was asked and lacks results, and how to find out why."""
@@ -209,10 +284,41 @@ class Sharing:
             outputs = self._stored_outputs(item.job)
             if outputs is None:
                 return
-            record, sources = self.layered.record(item.key, item.kind, payload, outputs)
+            key, traced = item.key, None
+            if item.traced:
+                traced = self._portable_traced(item, payload)
+                if traced is None:
+                    return
+                key = manifest.result_key(item.key, traced, self.base)
+            record, sources = self.layered.record(key, item.kind, payload, outputs)
         except OSError as error:  # a stored blob went meanwhile (evicted): nothing to send
             self.engine.say(f"not uploaded: {error.strerror or error}")
             return
+        if record is None:
+            return
+        self.layered.upload(record, sources)
+        if traced is not None:
+            self._upload_manifest(item, manifest.candidate(key, traced, self.base))
+
+    def _portable_traced(self, item: Shared, payload: dict[str, Any]) -> list[Entry] | None:
+        """Write a traced result's set as other machines check it; ``None`` (said why) if none."""
+        digests = self._digests(item)
+        traced = manifest.portable_set(payload["traced"], self.base, digests)
+        digests.save()
+        if traced is None:
+            self.engine.say("not uploaded: a traced file changed after the command ran")
+        return traced
+
+    def _upload_manifest(self, item: Shared, new: Candidate) -> None:
+        """Add a result just uploaded to its manifest, beside other machines' results.
+
+        Two machines adding at once may lose one addition: that machine's next upload adds it.
+        """
+        if item.candidates is None:  # not looked up (a forced run): read it now
+            found = self.layered.get_records([item.key]).get(item.key)
+            item.candidates = self._candidates(found) if found is not None else []
+        data = manifest.encode(manifest.merge(item.candidates, new))
+        record, sources = self.layered.record(item.key, MANIFEST, {"data": data}, [])
         if record is not None:
             self.layered.upload(record, sources)
 

@@ -249,4 +249,6 @@ def test_bench_trace_times_traced_hits_and_cold_runs(
     assert all(figures["median_ms"] > 0 for figures in mypy["times"].values())
     assert flake8["hit_ratio"] > 0
     assert mypy["warm_speedup"] > 0
+    assert set(found["remote"]["times"]) == {"mypy cold", "remote hit"}
+    assert found["remote"]["remote_ratio"] > 0
     assert list(tmp.iterdir()) == []  # its temporary directory is gone

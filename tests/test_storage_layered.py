@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from test_precommit import git, hook_repo, pre_commit_config, run_pre_commit  # 
 
 from jobstamps import __version__
 from jobstamps.storage.local.packs import PACK_MIN
-from jobstamps.storage.records import Record, decode, encode
+from jobstamps.storage.records import MANIFEST, Record, decode, encode
 from jobstamps.store import Store
 from servers import SHIPPED_NGINX, Place, RedisServer, ShippedNginx, free_port
 from support import (
@@ -1096,3 +1097,158 @@ def test_the_api_keeps_a_result_with_an_output_outside_the_base_directory_local(
     assert runs(counter) == 2  # once a machine
     assert place.uploads() == 0
     assert said.count(f"not shared: output file {outside} is outside".encode()) == 2
+
+
+# -- traced results (--trace): shared by their traced sets ----------------------------------------
+
+TOOLS = os.path.dirname(sys.executable)  # flake8
+LONG_LINE = "x = 1" + " " * 90 + "# long\n"
+
+
+def flake8_traced(
+    machine: Machine, url: str | None, *options: str
+) -> subprocess.CompletedProcess[bytes]:
+    """Run flake8 traced in the checkout's ``src``, whose configuration is searched upward."""
+    path = f"{TOOLS}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    return machine.run(
+        [*JOBSTAMP, "--explain", "--trace", *options, "--", "flake8", "a.py"],
+        url,
+        PATH=path,
+    )
+
+
+def how(done: subprocess.CompletedProcess[bytes]) -> str:
+    """Say how a traced job was answered: ``filled`` remotely, ``replayed`` locally, or ``ran``."""
+    said = done.stderr.decode()
+    if "jobstamp: running" in said and "jobstamp: stored the result" in said:
+        return "ran"
+    if "from the remote cache" in said and "jobstamp: filled" in said:
+        return "filled"
+    assert "jobstamp: replayed" in said, said
+    return "replayed"
+
+
+def in_src(root: Path, project: Path) -> Machine:
+    """A machine with a checkout of ``project`` that runs its jobs in ``src``."""
+    machine = Machine(root, project)
+    machine.checkout = machine.checkout / "src"
+    return machine
+
+
+@pytest.fixture
+def traced_machines(tmp_path: Path, project: Path) -> tuple[Machine, Machine]:
+    """Two checkouts of a project whose ``setup.cfg`` flake8 finds above ``src``."""
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+    (project / "src").mkdir()
+    (project / "src" / "a.py").write_text("import os\n" + LONG_LINE)
+    (project / "setup.cfg").write_text("[flake8]\nmax-line-length = 120\n")
+    return in_src(tmp_path / "a", project), in_src(tmp_path / "b", project)
+
+
+def test_a_traced_result_made_on_a_replays_on_b_when_every_traced_file_matches(
+    traced_machines: tuple[Machine, Machine], place: Place
+) -> None:
+    a, b = traced_machines
+    first = flake8_traced(a, place.url)
+    assert how(first) == "ran"
+    assert b"F401" in first.stdout
+    assert b"E501" not in first.stdout  # setup.cfg allows the long line
+    shared = flake8_traced(b, place.url)
+    assert how(shared) == "filled", shared.stderr.decode()
+    assert (shared.returncode, shared.stdout) == (first.returncode, first.stdout)
+    local = flake8_traced(b, None)  # filled with B's own traced set: a local hit
+    assert how(local) == "replayed"
+    assert local.stdout == first.stdout
+
+
+def test_a_traced_file_that_differs_on_b_makes_b_run_and_keep_its_own_result(
+    traced_machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = traced_machines
+    assert how(flake8_traced(a, place.url)) == "ran"
+    (b.checkout.parent / "setup.cfg").write_text("[flake8]\nmax-line-length = 79\n")
+    done = flake8_traced(b, place.url)
+    assert how(done) == "ran"
+    assert "traced file setup.cfg has other contents here" in done.stderr.decode()
+    assert b"E501" in done.stdout
+    again = flake8_traced(b, place.url)
+    assert how(again) == "replayed"
+    assert again.stdout == done.stdout
+    # B's result went up beside A's: a third machine configured as B is fills it, and A still
+    # gets its own.
+    c = in_src(tmp_path / "c", b.checkout.parent)
+    third = flake8_traced(c, place.url)
+    assert how(third) == "filled"
+    assert third.stdout == done.stdout
+    fresh_a = in_src(tmp_path / "d", a.checkout.parent)
+    fourth = flake8_traced(fresh_a, place.url)
+    assert how(fourth) == "filled"
+    assert b"E501" not in fourth.stdout
+
+
+def test_a_file_created_on_b_where_a_found_nothing_makes_b_run(
+    traced_machines: tuple[Machine, Machine], place: Place
+) -> None:
+    a, b = traced_machines
+    assert how(flake8_traced(a, place.url)) == "ran"
+    (b.checkout / ".flake8").write_text("[flake8]\nextend-ignore = F401\n")
+    done = flake8_traced(b, place.url)
+    assert how(done) == "ran"
+    assert ".flake8 was created, where the command looked for it" in done.stderr.decode()
+    assert b"F401" not in done.stdout
+
+
+def test_a_damaged_manifest_is_refused_and_replaced_by_the_next_upload(
+    traced_machines: tuple[Machine, Machine], http_place: Place, tmp_path: Path
+) -> None:
+    a, b = traced_machines
+    first = flake8_traced(a, http_place.url)
+    assert how(first) == "ran"
+    records = {
+        path: decode(path.read_bytes(), path.parent.name + path.name)
+        for path in entry_files(http_place)
+    }
+    (manifest,) = [path for path, record in records.items() if record.kind == MANIFEST]
+    key = manifest.parent.name + manifest.name
+    other = zlib.compress(b'{"format": "other"}')
+    manifest.write_bytes(encode(Record(key, kind=MANIFEST, data=other)))
+    done = flake8_traced(b, http_place.url)
+    assert how(done) == "ran"
+    assert done.stdout == first.stdout
+    (said,) = remote_lines(done.stderr)
+    assert said.endswith(": a manifest of another format; treating it as a miss"), said
+    # B's upload wrote a manifest that works again.
+    c = in_src(tmp_path / "c", b.checkout.parent)
+    assert how(flake8_traced(c, http_place.url)) == "filled"
+
+
+def test_a_forced_traced_run_adds_its_result_beside_those_already_shared(
+    traced_machines: tuple[Machine, Machine], place: Place, tmp_path: Path
+) -> None:
+    a, b = traced_machines
+    first = flake8_traced(a, place.url)
+    assert how(first) == "ran"
+    (b.checkout.parent / "setup.cfg").write_text("[flake8]\nmax-line-length = 79\n")
+    forced = flake8_traced(b, place.url, "--force")  # never looked up: reads the manifest to add
+    assert b"E501" in forced.stdout
+    for name, like, output in (("c", a, first.stdout), ("d", b, forced.stdout)):
+        fresh = in_src(tmp_path / name, like.checkout.parent)
+        done = flake8_traced(fresh, place.url)
+        assert how(done) == "filled", done.stderr.decode()
+        assert done.stdout == output
+
+
+def test_a_manifest_naming_a_result_that_is_gone_makes_b_run_and_share_again(
+    traced_machines: tuple[Machine, Machine], http_place: Place, tmp_path: Path
+) -> None:
+    a, b = traced_machines
+    first = flake8_traced(a, http_place.url)
+    for path in entry_files(http_place):  # evicted, say: the manifest stays
+        if decode(path.read_bytes(), path.parent.name + path.name).kind != MANIFEST:
+            path.unlink()
+    done = flake8_traced(b, http_place.url)
+    assert how(done) == "ran"
+    assert "the result its manifest names is gone" in done.stderr.decode()
+    assert done.stdout == first.stdout
+    assert how(flake8_traced(in_src(tmp_path / "c", a.checkout.parent), http_place.url)) == "filled"

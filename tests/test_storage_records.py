@@ -10,6 +10,7 @@ import pytest
 from jobstamps.storage.records import (
     INLINE_LIMIT,
     MAGIC,
+    MANIFEST,
     MAX_RECORD,
     PICKLE,
     Record,
@@ -111,6 +112,14 @@ def test_record_cut_short_anywhere_is_rejected(secret: bytes | None) -> None:
 def test_garbage_is_rejected(data: bytes) -> None:
     with pytest.raises(RecordError):
         decode(data, KEY)
+
+
+@pytest.mark.parametrize("secret", [None, SECRET], ids=["unsigned", "signed"])
+def test_manifest_record_round_trips_as_data(secret: bytes | None) -> None:
+    record = Record(KEY, kind=MANIFEST, data=b'{"format": "jobstamps-manifest-1"}')
+    assert decode(encode(record, secret), KEY, secret) == record
+    with pytest.raises(ValueError, match="a manifest record has no output chunks"):
+        encode(Record(KEY, kind=MANIFEST, chunks=[(1, 1)], data=b"x"))
 
 
 def test_pickle_record_is_never_accepted_without_the_key() -> None:

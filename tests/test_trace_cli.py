@@ -288,6 +288,21 @@ def test_a_command_killed_by_a_signal_reports_it_and_stores_nothing(tmp_path: Pa
         assert "not stored: the command was killed by signal 15" in done.stderr.decode()
 
 
+def test_show_key_of_a_traced_command_names_its_manifest_key(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    plain = jobstamp("--show-key", "--", "true", cwd=tmp_path)
+    shown = jobstamp("--show-key", "--trace", "--trace-ignore", "*.log", "--", "true", cwd=tmp_path)
+    assert (plain.returncode, shown.returncode) == (0, 0)
+    lines = shown.stdout.decode().splitlines()
+    assert lines[-3:] == [
+        line[:16] + "  " + word
+        for line, word in zip(
+            lines[-3:], ["trace:2", "--trace", "--trace-ignore=*.log"], strict=True
+        )
+    ]
+    assert lines[0] != plain.stdout.decode().splitlines()[0]  # another remote key
+
+
 def test_trace_ignore_needs_trace(tmp_path: Path) -> None:
     done = jobstamp("--trace-ignore", "*.log", "--", "true", cwd=tmp_path)
     assert done.returncode == 2
@@ -299,10 +314,11 @@ def test_trace_options_that_mean_nothing_together_are_usage_errors(
     tmp_path: Path, mode: list[str]
 ) -> None:
     files = ["--", "a.py"] if mode else []
-    for options, said in (
-        (["--trace-ignore", "*.log"], "jobstamp: --trace-ignore needs --trace"),
-        (["--trace", "--show-key"], "jobstamp: --show-key shows a remote key, and traced"),
-    ):
+    wrong = [(["--trace-ignore", "*.log"], "jobstamp: --trace-ignore needs --trace")]
+    if mode:  # per-file traced results stay local: they have no remote key
+        said = "jobstamp: --show-key shows a remote key, and per-file traced results"
+        wrong.append((["--trace", "--show-key"], said))
+    for options, said in wrong:
         done = jobstamp(*mode, *options, "--", "true", *files, cwd=tmp_path)
         assert done.returncode == 2
         assert done.stderr.decode().startswith(said)

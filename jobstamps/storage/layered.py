@@ -17,6 +17,7 @@ from jobstamps._fs import open_private
 from jobstamps.fingerprint import blake2b
 from jobstamps.storage.records import (
     INLINE_LIMIT,
+    MANIFEST,
     PICKLE,
     Record,
     RecordError,
@@ -71,12 +72,14 @@ class Layered:
         if ``inline``. Raises :class:`OSError` when the local cache cannot take it.
         """
         data: bytes | None = record.data
-        if record.blob is not None and (inline or record.kind == PICKLE):
+        if record.blob is not None and (inline or record.kind in {PICKLE, MANIFEST}):
             data = self.remote.get_blob(*record.blob)
             if data is None:
                 return None
         if record.kind == PICKLE:
             return {"pickle": data}
+        if record.kind == MANIFEST:
+            return {"data": data}
         payload: dict[str, Any] = {"code": record.exit_code, "chunks": list(record.chunks)}
         if record.blob is None or inline:
             payload["data"] = data
@@ -144,8 +147,10 @@ class Layered:
             sha, size = _sha256_file(store.blob_path(stored))
             sources[sha] = store.blob_path(stored)
             shared_outputs.append((relative, mode, sha, size))
-        if kind == PICKLE:
-            data, chunks, code = payload["pickle"], [], 0
+        chunks: list[tuple[int, int]] = []
+        code = 0
+        if kind in {PICKLE, MANIFEST}:
+            data = payload["pickle" if kind == PICKLE else "data"]
         else:
             chunks, code = payload["chunks"], payload["code"]
             data = payload.get("data", b"")

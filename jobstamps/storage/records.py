@@ -5,7 +5,9 @@ big-endian length and that many bytes::
 
     jobstamps-record-1\n
     k  key             the key the record answers (ASCII); a record served for another is refused
-    t  kind            b"command" (output and exit status) or b"pickle" (a Python API result)
+    t  kind            b"command" (output and exit status), b"pickle" (a Python API result) or
+                       b"manifest" (a traced command's candidate results, as compressed
+                       JSON: :mod:`jobstamps.trace.manifest`)
     w  created         8 bytes, nanoseconds since the epoch, when the job ran
     x  exit status     4 bytes, signed (command records)
     c  chunks          9 bytes each: stream (1 stdout, 2 stderr) and a size, in output order
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMMAND",
     "INLINE_LIMIT",
+    "MANIFEST",
     "MAX_RECORD",
     "PICKLE",
     "Record",
@@ -53,6 +56,7 @@ __all__ = [
 MAGIC = b"jobstamps-record-1\n"
 COMMAND = "command"
 PICKLE = "pickle"
+MANIFEST = "manifest"
 #: Payloads up to this size travel inside the record; larger ones as a blob of their own.
 INLINE_LIMIT = 256 * 1024
 #: No record is read beyond this size (a hostile server could send gigabytes).
@@ -258,10 +262,10 @@ def _validate(record: Record) -> None:  # noqa: C901 - one check per line reads 
     """Raise :class:`ValueError` unless ``record`` is consistent and safe to act on."""
     if not record.key or not record.key.isascii() or not record.key.isalnum():
         raise ValueError("the key must be ASCII letters and digits")
-    if record.kind not in {COMMAND, PICKLE}:
+    if record.kind not in {COMMAND, PICKLE, MANIFEST}:
         raise ValueError(f"unknown kind {record.kind!r}")
-    if record.kind == PICKLE and record.chunks:
-        raise ValueError("a pickle record has no output chunks")
+    if record.kind != COMMAND and record.chunks:
+        raise ValueError(f"a {record.kind} record has no output chunks")
     if any(stream not in {1, 2} or size < 0 for stream, size in record.chunks):
         raise ValueError("output chunks go to stdout (1) or stderr (2)")
     if record.kind == COMMAND and sum(size for _, size in record.chunks) != record.size:
