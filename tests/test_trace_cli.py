@@ -78,6 +78,34 @@ def test_flake8_config_found_by_upward_search(tmp_path: Path) -> None:
     assert not ran(traced(src, "flake8", "a.py"))
 
 
+def test_an_edited_flake8_plugin_reruns_flake8(tmp_path: Path) -> None:
+    # A local plugin (flake8's [flake8:local-plugins]) is imported, not opened as a file: its
+    # source is stat'ed and its bytecode read, and either changing must re-run flake8.
+    (tmp_path / "plugins").mkdir()
+    plugin = tmp_path / "plugins" / "noisy.py"
+    source = (
+        "class Plugin:\n"
+        "    def __init__(self, tree):\n"
+        "        self.tree = tree\n"
+        "    def run(self):\n"
+        "        yield 1, 0, 'X100 first word', type(self)\n"
+    )
+    plugin.write_text(source)
+    (tmp_path / "setup.cfg").write_text(
+        "[flake8:local-plugins]\nextension =\n    X1 = noisy:Plugin\npaths = ./plugins\n"
+    )
+    (tmp_path / "a.py").write_text("x = 1\n")
+    first = traced(tmp_path, "flake8", "a.py")
+    assert ran(first)
+    assert b"X100 first word" in first.stdout
+    assert not ran(traced(tmp_path, "flake8", "a.py"))
+    plugin.write_text(source.replace("first word", "second word"))
+    again = traced(tmp_path, "flake8", "a.py")
+    assert ran(again)
+    assert b"X100 second word" in again.stdout
+    assert not ran(traced(tmp_path, "flake8", "a.py"))
+
+
 @pytest.mark.slow
 def test_mypy_imports_stubs_config_and_its_own_cache(tmp_path: Path) -> None:
     pkg = tmp_path / "pkg"
