@@ -18,7 +18,8 @@ import pytest
 
 from jobstamps.errors import UsageError
 from jobstamps.storage.records import INLINE_LIMIT, Record, encode, sha256_hex
-from jobstamps.storage.remote import MAX_FAILURES, Settings, open_remote
+from jobstamps.storage.remote import MAX_FAILURES, open_remote
+from jobstamps.storage.remote_settings import Settings
 from servers import (
     DRIPPING_BODY,
     DRIPPING_REDIS,
@@ -245,7 +246,7 @@ def test_a_password_given_with_remote_on_the_command_line_is_warned_about_once(
 def test_importing_the_remote_settings_stays_cheap() -> None:
     code = (
         "import sys; before = set(sys.modules)\n"
-        "import jobstamps.storage, jobstamps.storage.remote\n"
+        "import jobstamps.storage, jobstamps.storage.remote, jobstamps.storage.remote_settings\n"
         "jobstamps.storage.remote.configured_url()\n"
         "print(' '.join(sorted(set(sys.modules) - before)))\n"
     )
@@ -257,6 +258,7 @@ def test_importing_the_remote_settings_stays_cheap() -> None:
         "jobstamps.errors",
         "jobstamps.storage",
         "jobstamps.storage.remote",
+        "jobstamps.storage.remote_settings",
     }
 
 

@@ -10,9 +10,11 @@ blobs by digest, both opaque bytes. One module per kind of server implements it:
   bazel-remote, the layouts of ccache's HTTP storage);
 - :mod:`jobstamps.storage.redis`: Redis (redis-py, the ``redis`` extra).
 
-Around a backend, :mod:`jobstamps.storage.remote` reads the settings, picks the backend for the
-URL's scheme, and applies the failure policy: every failure is a miss and one warning, and a
-remote that keeps failing is left alone for the rest of the invocation.
+Around a backend, :mod:`jobstamps.storage.remote` picks the backend for the URL's scheme and
+applies the failure policy: every failure is a miss and one warning, and a remote that keeps
+failing is left alone for the rest of the invocation (one that could not be reached, for a
+while longer: :mod:`jobstamps.storage.down`). :mod:`jobstamps.storage.remote_settings` reads
+the settings from the URL and the environment and keeps their credentials out of messages.
 :mod:`jobstamps.storage.records` is what goes on the wire: results as plain data, checked
 against the key they were asked for and, with a shared key, signed.
 
@@ -23,7 +25,7 @@ is kept is :mod:`jobstamps.sharing`'s, above the engine, with remote keys (the s
 machine) from :mod:`jobstamps.portable`. Nothing here imports the engine or anything above it.
 
 A new kind of server (S3, say) is one module with a :class:`~jobstamps.storage.backend.Backend`
-subclass, and one line in :data:`jobstamps.storage.remote.BACKENDS`.
+subclass, and one line in :data:`jobstamps.storage.remote_settings.BACKENDS`.
 
 Importing this package imports nothing: a local cache hit must stay cheap.
 """

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
     from jobstamps.storage.backend import RemoteStats
-    from jobstamps.storage.remote import Settings
+    from jobstamps.storage.remote_settings import Settings
 
 __all__ = ["HttpBackend"]
 

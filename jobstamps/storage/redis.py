@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, TypeVar
 
     from jobstamps.storage.backend import RemoteStats
-    from jobstamps.storage.remote import Settings
+    from jobstamps.storage.remote_settings import Settings
 
     T = TypeVar("T")
 

@@ -1,56 +1,43 @@
-"""A remote cache as the rest of jobstamps sees it: settings, the failure policy, the backend.
+"""A remote cache as the rest of jobstamps sees it: opened from its settings, behind the policy.
 
-The URL comes from ``--remote`` or ``JOBSTAMPS_REMOTE``; options from the URL's query
-(``?layout=bazel&read-only``) or from variables, the URL winning where both are given:
-
-=============================  ==============  ==================================================
-variable                       URL option      meaning
-=============================  ==============  ==================================================
-``JOBSTAMPS_REMOTE``                           ``http[s]://[user:password@]host[:port][/path]``
-                                               or ``redis[s]://[[user]:password@]host[:port][/db]``
-``JOBSTAMPS_REMOTE_LAYOUT``    ``layout``      HTTP paths: ``subdirs`` (default), ``flat``,
-                                               ``bazel``
-``JOBSTAMPS_REMOTE_READ_ONLY`` ``read-only``   never upload (either one is enough)
-``JOBSTAMPS_REMOTE_TIMEOUT``   ``timeout``     seconds for a whole request, answer included
-                                               (default 5; to connect, 2 at most); each MiB
-                                               moved adds as much again
-``JOBSTAMPS_REMOTE_KEY``                       shared secret: sign records, refuse unsigned ones
-``JOBSTAMPS_REMOTE_TOKEN``                     HTTP bearer token
-``JOBSTAMPS_REMOTE_PREFIX``    ``prefix``      Redis key prefix (default ``jobstamps:``)
-``JOBSTAMPS_REMOTE_TTL``       ``ttl``         Redis expiry of what is stored, in seconds (0: none)
-``JOBSTAMPS_REMOTE_CONNECTIONS`` ``connections`` parallel connections (default 8)
-``JOBSTAMPS_REMOTE_RETRY``     ``retry``       seconds a remote that could not be reached or did
-                                               not answer is left alone (default 60; 0: never)
-=============================  ==============  ==================================================
+The settings (URL, options, variables, credentials) are
+:mod:`jobstamps.storage.remote_settings`'s; the backend for the URL's scheme is imported when
+the remote is opened.
 
 Failure policy: a remote never fails a build and never causes a wrong replay. Every failure
 (refused, down, slow, an unexpected status, a damaged body, a record that does not verify) is
 a miss; the first prints ONE line on stderr for the whole invocation; a remote that was refused,
 could not be reached or did not answer in time once, or failed :data:`MAX_FAILURES` times, is
 not asked again until the invocation ends. One that could not be reached or did not answer is
-also left alone by the invocations that start in the next ``retry`` seconds (each says so in
-one line): a build of many targets waits for an unreachable server once, not once per target.
-The mark is a memo in the local cache (see :meth:`Store.memo_path`), named by a digest of the
-URL with its credentials. Credentials refused (HTTP 401/403, Redis AUTH) are said as such and
-end the remote's use for the invocation only. Settings from the environment that cannot work
-warn and turn the remote off; the same in ``--remote`` is a usage error. No message shows a
-credential (:meth:`Settings.scrub`, :func:`redact`).
+also left alone by the invocations that start in the next ``retry`` seconds
+(:mod:`jobstamps.storage.down`). Credentials refused (HTTP 401/403, Redis AUTH) are said as
+such and end the remote's use for the invocation only. Settings from the environment that
+cannot work warn and turn the remote off; the same in ``--remote`` is a usage error. No message
+shows a credential (:meth:`Settings.scrub`,
+:func:`~jobstamps.storage.remote_settings.redact`).
 
-Importing this module costs nothing more than ``os``: the URL is parsed, and the backend and the
-record code are imported, only when a remote is configured and first needed.
+Importing this module costs nothing more than ``os`` and the settings' module: the URL is
+parsed, and the backend and the record code are imported, only when a remote is configured
+and first needed.
 """
 
 from __future__ import annotations
 
 import os
 
-from jobstamps.errors import UsageError
+from jobstamps.storage.remote_settings import (
+    BACKENDS,
+    EXTRAS,
+    SettingError,
+    Settings,
+    stderr_line,
+    warn_if_visible,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from concurrent.futures import Future, ThreadPoolExecutor
-    from urllib.parse import SplitResult
 
     from jobstamps.storage.backend import Backend, RemoteStats
     from jobstamps.storage.records import Record
@@ -69,243 +56,14 @@ __all__ = [
     "warn_if_visible",
 ]
 
-#: The backend for each URL scheme, as ``module:class`` (imported only when used).
-BACKENDS = {
-    "http": "jobstamps.storage.http:HttpBackend",
-    "https": "jobstamps.storage.http:HttpBackend",
-    "redis": "jobstamps.storage.redis:RedisBackend",
-    "rediss": "jobstamps.storage.redis:RedisBackend",
-}
-#: What to install for a scheme whose client library is optional.
-EXTRAS = {"redis": "redis", "rediss": "redis"}
-LAYOUTS = ("subdirs", "flat", "bazel")
 MAX_FAILURES = 3
-DEFAULT_TIMEOUT = 5.0
-MAX_CONNECT_TIMEOUT = 2.0
-DEFAULT_CONNECTIONS = 8
-DEFAULT_RETRY = 60.0
 #: How long :meth:`Remote.close` waits for uploads still running.
 FLUSH_SECONDS = 30.0
-_FOREVER = 1e9
-#: Pieces of a password shorter than this are not masked in messages: they would mask words.
-_SHORTEST = 3
 
 
 def configured_url(env: Mapping[str, str] | None = None) -> str:
     """Return ``JOBSTAMPS_REMOTE``, or ``""``: the one check a local hit pays for."""
     return (os.environ if env is None else env).get("JOBSTAMPS_REMOTE", "")
-
-
-def warn_if_visible(url: str | None) -> None:
-    """Say, in one line, that credentials in ``--remote`` ``url`` are shown to every local user.
-
-    The command line of a running process is public on the machine (``ps``); the environment
-    is not.
-    """
-    if url and "@" in _after_scheme(url)[2]:
-        stderr_line(
-            "jobstamp: warning: the credentials in --remote can be read by every user of this "
-            "machine (ps shows command lines); set JOBSTAMPS_REMOTE instead"
-        )
-
-
-class SettingError(UsageError):
-    """A remote cache setting that cannot work.
-
-    ``variable`` names the environment variable it came from; ``""`` when it came from the
-    command line (``--remote``), where it is a usage error. One from the environment is the
-    CI's, not the command's: the build goes on without the remote (see :func:`open_remote`).
-    """
-
-    def __init__(self, message: str, variable: str = "") -> None:
-        super().__init__(message)
-        self.variable = variable
-
-
-class Settings:
-    """Everything a backend needs to know, read from the URL and the environment."""
-
-    def __init__(
-        self, url: str, env: Mapping[str, str] | None = None, source: str = "JOBSTAMPS_REMOTE"
-    ) -> None:
-        """Parse ``url`` and the ``JOBSTAMPS_REMOTE_*`` variables of ``env``.
-
-        ``source`` names the variable ``url`` came from, ``""`` for the command line.
-        Raises :class:`SettingError` for a URL or value that cannot work; its message never
-        holds a credential.
-        """
-        from urllib.parse import parse_qsl, urlunsplit
-
-        env = os.environ if env is None else env
-        #: Where the URL came from: a variable's name, or ``""`` for the command line.
-        self.source = source
-        #: The URL to show: without credentials or options (also for a malformed URL).
-        self.name = redact(url)
-        key = env.get("JOBSTAMPS_REMOTE_KEY", "")
-        self.token = env.get("JOBSTAMPS_REMOTE_TOKEN") or None
-        #: Every credential (user information, its pieces, token, key), for :meth:`scrub`.
-        pieces, self.secrets = _credentials(url, key, self.token)
-        parts = _split(url, self.name, pieces, source)
-        self.scheme = parts.scheme.lower()
-        options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        known = {"layout", "read-only", "timeout", "prefix", "ttl", "connections", "retry"}
-        unknown = set(options) - known
-        if unknown:
-            option_name = self.scrub(min(unknown))
-            raise SettingError(
-                f"remote cache URL {self.name!r} has unknown option {option_name!r}", source
-            )
-        #: The URL to connect to: with credentials, without options.
-        self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        self.username = parts.username
-        self.password = parts.password
-
-        def option(name: str, variable: str) -> tuple[str, str]:
-            """Return the option's text and where it came from (``("", "")``: not given)."""
-            if options.get(name):
-                return options[name], source
-            return env.get(variable, ""), variable
-
-        layout, where = option("layout", "JOBSTAMPS_REMOTE_LAYOUT")
-        self.layout = layout or "subdirs"
-        if self.layout not in LAYOUTS:
-            raise SettingError(
-                f"remote cache layout {self.layout!r} is unknown. Use one of {', '.join(LAYOUTS)}",
-                where,
-            )
-        # An empty variable is off, as every JOBSTAMPS_* flag (a CI's ``cond && '1' || ''``);
-        # a bare ``?read-only`` in the URL is on.
-        self.read_only = _flag(options.get("read-only")) or _flag(
-            env.get("JOBSTAMPS_REMOTE_READ_ONLY") or None
-        )
-        self.timeout = _number(*option("timeout", "JOBSTAMPS_REMOTE_TIMEOUT"), DEFAULT_TIMEOUT)
-        self.connect_timeout = min(self.timeout, MAX_CONNECT_TIMEOUT)
-        self.ttl = int(_number(*option("ttl", "JOBSTAMPS_REMOTE_TTL"), 0, "ttl"))
-        self.retry = _number(*option("retry", "JOBSTAMPS_REMOTE_RETRY"), DEFAULT_RETRY, "retry")
-        connections = option("connections", "JOBSTAMPS_REMOTE_CONNECTIONS")
-        self.connections = max(1, int(_number(*connections, DEFAULT_CONNECTIONS, "connections")))
-        prefix, _ = option("prefix", "JOBSTAMPS_REMOTE_PREFIX")
-        self.prefix = prefix or "jobstamps:"
-        if self.token is not None and not self.token.isprintable():
-            raise SettingError(
-                "remote cache token has control characters. Set it to the token alone",
-                "JOBSTAMPS_REMOTE_TOKEN",
-            )
-        #: The shared secret that signs and checks records; ``None`` when records are unsigned.
-        self.secret = key.encode() if key else None
-
-    def scrub(self, text: str) -> str:
-        """Return ``text`` with every credential of these settings masked."""
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
-
-
-def redact(url: str) -> str:
-    """Return ``url`` without credentials or options, for messages; malformed ones too.
-
-    Everything up to the last ``@`` is masked, the user name too (it may be a token, as in
-    ``https://TOKEN@host``), and wherever a ``/``, ``?`` or ``#`` in a password leaves it.
-    """
-    scheme, separator, rest = _after_scheme(url)
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    for mark in "?#":
-        rest = rest.partition(mark)[0]
-    shown = f"{scheme}{separator}{rest}"
-    return shown if shown.isprintable() else ascii(shown)[1:-1]
-
-
-def _after_scheme(url: str) -> tuple[str, str, str]:
-    """Split ``url`` at ``://`` (none: all of it is the rest)."""
-    scheme, separator, rest = url.partition("://")
-    return (scheme, separator, rest) if separator else ("", "", url)
-
-
-def _split(url: str, name: str, pieces: set[str], source: str) -> SplitResult:
-    """Split ``url``; raise :class:`SettingError` (naming it as ``name``) if it cannot work."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError as error:
-        why = str(error)
-        if any(piece in why for piece in pieces):  # the parser cut a password somewhere
-            why = "see the form it takes in the README"
-        raise SettingError(f"remote cache URL {name!r} is malformed ({why})", source) from None
-    scheme = parts.scheme.lower()
-    if scheme not in BACKENDS or not parts.hostname:
-        schemes = ", ".join(f"{known}://" for known in BACKENDS)
-        raise SettingError(
-            f"remote cache URL {name!r} is not supported. Use one of {schemes}", source
-        )
-    if not parts.hostname.isprintable() or " " in parts.hostname or not _address(parts):
-        raise SettingError(f"remote cache URL {name!r} has a malformed host", source)
-    database = parts.path.strip("/")
-    if scheme in EXTRAS and database and not database.isdigit():
-        raise SettingError(
-            f"remote cache URL {name!r} names no database number (/0, /1, ...)", source
-        )
-    return parts
-
-
-def _address(parts: SplitResult) -> bool:
-    """Whether a host in brackets is an IPv6 address (Python 3.10 does not check it)."""
-    if "[" not in parts.netloc.rpartition("@")[2]:
-        return True
-    import ipaddress
-
-    try:
-        ipaddress.IPv6Address(str(parts.hostname).partition("%")[0])
-    except ValueError:
-        return False
-    return True
-
-
-def _credentials(url: str, key: str, token: str | None) -> tuple[set[str], set[str]]:
-    """Return the pieces of the URL's user information, and every credential to mask."""
-    import base64
-    from urllib.parse import unquote
-
-    userinfo = _after_scheme(url)[2].rpartition("@")[0]
-    pieces = {piece for text in (userinfo, unquote(userinfo)) for piece in _pieces(text)}
-    secrets = {text for text in (userinfo, unquote(userinfo), key, token) if text}
-    if userinfo:  # as sent in an Authorization header, which a server might echo
-        user, _, password = userinfo.partition(":")
-        pair = f"{unquote(user)}:{unquote(password)}".encode()
-        secrets.add(base64.b64encode(pair).decode())
-    secrets.update(piece for piece in pieces if len(piece) >= _SHORTEST)
-    return pieces, secrets
-
-
-def _pieces(text: str) -> set[str]:
-    """Split a URL's user information where a parser may cut it: each piece may be shown."""
-    pieces = [text]
-    for mark in ":/?#[]":
-        pieces = [piece for part in pieces for piece in part.split(mark)]
-    return {piece for piece in pieces if piece}
-
-
-def _flag(value: str | None) -> bool:
-    """Read an on/off option: bare ``?read-only`` is on; ``0``, ``no``, ``false`` are off."""
-    return value is not None and value.lower() not in {"0", "no", "false", "off"}
-
-
-def _number(text: str, variable: str, default: float, what: str = "timeout") -> float:
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < _FOREVER or (what not in {"ttl", "retry"} and value == 0):
-        raise SettingError(
-            f"remote cache {what} {text!r} is not a positive number"
-            + (" of seconds" if what != "connections" else ""),
-            variable,
-        )
-    return value
 
 
 def open_remote(
@@ -349,8 +107,10 @@ def _open(
     warn: Callable[[str], None] | None,
     store: Store | None,
 ) -> Remote | None:
+    from jobstamps.storage.down import Down
+
     settings.read_only = settings.read_only or read_only
-    down = _Down(store, settings) if store is not None and settings.retry else None
+    down = Down(store, settings) if store is not None and settings.retry else None
     if down is not None:
         why = down.since()
         if why:
@@ -377,70 +137,6 @@ def _open(
     if down is not None:
         remote.on_down = down.mark
     return remote
-
-
-class _Down:
-    """Remembers, in a local cache, that a remote could not be reached, for ``retry`` seconds.
-
-    The mark is named by a digest of the URL with its credentials (and the token): another
-    user's or another password's way into the same server is not left alone for this one's
-    failure, and no credential is written in clear.
-    """
-
-    def __init__(self, store: Store, settings: Settings) -> None:
-        from jobstamps.fingerprint import digest_bytes
-
-        self.store = store
-        self.retry_ns = int(settings.retry * 1e9)
-        name = f"jobstamps-remote-down-2\0{settings.url}\0{settings.token or ''}"
-        self.path = store.memo_path(digest_bytes(name.encode("utf-8", "surrogateescape")))
-
-    def since(self) -> str:
-        """Say why the remote is left alone now; ``""`` when it may be asked."""
-        import time
-
-        from jobstamps._fs import read_private
-
-        words = (read_private(self.path) or b"").decode("utf-8", "replace").split(" ", 1)
-        if len(words) != 2 or not words[0].isdigit():  # noqa: PLR2004 - the time, and why
-            return ""
-        failed = int(words[0])
-        now = time.time_ns()
-        if not now - self.retry_ns < failed <= now:
-            return ""
-        return (
-            f"unreachable at {_clock(failed)} ({words[1]}), so not asked again before "
-            f"{_clock(failed + self.retry_ns)} (JOBSTAMPS_REMOTE_RETRY sets how long)"
-        )
-
-    def mark(self, why: str) -> None:
-        """Note now that the remote could not be reached, and why; never fails the caller."""
-        import time
-
-        from jobstamps._fs import atomic_write
-
-        try:
-            self.store.create()
-            atomic_write(self.path, [f"{time.time_ns()} {why}".encode("utf-8", "replace")])
-        except OSError:
-            pass
-
-
-def _clock(ns: int) -> str:
-    import time
-
-    return time.strftime("%H:%M:%S", time.localtime(ns / 1e9))
-
-
-def stderr_line(line: str) -> None:
-    """Write one line to standard error, losing it quietly where that cannot be done."""
-    import sys
-
-    try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 class Remote:
