@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from support import jobstamp
+from support import backdate, jobstamp
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -306,3 +306,26 @@ def test_trace_options_that_mean_nothing_together_are_usage_errors(
         done = jobstamp(*mode, *options, "--", "true", *files, cwd=tmp_path)
         assert done.returncode == 2
         assert done.stderr.decode().startswith(said)
+
+
+def test_reasons_naming_a_file_with_a_newline_or_undecodable_bytes_stay_one_line(
+    tmp_path: Path,
+) -> None:
+    names = [os.fsencode(tmp_path / "new\nline"), os.fsencode(tmp_path) + b"/bad\xff"]
+    for name in names:
+        with open(name, "wb") as handle:
+            handle.write(b"x\n")
+        backdate(os.fsdecode(name), 60)
+    script = "cat new* bad* >/dev/null; echo hi"
+    traced(tmp_path, "sh", "-c", script)
+    for name in names:
+        with open(name, "ab") as handle:
+            handle.write(b"y\n")
+        backdate(os.fsdecode(name), 60)
+        said = traced(tmp_path, "sh", "-c", script).stderr.decode("utf-8", "replace")
+        assert all(line.startswith("jobstamp: ") for line in said.splitlines()), said
+        assert "changed" in said, said
+    done = traced(tmp_path, "sh", "-c", 'for f in new*; do cat "$f"; echo z >> "$f"; done')
+    said = done.stderr.decode("utf-8", "replace")
+    assert "after reading it" in said, said
+    assert all(line.startswith("jobstamp: ") for line in said.splitlines()), said

@@ -23,6 +23,7 @@ import os
 import stat
 
 from jobstamps import fingerprint
+from jobstamps.fingerprint import shown
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def record(
     """
     for path in access.read_then_changed:
         if not dropped(path):
-            return [], f"the command changed {path} after reading it"
+            return [], f"the command changed {shown(path)} after reading it"
     entries: list[Entry] = []
     done: set[str] = set()
 
@@ -142,7 +143,7 @@ def _record_used(
         entries.append([path, "k" if follow else "K", _kind(st.st_mode)])
         return ""
     if max(st.st_mtime_ns, st.st_ctime_ns) >= started_ns - CHANGED_MARGIN_NS:
-        return f"{path} changed while the command ran"
+        return f"{shown(path)} changed while the command ran"
     recorded = fingerprint.record(path, method)
     if recorded is None:
         entries.append([path, "n", None])
@@ -173,7 +174,8 @@ def _check_absent(parent: str, names: list[str], follow: bool) -> str:
     except (FileNotFoundError, NotADirectoryError):
         return ""
     except OSError as error:
-        return f"{parent}, where the command looked for files, cannot be read ({error.strerror})"
+        where = shown(parent)
+        return f"{where}, where the command looked for files, cannot be read ({error.strerror})"
     if not stat.S_ISDIR(st.st_mode):
         return ""
     candidates = names
@@ -188,7 +190,7 @@ def _check_absent(parent: str, names: list[str], follow: bool) -> str:
     for name in candidates:
         path = os.path.join(parent, name)
         if exists(path):
-            return f"{path} was created, where the command looked for it"
+            return f"{shown(path)} was created, where the command looked for it"
     return ""
 
 
@@ -202,28 +204,28 @@ def _check_file(path: str, data: object, method: str) -> str:
     except OSError:
         pass
     why, _ = fingerprint.check(path, method, recorded)
-    return f"traced file {path} changed: {why}" if why else ""
+    return f"traced file {shown(path)} changed: {why}" if why else ""
 
 
 def _check_missing(path: str, follow: bool) -> str:
     exists = os.path.exists(path) if follow else os.path.lexists(path)
-    return f"{path} was created, where the command looked for it" if exists else ""
+    return f"{shown(path)} was created, where the command looked for it" if exists else ""
 
 
 def _check_kind(path: str, data: object, follow: bool) -> str:
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError:
-        return f"{path}, which the command used, no longer exists"
-    return "" if _kind(st.st_mode) == data else f"{path} is another kind of file now"
+        return f"{shown(path)}, which the command used, no longer exists"
+    return "" if _kind(st.st_mode) == data else f"{shown(path)} is another kind of file now"
 
 
 def _check_link(path: str, data: object) -> str:
     try:
         target = os.readlink(path)
     except OSError:
-        return f"{path} is no longer a symbolic link"
-    return "" if target == data else f"symbolic link {path} leads elsewhere now"
+        return f"{shown(path)} is no longer a symbolic link"
+    return "" if target == data else f"symbolic link {shown(path)} leads elsewhere now"
 
 
 def _check_listing(path: str, data: object) -> str:
@@ -233,12 +235,12 @@ def _check_listing(path: str, data: object) -> str:
     try:
         now = _names(path, volatile, globs)
     except OSError:
-        return f"directory {path}, which the command listed, cannot be read"
+        return f"directory {shown(path)}, which the command listed, cannot be read"
     if now == names:
         return ""
-    said = [f"{name} was added" for name in sorted(set(now) - set(names))[:3]]
-    said += [f"{name} was removed" for name in sorted(set(names) - set(now))[:3]]
-    return f"the listing of {path} changed: {'; '.join(said)}"
+    said = [f"{shown(name)} was added" for name in sorted(set(now) - set(names))[:3]]
+    said += [f"{shown(name)} was removed" for name in sorted(set(names) - set(now))[:3]]
+    return f"the listing of {shown(path)} changed: {'; '.join(said)}"
 
 
 _CHECKS: dict[str, Callable[[str, object, str], str]] = {
@@ -257,5 +259,5 @@ _CHECKS: dict[str, Callable[[str, object, str], str]] = {
 def _check_one(path: str, kind: str, data: object, method: str) -> str:
     checker = _CHECKS.get(kind)
     if checker is None:
-        return f"{path} was recorded by another version of jobstamps"
+        return f"{shown(path)} was recorded by another version of jobstamps"
     return checker(path, data, method)
