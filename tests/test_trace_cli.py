@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -329,3 +330,15 @@ def test_reasons_naming_a_file_with_a_newline_or_undecodable_bytes_stay_one_line
     said = done.stderr.decode("utf-8", "replace")
     assert "after reading it" in said, said
     assert all(line.startswith("jobstamp: ") for line in said.splitlines()), said
+
+
+def test_a_fifo_the_command_reads_is_never_replayed(tmp_path: Path) -> None:
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    for text in (b"one\n", b"two\n"):
+        writer = threading.Thread(target=fifo.write_bytes, args=(text,), daemon=True)
+        writer.start()
+        done = traced(tmp_path, "sh", "-c", "cat feed")
+        writer.join(timeout=5)
+        assert done.stdout == text, done.stderr
+        assert "not stored: the command read" in done.stderr.decode(), done.stderr

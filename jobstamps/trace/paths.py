@@ -100,7 +100,9 @@ def record(
     used = [(path, True) for path in access.read] + list(access.stated.items())
     for path, follow in used:
         if wanted(path):
-            why = _record_used(path, method, started_ns, follow=follow, entries=entries)
+            why = _record_used(
+                path, method, started_ns, follow=follow, opened=path in access.read, entries=entries
+            )
             if why:
                 return [], why
     entries += _absent(access, wanted)
@@ -125,9 +127,12 @@ def _absent(access: Access, wanted: Callable[[str], bool]) -> list[Entry]:
 
 
 def _record_used(
-    path: str, method: str, started_ns: int, *, follow: bool, entries: list[Entry]
+    path: str, method: str, started_ns: int, *, follow: bool, opened: bool, entries: list[Entry]
 ) -> str:
-    """Add what ``path`` is now to ``entries``; say why not to store if it changed in the run."""
+    """Add what ``path`` is now to ``entries``; say why not to store if it changed in the run.
+
+    What the command read from a pipe, socket or device (``opened``) cannot be checked later.
+    """
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError:
@@ -139,6 +144,8 @@ def _record_used(
         except OSError:
             entries.append([path, "K", _kind(st.st_mode)])
         return ""
+    if opened and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        return f"the command read {shown(path)}, a pipe or device, which cannot be checked later"
     if not stat.S_ISREG(st.st_mode):
         entries.append([path, "k" if follow else "K", _kind(st.st_mode)])
         return ""
