@@ -10,7 +10,9 @@ of real linters:
   stylish format: the name, then indented messages), or when a whitespace-separated word of
   it is the path, possibly followed by a colon and a location (``--> a.py:1:8``,
   ``ERROR: /abs/a.py Imports are incorrectly sorted``, ``would reformat a.py``,
-  ``In a.sh line 2:``, ``Checking a.c ...``).
+  ``In a.sh line 2:``, ``Checking a.c ...``); a name with neither a dot nor a slash
+  (``test``, ``all``) is a word like any other there, but before ``line`` (``In test line
+  2:``).
 - A header introduces the next file: one unnamed line just before a file's line, which either
   opens a paragraph (after a blank line, or first in its stream) whose file line is an
   indented location (ruff's rule line above ``--> a.py:1:8``) or ends with the file's module
@@ -113,15 +115,23 @@ def _named(text: bytes, following: bytes | None, forms: dict[bytes, int]) -> int
     if _caret(following):
         return None
     loose = not _indented(text)
-    for word in bare.split():
+    words = bare.split()
+    for place, word in enumerate(words):
         if loose:
             for candidate in (word, word.rstrip(b":,;")):
-                if candidate in forms:
+                if candidate in forms and (
+                    _pathlike(candidate) or words[place + 1 : place + 2] == [b"line"]
+                ):
                     return forms[candidate]
         found = _located(word, forms)
         if found is not None:
             return found
     return None
+
+
+def _pathlike(name: bytes) -> bool:
+    """Whether ``name`` reads as a path, not as a word (``test``, ``all``) of a sentence."""
+    return b"/" in name or b"." in name
 
 
 def _indented(text: bytes) -> bool:

@@ -113,3 +113,13 @@ def test_two_runs_that_differ_only_in_file_names_read_the_same() -> None:
     one = attribution.anonymous([(1, b"ruff failed for a.py\n")], forms)
     assert one == attribution.anonymous([(1, b"ruff failed for /w/c.py\n")], forms)
     assert one != attribution.anonymous([(1, b"ruff failed twice\n")], forms)
+
+
+def test_a_file_named_like_a_common_word_is_not_named_by_prose() -> None:
+    lines = [
+        (1, b"In test line 2:\n"),
+        (1, b"all\n"),
+        (1, b"b:1:1: E1 bad\n"),
+        (1, b"Checked all files: 1 errors.\n"),
+    ]
+    assert attributed(lines, ["all", "b", "test"]) == ["test", "all", "b", "-"]
