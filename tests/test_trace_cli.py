@@ -342,3 +342,17 @@ def test_a_fifo_the_command_reads_is_never_replayed(tmp_path: Path) -> None:
         writer.join(timeout=5)
         assert done.stdout == text, done.stderr
         assert "not stored: the command read" in done.stderr.decode(), done.stderr
+
+
+def test_a_file_dated_in_the_future_is_stored_and_checked_by_its_contents(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one\n")
+    backdate(data, -3600)
+    assert traced(tmp_path, "cat", "data.txt").stdout == b"one\n"
+    assert not ran(traced(tmp_path, "cat", "data.txt"))
+    when = data.stat().st_mtime_ns
+    data.write_text("two\n")
+    os.utime(data, ns=(when, when))
+    done = traced(tmp_path, "cat", "data.txt")
+    assert ran(done, "data.txt")
+    assert done.stdout == b"two\n"

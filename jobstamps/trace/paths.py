@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 from jobstamps import fingerprint
 from jobstamps.fingerprint import shown
@@ -149,7 +150,8 @@ def _record_used(
     if not stat.S_ISREG(st.st_mode):
         entries.append([path, "k" if follow else "K", _kind(st.st_mode)])
         return ""
-    if max(st.st_mtime_ns, st.st_ctime_ns) >= started_ns - CHANGED_MARGIN_NS:
+    since = started_ns - CHANGED_MARGIN_NS  # a future modification time is no change now
+    if st.st_ctime_ns >= since or since <= st.st_mtime_ns <= time.time_ns():
         return f"{shown(path)} changed while the command ran"
     recorded = fingerprint.record(path, method)
     if recorded is None:
