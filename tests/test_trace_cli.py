@@ -356,3 +356,17 @@ def test_a_file_dated_in_the_future_is_stored_and_checked_by_its_contents(tmp_pa
     done = traced(tmp_path, "cat", "data.txt")
     assert ran(done, "data.txt")
     assert done.stdout == b"two\n"
+
+
+def test_a_file_opened_through_proc_self_cwd_is_traced(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one\n")
+    backdate(data, 60)
+    script = "cat /proc/self/cwd/data.txt"
+    assert traced(tmp_path, "sh", "-c", script).stdout == b"one\n"
+    assert not ran(traced(tmp_path, "sh", "-c", script))
+    data.write_text("two\n")
+    backdate(data, 60)
+    done = traced(tmp_path, "sh", "-c", script)
+    assert ran(done, "data.txt")
+    assert done.stdout == b"two\n"

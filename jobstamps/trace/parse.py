@@ -249,7 +249,7 @@ class _Parser:
         given = unescape(args[spec[1]])
         if not given:  # fstatat(fd, "", AT_EMPTY_PATH): a descriptor, not a name
             return
-        path = self.resolve(call.pid, given, dirfd)
+        path = _opened(call, self.resolve(call.pid, given, dirfd), spec[2])
         kind = spec[2]
         if kind == "chdir":
             if call.ok:
@@ -288,6 +288,13 @@ class _Parser:
         if path in self.seen_read and path not in self.access.changed:
             self.access.read_then_changed.setdefault(path)
         self.access.changed.setdefault(path)
+
+
+def _opened(call: _Call, path: str, kind: str) -> str:
+    """Name a file opened through a kernel view (``/proc/self/cwd/a.py``) by what it opened."""
+    if kind == "open" and call.ok and path.startswith(_KERNEL_VIEWS):
+        return _annotated(call.result.split(" ", 1)[0]) or path
+    return path
 
 
 def _nofollow(name: str, args: list[str]) -> bool:
@@ -348,6 +355,9 @@ def _parse_call(pid: int, text: str) -> _Call | None:
 #: Never recorded: the kernel's views (they change all the time and are no files of the
 #: project), and the tools' own caches (:data:`jobstamps.trace.paths.DROPPED_NAMES`).
 DROPPED_TREES = ("/proc", "/sys", "/dev")
+#: Where a name may lead to a file of the project (``/proc/self/cwd/a.py``, ``/dev/fd/3``):
+#: a file opened through one is recorded by the path of what was opened.
+_KERNEL_VIEWS = ("/proc/", "/dev/fd/", "/dev/std")
 
 
 class Ignore:
