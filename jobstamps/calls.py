@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, Union
 from jobstamps import fingerprint, settings
 from jobstamps.canonical import call_key, describe_callable
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
-from jobstamps.errors import UsageError
+from jobstamps.errors import UsageError, one_line
 from jobstamps.key import abspaths
 from jobstamps.store import Store, default_root
 
@@ -46,7 +46,7 @@ _REMEMBERED = 4096  # calls remembered per process, per kind
 
 
 def _say(message: str) -> None:
-    print(f"jobstamps: {message}", file=sys.stderr, flush=True)
+    print(f"jobstamps: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def method_name(method: object) -> str:

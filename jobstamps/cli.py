@@ -10,7 +10,13 @@ from __future__ import annotations
 import os
 import sys
 
-from jobstamps.errors import CacheDirectoryError, JobstampsError, NotShareableError, UsageError
+from jobstamps.errors import (
+    CacheDirectoryError,
+    JobstampsError,
+    NotShareableError,
+    UsageError,
+    one_line,
+)
 from jobstamps.options import USAGE, Options, parse
 
 TYPE_CHECKING = False
@@ -28,7 +34,7 @@ _REPORT = "Please report this bug with the command line and the output of jobsta
 
 
 def _error(message: str, usage: bool = False) -> None:
-    text = f"jobstamp: {message}\n"
+    text = f"jobstamp: {one_line(message)}\n"
     if usage:
         text += USAGE + " (see jobstamp --help)\n"
     try:

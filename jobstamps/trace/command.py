@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from jobstamps.errors import one_line
 from jobstamps.trace import paths, strace
 from jobstamps.trace.parse import Ignore
 
@@ -23,7 +24,7 @@ __all__ = ["BatchTracer", "run"]
 
 def _line(message: str) -> None:
     try:
-        os.write(2, f"jobstamp: {message}\n".encode("utf-8", "replace"))
+        os.write(2, f"jobstamp: {one_line(message)}\n".encode("utf-8", "replace"))
     except OSError:
         pass
 
