@@ -100,11 +100,15 @@ def _located(text: bytes, forms: dict[bytes, int]) -> int | None:
     return found
 
 
-def _named(text: bytes, following: bytes | None, forms: dict[bytes, int]) -> int | None:
+def _named(
+    text: bytes, following: bytes | None, forms: dict[bytes, int], spaces: int = 0
+) -> int | None:
     """Return the file a line names (see the module's text), or ``None``.
 
     A word of a code excerpt (a line above its caret) names nothing, nor does a bare word of
     an indented line (a code frame): there only a word with a location does (``--> a.py:1``).
+    A name holding up to ``spaces`` spaces is tried as several words, longest first, so that
+    ``my a.py`` is not taken for ``a.py``.
     """
     found = _located(text, forms)
     if found is not None:
@@ -116,16 +120,18 @@ def _named(text: bytes, following: bytes | None, forms: dict[bytes, int]) -> int
         return None
     loose = not _indented(text)
     words = bare.split()
-    for place, word in enumerate(words):
-        if loose:
-            for candidate in (word, word.rstrip(b":,;")):
-                if candidate in forms and (
-                    _pathlike(candidate) or words[place + 1 : place + 2] == [b"line"]
-                ):
-                    return forms[candidate]
-        found = _located(word, forms)
-        if found is not None:
-            return found
+    for place in range(len(words)):
+        for end in range(min(len(words), place + 1 + spaces), place, -1):
+            word = b" ".join(words[place:end])
+            if loose:
+                for candidate in (word, word.rstrip(b":,;")):
+                    if candidate in forms and (
+                        _pathlike(candidate) or words[end : end + 1] == [b"line"]
+                    ):
+                        return forms[candidate]
+            found = _located(word, forms)
+            if found is not None:
+                return found
     return None
 
 
@@ -190,10 +196,11 @@ def owners(lines: Sequence[Line], forms: dict[bytes, int]) -> list[int | None]:
     for position, (fd, _) in enumerate(lines):
         streams.setdefault(fd, []).append(position)
     named: list[int | None] = [None] * len(lines)
+    spaces = max((form.count(b" ") for form in forms), default=0)
     for positions in streams.values():
         for place, at in enumerate(positions):
             following = plain[positions[place + 1]] if place + 1 < len(positions) else None
-            named[at] = _named(plain[at], following, forms)
+            named[at] = _named(plain[at], following, forms, spaces)
     names = _names(forms)
     result: list[int | None] = [None] * len(lines)
     for positions in streams.values():

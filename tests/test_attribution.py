@@ -123,3 +123,8 @@ def test_a_file_named_like_a_common_word_is_not_named_by_prose() -> None:
         (1, b"Checked all files: 1 errors.\n"),
     ]
     assert attributed(lines, ["all", "b", "test"]) == ["test", "all", "b", "-"]
+
+
+def test_a_name_with_a_space_is_not_taken_for_the_file_named_by_its_last_word() -> None:
+    lines = [(1, b"F401 unused\n"), (1, b" --> my a.py:1:8\n"), (1, b"would reformat my a.py\n")]
+    assert attributed(lines, ["a.py", "my a.py"]) == ["my a.py"] * 3

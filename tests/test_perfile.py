@@ -423,6 +423,20 @@ def test_files_named_like_words_of_a_summary_replay_no_stale_summary(
     assert again.returncode == 1
 
 
+def test_a_file_named_by_the_last_word_of_another_never_replays_its_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    names = write({"my a.py": "import os\n", "a.py": "x = 1\n"})
+    argv = ["--jobs", "1", "--", str(BIN / "ruff"), "check", "--no-cache", "--output-format"]
+    argv += ["full", "--", *names]
+    per_file(*argv)
+    Path("my a.py").write_text("import re\n")
+    done = per_file(*argv)
+    assert b"`re` imported but unused" in done.stdout
+    assert b"`os`" not in done.stdout
+
+
 def test_paths_printed_absolute_or_with_dot_slash_are_attributed(
     fake: list[str], tmp_path: Path
 ) -> None:
