@@ -340,7 +340,7 @@ def _traced(
     payload = _payload(engine, job, result)
     if payload is None:
         return result, None, ()
-    entries, why = paths.record(access, job.method, started, Ignore((), trees=[engine.store.root]))
+    entries, why = paths.record(access, job.method, started, Ignore((), trees=[engine.store.data]))
     if why:
         engine.say(f"not stored: {why}")
         return result, None, ()

@@ -370,3 +370,12 @@ def test_a_file_opened_through_proc_self_cwd_is_traced(tmp_path: Path) -> None:
     done = traced(tmp_path, "sh", "-c", script)
     assert ran(done, "data.txt")
     assert done.stdout == b"two\n"
+
+
+def test_a_cache_directory_holding_the_files_read_still_sees_them_change(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    for text in ("one\n", "two\n"):
+        data.write_text(text)
+        backdate(data, 60)
+        done = traced(tmp_path, "cat", "data.txt", options=("--stamp-directory", "."))
+        assert done.stdout == text.encode(), done.stderr

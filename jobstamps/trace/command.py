@@ -57,7 +57,7 @@ def run(
                 "outside jobstamp --trace"
             )
         return outcome, None
-    dropped = Ignore(globs, cwd, [engine.store.root])
+    dropped = Ignore(globs, cwd, [engine.store.data])
     entries, why = paths.record(traced.access, method, traced.started_ns, dropped, dropped.globs)
     if why:
         outcome.why_not_stored = why
@@ -77,7 +77,7 @@ class BatchTracer:
     def __init__(self, cwd: str, engine: Engine, globs: Sequence[str], method: str) -> None:
         self.strace = strace.find_strace(cwd)
         self.store = engine.store
-        self.dropped = Ignore(globs, cwd, [engine.store.root])
+        self.dropped = Ignore(globs, cwd, [engine.store.data])
         self.method = method
 
     def run(
