@@ -6,16 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
 from support import backdate, jobstamp
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 
@@ -379,3 +377,13 @@ def test_a_cache_directory_holding_the_files_read_still_sees_them_change(tmp_pat
         backdate(data, 60)
         done = traced(tmp_path, "cat", "data.txt", options=("--stamp-directory", "."))
         assert done.stdout == text.encode(), done.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")  # noqa: S108
+def test_a_project_in_dev_shm_is_traced() -> None:
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as where:
+        data = Path(where) / "data.txt"
+        for text in ("one\n", "two\n"):
+            data.write_text(text)
+            backdate(data, 60)
+            assert traced(Path(where), "cat", "data.txt").stdout == text.encode()

@@ -355,6 +355,8 @@ def _parse_call(pid: int, text: str) -> _Call | None:
 #: Never recorded: the kernel's views (they change all the time and are no files of the
 #: project), and the tools' own caches (:data:`jobstamps.trace.paths.DROPPED_NAMES`).
 DROPPED_TREES = ("/proc", "/sys", "/dev")
+#: Files of a project may live there all the same: ``/dev/shm`` is a file system in memory.
+_KEPT_TREES = ("/dev/shm/",)  # noqa: S108 - a path compared, nothing made there
 #: Where a name may lead to a file of the project (``/proc/self/cwd/a.py``, ``/dev/fd/3``):
 #: a file opened through one is recorded by the path of what was opened.
 _KERNEL_VIEWS = ("/proc/", "/dev/fd/", "/dev/std")
@@ -386,7 +388,9 @@ class Ignore:
 
     def __call__(self, path: str) -> bool:
         """Whether ``path`` is left out."""
-        if path in self.trees or path.startswith(self.prefixes):
+        if (path in self.trees or path.startswith(self.prefixes)) and not path.startswith(
+            _KEPT_TREES
+        ):
             return True
         if self.dropped_parts.search(path + "/"):
             return True
