@@ -108,7 +108,8 @@ def _named(
     A word of a code excerpt (a line above its caret) names nothing, nor does a bare word of
     an indented line (a code frame): there only a word with a location does (``--> a.py:1``).
     A name holding up to ``spaces`` spaces is tried as several words, longest first, so that
-    ``my a.py`` is not taken for ``a.py``.
+    ``my a.py`` is not taken for ``a.py``. A line whose words name several files without a
+    location (``Checked a.py, b.py: 1 problem``) is a summary, and names none.
     """
     found = _located(text, forms)
     if found is not None:
@@ -120,18 +121,28 @@ def _named(
         return None
     loose = not _indented(text)
     words = bare.split()
+    first = None
     for place in range(len(words)):
         for end in range(min(len(words), place + 1 + spaces), place, -1):
             word = b" ".join(words[place:end])
-            if loose:
-                for candidate in (word, word.rstrip(b":,;")):
-                    if candidate in forms and (
-                        _pathlike(candidate) or words[end : end + 1] == [b"line"]
-                    ):
-                        return forms[candidate]
-            found = _located(word, forms)
+            located = _located(word, forms)
+            found = _bare_word(word, words[end : end + 1], forms) if loose else None
+            if first is None and located is not None and found is None:
+                return located
+            found = located if found is None else found
             if found is not None:
-                return found
+                if first is not None and found != first:
+                    return None
+                first = found
+                break
+    return first
+
+
+def _bare_word(word: bytes, after: list[bytes], forms: dict[bytes, int]) -> int | None:
+    """Return the file ``word`` names (``a.py``, ``a.py:``, ``test`` before ``line``), or None."""
+    for candidate in (word, word.rstrip(b":,;")):
+        if candidate in forms and (_pathlike(candidate) or after == [b"line"]):
+            return forms[candidate]
     return None
 
 

@@ -128,3 +128,8 @@ def test_a_file_named_like_a_common_word_is_not_named_by_prose() -> None:
 def test_a_name_with_a_space_is_not_taken_for_the_file_named_by_its_last_word() -> None:
     lines = [(1, b"F401 unused\n"), (1, b" --> my a.py:1:8\n"), (1, b"would reformat my a.py\n")]
     assert attributed(lines, ["a.py", "my a.py"]) == ["my a.py"] * 3
+
+
+def test_a_line_naming_several_files_without_a_location_is_no_files() -> None:
+    lines = [(1, b"Checked a.py, b.py: 1 problems\n"), (1, b"lint-warning: c.py: line too long\n")]
+    assert attributed(lines, ["a.py", "b.py", "c.py"]) == ["-", "c.py"]

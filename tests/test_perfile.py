@@ -437,6 +437,24 @@ def test_a_file_named_by_the_last_word_of_another_never_replays_its_messages(
     assert b"`os`" not in done.stdout
 
 
+def test_a_summary_naming_every_file_is_no_files_so_a_clean_file_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = (
+        "import sys\n"
+        "bad = [name for name in sys.argv[1:] if 'bad' in open(name).read()]\n"
+        "if bad:\n"
+        "    print(f'Checked {\", \".join(sys.argv[1:])}: {len(bad)} problems')\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    linter = stand_in_linter(tmp_path, monkeypatch, source, "UNUSED_RUNS")
+    names = write({"a.py": "fine\n", "b.py": "bad\n"})
+    argv = ["--jobs", "1", "--", *linter, "--", *names]
+    assert per_file(*argv).returncode == 1
+    Path("b.py").write_text("fine again\n")
+    assert (per_file(*argv).returncode, per_file(*argv).stdout) == (0, b"")
+
+
 def test_paths_printed_absolute_or_with_dot_slash_are_attributed(
     fake: list[str], tmp_path: Path
 ) -> None:
