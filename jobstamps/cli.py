@@ -213,7 +213,7 @@ class _Invocation:
         if settings.disabled() and not self.options.show_key:  # a key is shown all the same
             return "caching is off (JOBSTAMPS_DISABLED is set)"
         named = [*self.command[1:], *self.options.dependencies, *self.options.output_files]
-        unkeyed = key.unfingerprintable(named, cwd)
+        unkeyed = key.unfingerprintable(named, cwd, stdin=not self.options.stdin)
         return f"{unkeyed} is a pipe or a device, so it is not cached" if unkeyed else ""
 
     def _note_unchecked(self, engine: Engine, store: Store, job: Job) -> None:

@@ -107,6 +107,17 @@ def test_messages_naming_a_file_with_a_newline_stay_one_line(tmp_path: Path) -> 
         assert all(line.startswith("jobstamp: ") for line in lines(text)), text
 
 
+def test_a_dash_for_piped_standard_input_runs_uncached_unless_stdin_is_given(
+    tmp_path: Path,
+) -> None:
+    for data in (b"one\n", b"two\n"):
+        done = jobstamp("--", "cat", "-", cwd=tmp_path, data=data)
+        assert done.stdout == data
+        assert jobstamp("--stdin", "--", "cat", "-", cwd=tmp_path, data=data).stdout == data
+    stored = jobstamp("--explain", "--", "cat", "-", cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert b"stored the result" in stored.stderr
+
+
 def test_the_short_options_of_ccache() -> None:
     options = cli.parse(["-s", "-C", "-z", "-M", "5G"])
     assert (options.show_stats, options.clear, options.zero_stats) == (True, True, True)
