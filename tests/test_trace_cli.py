@@ -387,3 +387,16 @@ def test_a_project_in_dev_shm_is_traced() -> None:
             data.write_text(text)
             backdate(data, 60)
             assert traced(Path(where), "cat", "data.txt").stdout == text.encode()
+
+
+def test_a_path_refused_by_a_link_loop_reruns_once_the_loop_is_fixed(tmp_path: Path) -> None:
+    (tmp_path / "conf").symlink_to("conf")
+    script = "cat conf/x 2>/dev/null || echo none"
+    assert traced(tmp_path, "sh", "-c", script).stdout == b"none\n"
+    assert not ran(traced(tmp_path, "sh", "-c", script))
+    (tmp_path / "conf").unlink()
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "x").write_text("fixed\n")
+    backdate(tmp_path / "conf" / "x", 60)
+    backdate(tmp_path / "conf", 60)
+    assert traced(tmp_path, "sh", "-c", script).stdout == b"fixed\n"

@@ -281,8 +281,8 @@ class _Parser:
                 self.seen_read.add(path)
             else:
                 self.access.stated.setdefault(path, follow)
-        elif call.absent:
-            self.access.absent.setdefault(path, follow)
+        else:  # not found, or refused (EACCES, ELOOP: what the path is now decides)
+            (self.access.absent if call.absent else self.access.stated).setdefault(path, follow)
 
     def change(self, path: str) -> None:
         if path in self.seen_read and path not in self.access.changed:
