@@ -10,7 +10,9 @@ of real linters:
   stylish format: the name, then indented messages), or when a whitespace-separated word of
   it is the path, possibly followed by a colon and a location (``--> a.py:1:8``,
   ``ERROR: /abs/a.py Imports are incorrectly sorted``, ``would reformat a.py``,
-  ``In a.sh line 2:``, ``Checking a.c ...``).
+  ``In a.sh line 2:``, ``Checking a.c ...``); a name with neither a dot nor a slash
+  (``test``, ``all``) is a word like any other there, but before ``line`` (``In test line
+  2:``).
 - A header introduces the next file: one unnamed line just before a file's line, which either
   opens a paragraph (after a blank line, or first in its stream) whose file line is an
   indented location (ruff's rule line above ``--> a.py:1:8``) or ends with the file's module
@@ -98,11 +100,16 @@ def _located(text: bytes, forms: dict[bytes, int]) -> int | None:
     return found
 
 
-def _named(text: bytes, following: bytes | None, forms: dict[bytes, int]) -> int | None:
+def _named(
+    text: bytes, following: bytes | None, forms: dict[bytes, int], spaces: int = 0
+) -> int | None:
     """Return the file a line names (see the module's text), or ``None``.
 
     A word of a code excerpt (a line above its caret) names nothing, nor does a bare word of
     an indented line (a code frame): there only a word with a location does (``--> a.py:1``).
+    A name holding up to ``spaces`` spaces is tried as several words, longest first, so that
+    ``my a.py`` is not taken for ``a.py``. A line whose words name several files without a
+    location (``Checked a.py, b.py: 1 problem``) is a summary, and names none.
     """
     found = _located(text, forms)
     if found is not None:
@@ -113,15 +120,35 @@ def _named(text: bytes, following: bytes | None, forms: dict[bytes, int]) -> int
     if _caret(following):
         return None
     loose = not _indented(text)
-    for word in bare.split():
-        if loose:
-            for candidate in (word, word.rstrip(b":,;")):
-                if candidate in forms:
-                    return forms[candidate]
-        found = _located(word, forms)
-        if found is not None:
-            return found
+    words = bare.split()
+    first = None
+    for place in range(len(words)):
+        for end in range(min(len(words), place + 1 + spaces), place, -1):
+            word = b" ".join(words[place:end])
+            located = _located(word, forms)
+            found = _bare_word(word, words[end : end + 1], forms) if loose else None
+            if first is None and located is not None and found is None:
+                return located
+            found = located if found is None else found
+            if found is not None:
+                if first is not None and found != first:
+                    return None
+                first = found
+                break
+    return first
+
+
+def _bare_word(word: bytes, after: list[bytes], forms: dict[bytes, int]) -> int | None:
+    """Return the file ``word`` names (``a.py``, ``a.py:``, ``test`` before ``line``), or None."""
+    for candidate in (word, word.rstrip(b":,;")):
+        if candidate in forms and (_pathlike(candidate) or after == [b"line"]):
+            return forms[candidate]
     return None
+
+
+def _pathlike(name: bytes) -> bool:
+    """Whether ``name`` reads as a path, not as a word (``test``, ``all``) of a sentence."""
+    return b"/" in name or b"." in name
 
 
 def _indented(text: bytes) -> bool:
@@ -180,10 +207,11 @@ def owners(lines: Sequence[Line], forms: dict[bytes, int]) -> list[int | None]:
     for position, (fd, _) in enumerate(lines):
         streams.setdefault(fd, []).append(position)
     named: list[int | None] = [None] * len(lines)
+    spaces = max((form.count(b" ") for form in forms), default=0)
     for positions in streams.values():
         for place, at in enumerate(positions):
             following = plain[positions[place + 1]] if place + 1 < len(positions) else None
-            named[at] = _named(plain[at], following, forms)
+            named[at] = _named(plain[at], following, forms, spaces)
     names = _names(forms)
     result: list[int | None] = [None] * len(lines)
     for positions in streams.values():

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, Union
 from jobstamps import fingerprint, settings
 from jobstamps.canonical import call_key, describe_callable
 from jobstamps.engine import HASH, MTIME, Engine, Job, ReplayError
-from jobstamps.errors import UsageError
+from jobstamps.errors import UsageError, one_line
 from jobstamps.key import abspaths
 from jobstamps.store import Store, default_root
 
@@ -46,7 +46,7 @@ _REMEMBERED = 4096  # calls remembered per process, per kind
 
 
 def _say(message: str) -> None:
-    print(f"jobstamps: {message}", file=sys.stderr, flush=True)
+    print(f"jobstamps: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def method_name(method: object) -> str:
@@ -340,7 +340,7 @@ def _traced(
     payload = _payload(engine, job, result)
     if payload is None:
         return result, None, ()
-    entries, why = paths.record(access, job.method, started, Ignore((), trees=[engine.store.root]))
+    entries, why = paths.record(access, job.method, started, Ignore((), trees=[engine.store.data]))
     if why:
         engine.say(f"not stored: {why}")
         return result, None, ()

@@ -10,7 +10,13 @@ from __future__ import annotations
 import os
 import sys
 
-from jobstamps.errors import CacheDirectoryError, JobstampsError, NotShareableError, UsageError
+from jobstamps.errors import (
+    CacheDirectoryError,
+    JobstampsError,
+    NotShareableError,
+    UsageError,
+    one_line,
+)
 from jobstamps.options import USAGE, Options, parse
 
 TYPE_CHECKING = False
@@ -28,7 +34,7 @@ _REPORT = "Please report this bug with the command line and the output of jobsta
 
 
 def _error(message: str, usage: bool = False) -> None:
-    text = f"jobstamp: {message}\n"
+    text = f"jobstamp: {one_line(message)}\n"
     if usage:
         text += USAGE + " (see jobstamp --help)\n"
     try:
@@ -207,7 +213,7 @@ class _Invocation:
         if settings.disabled() and not self.options.show_key:  # a key is shown all the same
             return "caching is off (JOBSTAMPS_DISABLED is set)"
         named = [*self.command[1:], *self.options.dependencies, *self.options.output_files]
-        unkeyed = key.unfingerprintable(named, cwd)
+        unkeyed = key.unfingerprintable(named, cwd, stdin=not self.options.stdin)
         return f"{unkeyed} is a pipe or a device, so it is not cached" if unkeyed else ""
 
     def _note_unchecked(self, engine: Engine, store: Store, job: Job) -> None:

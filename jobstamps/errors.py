@@ -9,7 +9,16 @@ __all__ = [
     "NotShareableError",
     "UnhashableArgumentError",
     "UsageError",
+    "one_line",
 ]
+
+
+def one_line(message: str) -> str:
+    r"""Return ``message`` as one line: a newline or carriage return in a name shows as ``\n``.
+
+    Every message jobstamps writes is one line, whatever the names of the files in it.
+    """
+    return message.replace("\n", "\\n").replace("\r", "\\r")
 
 
 class JobstampsError(Exception):

@@ -42,6 +42,7 @@ __all__ = [
     "digest_file",
     "listing",
     "record",
+    "shown",
     "stat_signature",
     "tree_changes",
     "why_unrecorded",
@@ -248,12 +249,18 @@ def tree_changes(path: str, method: str, recorded: Listing) -> str:
         here = "\0"  # no working directory: every path is shown in full
     said = []
     for name, what in changes[:3]:
-        shown = os.path.join(path, name).removeprefix(here)
-        # Quoted if it holds a newline or undecodable bytes: the reason stays one line.
-        said.append(f"{shown if shown.isprintable() else repr(shown)} {what}")
+        said.append(f"{shown(os.path.join(path, name).removeprefix(here))} {what}")
     if len(changes) > 3:  # noqa: PLR2004 - as many as the line says
         said.append(f"and {len(changes) - 3} more")
     return "; ".join(said)
+
+
+def shown(path: str) -> str:
+    """Return ``path`` for a message, quoted if it holds a newline or undecodable bytes.
+
+    A message is one line whatever the names in it.
+    """
+    return path if path.isprintable() else repr(path)
 
 
 def stat_signature(st: os.stat_result) -> Signature:

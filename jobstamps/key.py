@@ -62,15 +62,20 @@ def _kernel_path(path: str) -> str:
     return os.path.join(os.path.realpath(head), tail)
 
 
-def unfingerprintable(names: Sequence[str], cwd: str) -> str | None:
+def unfingerprintable(names: Sequence[str], cwd: str, stdin: bool = True) -> str | None:
     """Return the first of ``names`` that is a pipe or a device (not ``/dev/null``), else None.
 
     Such an argument or dependency (``<(...)`` in bash is ``/dev/fd/63``) reads differently
     each time while its name stays the same, so no result keyed on it may be stored or
     replayed. A name is caught by its form even when that descriptor is closed here, and by
     what it leads to; a name that merely contains one (``--config=/dev/fd/63``) counts too.
+    ``-`` names the standard input the command inherits (``stdin``) when that is one.
     """
     for name in names:
+        if name == "-":
+            if stdin and _piped(0):
+                return "- (standard input)"
+            continue
         if any(form in name for form in _DESCRIPTOR_NAMES) or ("/proc/" in name and "/fd/" in name):
             return name
         try:
@@ -82,6 +87,20 @@ def unfingerprintable(names: Sequence[str], cwd: str) -> str | None:
         ):
             return name
     return None
+
+
+def _piped(fd: int) -> bool:
+    """Whether descriptor ``fd`` is a pipe, a socket or a device other than ``/dev/null``."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    if stat.S_ISCHR(st.st_mode):
+        try:
+            return st.st_rdev != os.stat(os.devnull).st_rdev
+        except OSError:
+            return True
+    return stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode)
 
 
 def resolve_executable(name: str, cwd: str, path: str | None) -> str | None:

@@ -366,6 +366,9 @@ def report_start_failure(name: str, error: OSError) -> int:
     """Say why the command could not start; return the shell's exit status for it."""
     import errno
 
+    from jobstamps.errors import one_line
+
+    name = one_line(name)
     if error.errno in {errno.ENOENT, errno.ENOTDIR}:
         print(f"jobstamp: command not found: {name}. Check its name and PATH", file=sys.stderr)
         return 127

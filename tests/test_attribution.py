@@ -113,3 +113,23 @@ def test_two_runs_that_differ_only_in_file_names_read_the_same() -> None:
     one = attribution.anonymous([(1, b"ruff failed for a.py\n")], forms)
     assert one == attribution.anonymous([(1, b"ruff failed for /w/c.py\n")], forms)
     assert one != attribution.anonymous([(1, b"ruff failed twice\n")], forms)
+
+
+def test_a_file_named_like_a_common_word_is_not_named_by_prose() -> None:
+    lines = [
+        (1, b"In test line 2:\n"),
+        (1, b"all\n"),
+        (1, b"b:1:1: E1 bad\n"),
+        (1, b"Checked all files: 1 errors.\n"),
+    ]
+    assert attributed(lines, ["all", "b", "test"]) == ["test", "all", "b", "-"]
+
+
+def test_a_name_with_a_space_is_not_taken_for_the_file_named_by_its_last_word() -> None:
+    lines = [(1, b"F401 unused\n"), (1, b" --> my a.py:1:8\n"), (1, b"would reformat my a.py\n")]
+    assert attributed(lines, ["a.py", "my a.py"]) == ["my a.py"] * 3
+
+
+def test_a_line_naming_several_files_without_a_location_is_no_files() -> None:
+    lines = [(1, b"Checked a.py, b.py: 1 problems\n"), (1, b"lint-warning: c.py: line too long\n")]
+    assert attributed(lines, ["a.py", "b.py", "c.py"]) == ["-", "c.py"]

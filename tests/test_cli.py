@@ -92,6 +92,32 @@ def test_a_file_whose_name_starts_with_a_dash_can_be_a_dependency(tmp_path: Path
         assert (done.returncode, done.stderr, runs(tmp_path / "counter")) == (0, b"", count)
 
 
+def test_messages_naming_a_file_with_a_newline_stay_one_line(tmp_path: Path) -> None:
+    (tmp_path / "new\nline").write_text("1")
+    jobstamp("--dependencies", "new\nline", "--", "true", cwd=tmp_path)
+    (tmp_path / "new\nline").write_text("22")
+    said = [
+        jobstamp("--explain", "--dependencies", "new\nline", "--", "true", cwd=tmp_path).stderr,
+        jobstamp("--", "./no\nsuch", cwd=tmp_path).stderr,
+        jobstamp("--explain", "--per-file", "--", "true", "--", "new\nline", cwd=tmp_path).stderr,
+    ]
+    assert b"new\\nline changed" in said[0]
+    for text in said:
+        assert text
+        assert all(line.startswith("jobstamp: ") for line in lines(text)), text
+
+
+def test_a_dash_for_piped_standard_input_runs_uncached_unless_stdin_is_given(
+    tmp_path: Path,
+) -> None:
+    for data in (b"one\n", b"two\n"):
+        done = jobstamp("--", "cat", "-", cwd=tmp_path, data=data)
+        assert done.stdout == data
+        assert jobstamp("--stdin", "--", "cat", "-", cwd=tmp_path, data=data).stdout == data
+    stored = jobstamp("--explain", "--", "cat", "-", cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert b"stored the result" in stored.stderr
+
+
 def test_the_short_options_of_ccache() -> None:
     options = cli.parse(["-s", "-C", "-z", "-M", "5G"])
     assert (options.show_stats, options.clear, options.zero_stats) == (True, True, True)

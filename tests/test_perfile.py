@@ -395,6 +395,66 @@ def test_file_names_with_spaces_dashes_and_undecodable_bytes(
     assert runs(tmp_path) == []
 
 
+def test_files_named_like_words_of_a_summary_replay_no_stale_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = (
+        "import sys\n"
+        "bad = [name for name in sys.argv[1:] if 'bad' in open(name).read()]\n"
+        "for name in bad:\n"
+        "    print(f'{name}:1:1: E1 bad')\n"
+        "if bad:\n"
+        "    print(f'Checked all files: {len(bad)} errors.')\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    linter = stand_in_linter(tmp_path, monkeypatch, source, "UNUSED_RUNS")
+    names = write({"all": "fine\n", "b": "bad\n", "c": "fine\n"})
+    argv = ["--jobs", "1", "--", *linter, "--", *names]
+    first = per_file(*argv)
+    assert (first.returncode, first.stdout) == (1, b"b:1:1: E1 bad\nChecked all files: 1 errors.\n")
+    Path("c").write_text("bad\n")
+    again = per_file(*argv)
+    # all's result says nothing: no summary comes back with it.
+    assert sorted(again.stdout.splitlines()) == [
+        b"Checked all files: 1 errors.",
+        b"b:1:1: E1 bad",
+        b"c:1:1: E1 bad",
+    ]
+    assert again.returncode == 1
+
+
+def test_a_file_named_by_the_last_word_of_another_never_replays_its_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    names = write({"my a.py": "import os\n", "a.py": "x = 1\n"})
+    argv = ["--jobs", "1", "--", str(BIN / "ruff"), "check", "--no-cache", "--output-format"]
+    argv += ["full", "--", *names]
+    per_file(*argv)
+    Path("my a.py").write_text("import re\n")
+    done = per_file(*argv)
+    assert b"`re` imported but unused" in done.stdout
+    assert b"`os`" not in done.stdout
+
+
+def test_a_summary_naming_every_file_is_no_files_so_a_clean_file_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = (
+        "import sys\n"
+        "bad = [name for name in sys.argv[1:] if 'bad' in open(name).read()]\n"
+        "if bad:\n"
+        "    print(f'Checked {\", \".join(sys.argv[1:])}: {len(bad)} problems')\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    linter = stand_in_linter(tmp_path, monkeypatch, source, "UNUSED_RUNS")
+    names = write({"a.py": "fine\n", "b.py": "bad\n"})
+    argv = ["--jobs", "1", "--", *linter, "--", *names]
+    assert per_file(*argv).returncode == 1
+    Path("b.py").write_text("fine again\n")
+    assert (per_file(*argv).returncode, per_file(*argv).stdout) == (0, b"")
+
+
 def test_paths_printed_absolute_or_with_dot_slash_are_attributed(
     fake: list[str], tmp_path: Path
 ) -> None:

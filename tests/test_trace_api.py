@@ -80,3 +80,17 @@ def test_a_module_imported_by_the_call_reruns_when_its_source_changes(
     assert runs(counter) == 2
     assert jobstamp.run(job) == 2  # untraced: a key of its own
     assert runs(counter) == 3
+
+
+def test_a_cache_directory_holding_the_files_read_still_sees_them_change(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    written(data, "1")
+
+    @jobstamps.memoize(trace=True, cache_dir=tmp_path)
+    def job(path: str) -> str:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+
+    assert job(str(data)) == "1"
+    written(data, "22")
+    assert job(str(data)) == "22"

@@ -6,15 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
-from support import jobstamp
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from support import backdate, jobstamp
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 
@@ -350,3 +349,98 @@ def test_trace_options_that_mean_nothing_together_are_usage_errors(
         done = jobstamp(*mode, *options, "--", "true", *files, cwd=tmp_path)
         assert done.returncode == 2
         assert done.stderr.decode().startswith(said)
+
+
+def test_reasons_naming_a_file_with_a_newline_or_undecodable_bytes_stay_one_line(
+    tmp_path: Path,
+) -> None:
+    names = [os.fsencode(tmp_path / "new\nline"), os.fsencode(tmp_path) + b"/bad\xff"]
+    for name in names:
+        with open(name, "wb") as handle:
+            handle.write(b"x\n")
+        backdate(os.fsdecode(name), 60)
+    script = "cat new* bad* >/dev/null; echo hi"
+    traced(tmp_path, "sh", "-c", script)
+    for name in names:
+        with open(name, "ab") as handle:
+            handle.write(b"y\n")
+        backdate(os.fsdecode(name), 60)
+        said = traced(tmp_path, "sh", "-c", script).stderr.decode("utf-8", "replace")
+        assert all(line.startswith("jobstamp: ") for line in said.splitlines()), said
+        assert "changed" in said, said
+    done = traced(tmp_path, "sh", "-c", 'for f in new*; do cat "$f"; echo z >> "$f"; done')
+    said = done.stderr.decode("utf-8", "replace")
+    assert "after reading it" in said, said
+    assert all(line.startswith("jobstamp: ") for line in said.splitlines()), said
+
+
+def test_a_fifo_the_command_reads_is_never_replayed(tmp_path: Path) -> None:
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    for text in (b"one\n", b"two\n"):
+        writer = threading.Thread(target=fifo.write_bytes, args=(text,), daemon=True)
+        writer.start()
+        done = traced(tmp_path, "sh", "-c", "cat feed")
+        writer.join(timeout=5)
+        assert done.stdout == text, done.stderr
+        assert "not stored: the command read" in done.stderr.decode(), done.stderr
+
+
+def test_a_file_dated_in_the_future_is_stored_and_checked_by_its_contents(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one\n")
+    backdate(data, -3600)
+    assert traced(tmp_path, "cat", "data.txt").stdout == b"one\n"
+    assert not ran(traced(tmp_path, "cat", "data.txt"))
+    when = data.stat().st_mtime_ns
+    data.write_text("two\n")
+    os.utime(data, ns=(when, when))
+    done = traced(tmp_path, "cat", "data.txt")
+    assert ran(done, "data.txt")
+    assert done.stdout == b"two\n"
+
+
+def test_a_file_opened_through_proc_self_cwd_is_traced(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one\n")
+    backdate(data, 60)
+    script = "cat /proc/self/cwd/data.txt"
+    assert traced(tmp_path, "sh", "-c", script).stdout == b"one\n"
+    assert not ran(traced(tmp_path, "sh", "-c", script))
+    data.write_text("two\n")
+    backdate(data, 60)
+    done = traced(tmp_path, "sh", "-c", script)
+    assert ran(done, "data.txt")
+    assert done.stdout == b"two\n"
+
+
+def test_a_cache_directory_holding_the_files_read_still_sees_them_change(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    for text in ("one\n", "two\n"):
+        data.write_text(text)
+        backdate(data, 60)
+        done = traced(tmp_path, "cat", "data.txt", options=("--stamp-directory", "."))
+        assert done.stdout == text.encode(), done.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")  # noqa: S108
+def test_a_project_in_dev_shm_is_traced() -> None:
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as where:
+        data = Path(where) / "data.txt"
+        for text in ("one\n", "two\n"):
+            data.write_text(text)
+            backdate(data, 60)
+            assert traced(Path(where), "cat", "data.txt").stdout == text.encode()
+
+
+def test_a_path_refused_by_a_link_loop_reruns_once_the_loop_is_fixed(tmp_path: Path) -> None:
+    (tmp_path / "conf").symlink_to("conf")
+    script = "cat conf/x 2>/dev/null || echo none"
+    assert traced(tmp_path, "sh", "-c", script).stdout == b"none\n"
+    assert not ran(traced(tmp_path, "sh", "-c", script))
+    (tmp_path / "conf").unlink()
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "x").write_text("fixed\n")
+    backdate(tmp_path / "conf" / "x", 60)
+    backdate(tmp_path / "conf", 60)
+    assert traced(tmp_path, "sh", "-c", script).stdout == b"fixed\n"

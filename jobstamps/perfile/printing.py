@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from jobstamps import fileresults
+from jobstamps.errors import one_line
 from jobstamps.replay import Writer
 
 TYPE_CHECKING = False
@@ -19,7 +20,7 @@ __all__ = ["InOrder", "count", "error_line"]
 def error_line(message: str) -> None:
     """Write one ``jobstamp:`` line to stderr, whatever the bytes in it."""
     try:
-        os.write(2, f"jobstamp: {message}\n".encode("utf-8", "surrogateescape"))
+        os.write(2, f"jobstamp: {one_line(message)}\n".encode("utf-8", "surrogateescape"))
     except (OSError, UnicodeEncodeError):
         pass
 

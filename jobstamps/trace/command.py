@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from jobstamps.errors import one_line
 from jobstamps.trace import paths, strace
 from jobstamps.trace.parse import Ignore
 
@@ -23,7 +24,7 @@ __all__ = ["BatchTracer", "run"]
 
 def _line(message: str) -> None:
     try:
-        os.write(2, f"jobstamp: {message}\n".encode("utf-8", "replace"))
+        os.write(2, f"jobstamp: {one_line(message)}\n".encode("utf-8", "replace"))
     except OSError:
         pass
 
@@ -56,7 +57,7 @@ def run(
                 "outside jobstamp --trace"
             )
         return outcome, None
-    dropped = Ignore(globs, cwd, [engine.store.root])
+    dropped = Ignore(globs, cwd, [engine.store.data])
     entries, why = paths.record(traced.access, method, traced.started_ns, dropped, dropped.globs)
     if why:
         outcome.why_not_stored = why
@@ -76,7 +77,7 @@ class BatchTracer:
     def __init__(self, cwd: str, engine: Engine, globs: Sequence[str], method: str) -> None:
         self.strace = strace.find_strace(cwd)
         self.store = engine.store
-        self.dropped = Ignore(globs, cwd, [engine.store.root])
+        self.dropped = Ignore(globs, cwd, [engine.store.data])
         self.method = method
 
     def run(

@@ -249,7 +249,7 @@ class _Parser:
         given = unescape(args[spec[1]])
         if not given:  # fstatat(fd, "", AT_EMPTY_PATH): a descriptor, not a name
             return
-        path = self.resolve(call.pid, given, dirfd)
+        path = _opened(call, self.resolve(call.pid, given, dirfd), spec[2])
         kind = spec[2]
         if kind == "chdir":
             if call.ok:
@@ -281,13 +281,20 @@ class _Parser:
                 self.seen_read.add(path)
             else:
                 self.access.stated.setdefault(path, follow)
-        elif call.absent:
-            self.access.absent.setdefault(path, follow)
+        else:  # not found, or refused (EACCES, ELOOP: what the path is now decides)
+            (self.access.absent if call.absent else self.access.stated).setdefault(path, follow)
 
     def change(self, path: str) -> None:
         if path in self.seen_read and path not in self.access.changed:
             self.access.read_then_changed.setdefault(path)
         self.access.changed.setdefault(path)
+
+
+def _opened(call: _Call, path: str, kind: str) -> str:
+    """Name a file opened through a kernel view (``/proc/self/cwd/a.py``) by what it opened."""
+    if kind == "open" and call.ok and path.startswith(_KERNEL_VIEWS):
+        return _annotated(call.result.split(" ", 1)[0]) or path
+    return path
 
 
 def _nofollow(name: str, args: list[str]) -> bool:
@@ -348,6 +355,11 @@ def _parse_call(pid: int, text: str) -> _Call | None:
 #: Never recorded: the kernel's views (they change all the time and are no files of the
 #: project), and the tools' own caches (:data:`jobstamps.trace.paths.DROPPED_NAMES`).
 DROPPED_TREES = ("/proc", "/sys", "/dev")
+#: Files of a project may live there all the same: ``/dev/shm`` is a file system in memory.
+_KEPT_TREES = ("/dev/shm/",)  # noqa: S108 - a path compared, nothing made there
+#: Where a name may lead to a file of the project (``/proc/self/cwd/a.py``, ``/dev/fd/3``):
+#: a file opened through one is recorded by the path of what was opened.
+_KERNEL_VIEWS = ("/proc/", "/dev/fd/", "/dev/std")
 
 
 class Ignore:
@@ -376,7 +388,9 @@ class Ignore:
 
     def __call__(self, path: str) -> bool:
         """Whether ``path`` is left out."""
-        if path in self.trees or path.startswith(self.prefixes):
+        if (path in self.trees or path.startswith(self.prefixes)) and not path.startswith(
+            _KEPT_TREES
+        ):
             return True
         if self.dropped_parts.search(path + "/"):
             return True

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 from jobstamps import fingerprint
+from jobstamps.fingerprint import shown
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,7 +82,7 @@ def record(
     """
     for path in access.read_then_changed:
         if not dropped(path):
-            return [], f"the command changed {path} after reading it"
+            return [], f"the command changed {shown(path)} after reading it"
     entries: list[Entry] = []
     done: set[str] = set()
 
@@ -99,7 +101,9 @@ def record(
     used = [(path, True) for path in access.read] + list(access.stated.items())
     for path, follow in used:
         if wanted(path):
-            why = _record_used(path, method, started_ns, follow=follow, entries=entries)
+            why = _record_used(
+                path, method, started_ns, follow=follow, opened=path in access.read, entries=entries
+            )
             if why:
                 return [], why
     entries += _absent(access, wanted)
@@ -124,9 +128,12 @@ def _absent(access: Access, wanted: Callable[[str], bool]) -> list[Entry]:
 
 
 def _record_used(
-    path: str, method: str, started_ns: int, *, follow: bool, entries: list[Entry]
+    path: str, method: str, started_ns: int, *, follow: bool, opened: bool, entries: list[Entry]
 ) -> str:
-    """Add what ``path`` is now to ``entries``; say why not to store if it changed in the run."""
+    """Add what ``path`` is now to ``entries``; say why not to store if it changed in the run.
+
+    What the command read from a pipe, socket or device (``opened``) cannot be checked later.
+    """
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError:
@@ -138,11 +145,14 @@ def _record_used(
         except OSError:
             entries.append([path, "K", _kind(st.st_mode)])
         return ""
+    if opened and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        return f"the command read {shown(path)}, a pipe or device, which cannot be checked later"
     if not stat.S_ISREG(st.st_mode):
         entries.append([path, "k" if follow else "K", _kind(st.st_mode)])
         return ""
-    if max(st.st_mtime_ns, st.st_ctime_ns) >= started_ns - CHANGED_MARGIN_NS:
-        return f"{path} changed while the command ran"
+    since = started_ns - CHANGED_MARGIN_NS  # a future modification time is no change now
+    if st.st_ctime_ns >= since or since <= st.st_mtime_ns <= time.time_ns():
+        return f"{shown(path)} changed while the command ran"
     recorded = fingerprint.record(path, method)
     if recorded is None:
         entries.append([path, "n", None])
@@ -173,7 +183,8 @@ def _check_absent(parent: str, names: list[str], follow: bool) -> str:
     except (FileNotFoundError, NotADirectoryError):
         return ""
     except OSError as error:
-        return f"{parent}, where the command looked for files, cannot be read ({error.strerror})"
+        where = shown(parent)
+        return f"{where}, where the command looked for files, cannot be read ({error.strerror})"
     if not stat.S_ISDIR(st.st_mode):
         return ""
     candidates = names
@@ -188,7 +199,7 @@ def _check_absent(parent: str, names: list[str], follow: bool) -> str:
     for name in candidates:
         path = os.path.join(parent, name)
         if exists(path):
-            return f"{path} was created, where the command looked for it"
+            return f"{shown(path)} was created, where the command looked for it"
     return ""
 
 
@@ -202,28 +213,28 @@ def _check_file(path: str, data: object, method: str) -> str:
     except OSError:
         pass
     why, _ = fingerprint.check(path, method, recorded)
-    return f"traced file {path} changed: {why}" if why else ""
+    return f"traced file {shown(path)} changed: {why}" if why else ""
 
 
 def _check_missing(path: str, follow: bool) -> str:
     exists = os.path.exists(path) if follow else os.path.lexists(path)
-    return f"{path} was created, where the command looked for it" if exists else ""
+    return f"{shown(path)} was created, where the command looked for it" if exists else ""
 
 
 def _check_kind(path: str, data: object, follow: bool) -> str:
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError:
-        return f"{path}, which the command used, no longer exists"
-    return "" if _kind(st.st_mode) == data else f"{path} is another kind of file now"
+        return f"{shown(path)}, which the command used, no longer exists"
+    return "" if _kind(st.st_mode) == data else f"{shown(path)} is another kind of file now"
 
 
 def _check_link(path: str, data: object) -> str:
     try:
         target = os.readlink(path)
     except OSError:
-        return f"{path} is no longer a symbolic link"
-    return "" if target == data else f"symbolic link {path} leads elsewhere now"
+        return f"{shown(path)} is no longer a symbolic link"
+    return "" if target == data else f"symbolic link {shown(path)} leads elsewhere now"
 
 
 def _check_listing(path: str, data: object) -> str:
@@ -233,12 +244,12 @@ def _check_listing(path: str, data: object) -> str:
     try:
         now = _names(path, volatile, globs)
     except OSError:
-        return f"directory {path}, which the command listed, cannot be read"
+        return f"directory {shown(path)}, which the command listed, cannot be read"
     if now == names:
         return ""
-    said = [f"{name} was added" for name in sorted(set(now) - set(names))[:3]]
-    said += [f"{name} was removed" for name in sorted(set(names) - set(now))[:3]]
-    return f"the listing of {path} changed: {'; '.join(said)}"
+    said = [f"{shown(name)} was added" for name in sorted(set(now) - set(names))[:3]]
+    said += [f"{shown(name)} was removed" for name in sorted(set(names) - set(now))[:3]]
+    return f"the listing of {shown(path)} changed: {'; '.join(said)}"
 
 
 _CHECKS: dict[str, Callable[[str, object, str], str]] = {
@@ -257,5 +268,5 @@ _CHECKS: dict[str, Callable[[str, object, str], str]] = {
 def _check_one(path: str, kind: str, data: object, method: str) -> str:
     checker = _CHECKS.get(kind)
     if checker is None:
-        return f"{path} was recorded by another version of jobstamps"
+        return f"{shown(path)} was recorded by another version of jobstamps"
     return checker(path, data, method)
