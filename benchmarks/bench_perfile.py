@@ -3,7 +3,7 @@ cppcheck over a generated C project through CMake.
 
 Run from a checkout::
 
-    python benchmarks/bench_perfile.py                  # full run, a table (about ten minutes)
+    python benchmarks/bench_perfile.py                  # full run, a table (about 15 minutes)
     python benchmarks/bench_perfile.py --rounds 3       # fewer rounds of the Django part
     python benchmarks/bench_perfile.py --json           # the same figures as JSON on stdout
     python benchmarks/bench_perfile.py --skip-django    # only the CMake part (no download)
