@@ -321,19 +321,22 @@ def test_per_file_batch_traced_set_is_stored_once_and_needed_by_each_file(
 def test_per_file_failures_sealed_after_a_retry_keep_their_batch_traced_set(
     tmp_path: Path,
 ) -> None:
+    files = ["a.py", "b.py", "c.py"]
     (tmp_path / "a.py").write_text("import os\n")
-    (tmp_path / "b.py").write_text("x = 1\n")
-    # The run over both fails naming a.py only: b.py runs again alone and passes, and a.py's
-    # failure is then stored as its own, with what the first run read.
-    out, said = per_file_traced(tmp_path, "a.py", "b.py")
+    (tmp_path / "b.py").write_text("import sys\n")
+    (tmp_path / "c.py").write_text("x = 1\n")
+    # The run over all three fails naming a.py and b.py: c.py runs again alone and passes,
+    # and the failures of a.py and b.py are then stored as that first run's, with what it read.
+    out, said = per_file_traced(tmp_path, *files)
     assert b"a.py:1:1: F401" in out
-    assert "2 files: 0 replayed, 2 ran in 2 runs" in said
-    assert "2 files: 2 replayed" in per_file_traced(tmp_path, "a.py", "b.py")[1]
+    assert b"b.py:1:1: F401" in out
+    assert "3 files: 0 replayed, 3 ran in 2 runs" in said
+    assert "3 files: 3 replayed" in per_file_traced(tmp_path, *files)[1]
     (tmp_path / "setup.cfg").write_text("[flake8]\nextend-ignore = F401\n")
-    out, said = per_file_traced(tmp_path, "a.py", "b.py")
+    out, said = per_file_traced(tmp_path, *files)
     assert out == b""
     assert f"running a.py: {tmp_path}/setup.cfg was created, where the command looked" in said
-    assert "2 files: 0 replayed, 2 ran" in said
+    assert "3 files: 0 replayed, 3 ran" in said
 
 
 def test_a_command_killed_by_a_signal_reports_it_and_stores_nothing(tmp_path: Path) -> None:
