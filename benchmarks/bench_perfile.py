@@ -3,7 +3,7 @@ cppcheck over a generated C project through CMake.
 
 Run from a checkout::
 
-    python benchmarks/bench_perfile.py                  # full run, a table (about ten minutes)
+    python benchmarks/bench_perfile.py                  # full run, a table (about 15 minutes)
     python benchmarks/bench_perfile.py --rounds 3       # fewer rounds of the Django part
     python benchmarks/bench_perfile.py --json           # the same figures as JSON on stdout
     python benchmarks/bench_perfile.py --skip-django    # only the CMake part (no download)
@@ -14,13 +14,15 @@ environment; ``--venv DIR`` uses an existing one that has all three instead.
 Django: it fetches Django 5.2's source distribution from the package index (``pip download``
 into ``--download-dir``, kept between runs), unpacks it into a throwaway git repository with
 a flake8 configuration like Django's own (``.flake8``: ``max-line-length = 88``,
-``extend-ignore = E203``), commits it, and times ``pre-commit run --all-files`` with two
-configurations: flake8 unwrapped (a ``language: system`` hook) and flake8 through the
+``extend-ignore = E203``), commits it, and times ``pre-commit run --all-files`` with three
+configurations: flake8 unwrapped (a ``language: system`` hook), flake8 through the
 ``jobstamp-flake8`` hook of this tree's ``.pre-commit-hooks.yaml`` (its entry and arguments,
-with ``language: system``, so that it runs the jobstamps under test). Each round times the
-unwrapped hook once and the wrapped one three times: with an empty cache, with nothing
-changed, and after one file was edited. Goals: empty cache <= 1.3x unwrapped, nothing changed
-<= 2.5% of unwrapped, one file edited <= 5%.
+with ``language: system``, so that it runs the jobstamps under test), and the same hook with
+``--trace`` (what a batch read outside its own files becomes a dependency of each of its
+files). Each round times the unwrapped hook once and each wrapped one three times: with an
+empty cache, with nothing changed, and after one file was edited. Goals: empty cache <= 1.3x
+unwrapped, nothing changed <= 2.5% of unwrapped, one file edited <= 5%; with ``--trace``,
+empty cache <= 1.4x, nothing changed <= 3%.
 
 CMake: a C project of a few dozen files with a target that runs cppcheck on all of them
 (unwrapped: a plain custom target, which runs on every build) and a
@@ -52,9 +54,15 @@ from benchlib import RACY_WINDOW_S, BenchError, clean_env, quantile
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-GOALS = {"empty cache": 1.3, "nothing changed": 0.025, "one file edited": 0.05}
+GOALS = {
+    "empty cache": 1.3,
+    "nothing changed": 0.025,
+    "one file edited": 0.05,
+    "traced empty cache": 1.4,
+    "traced nothing changed": 0.03,
+}
 DJANGO = "django==5.2.*"
 FLAKE8_CONFIG = "[flake8]\nextend-ignore = E203\nmax-line-length = 88\n"
 EDITED = "django/utils/text.py"
@@ -62,6 +70,11 @@ C_FILES = 40
 C_REPEATS = 8  # groups of four functions per C file
 UNWRAPPED = "unwrapped"
 STEPS = ("empty cache", "nothing changed", "one file edited")
+#: The steps of the Django hook with ``--trace``: what a batch read outside its own files
+#: becomes a dependency of each of its files.
+TRACED = "traced "
+#: In a hook's args, what follows this are jobstamps options (jobstamps.precommit.OPTIONS_MARK).
+OPTIONS_MARK = "--jobstamps--"
 MESSAGE = re.compile(r"^\S+:\d+:\d+: ")
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "bench",
@@ -162,29 +175,36 @@ class Contest:
         scene: Scene,
         cwd: str,
         unwrapped: list[str],
-        wrapped: list[str],
+        wrapped: dict[str, list[str]],
         edit: Callable[[int], None],
     ) -> None:
+        """``wrapped`` maps a prefix of step names (``""`` for the plain hook) to a command,
+        timed at each of the ``STEPS``."""
         self.scene = scene
         self.cwd = cwd
-        self.commands = {UNWRAPPED: unwrapped, **dict.fromkeys(STEPS, wrapped)}
+        self.steps = [prefix + step for prefix in wrapped for step in STEPS]
+        self.commands = {
+            UNWRAPPED: unwrapped,
+            **{prefix + step: command for prefix, command in wrapped.items() for step in STEPS},
+        }
         self.edit = edit
         self.samples: dict[str, list[float]] = {name: [] for name in self.commands}
-        self.files: dict[str, list[tuple[int, int]]] = {name: [] for name in STEPS}
+        self.files: dict[str, list[tuple[int, int]]] = {name: [] for name in self.steps}
         self.reference: tuple[int, list[str]] | None = None
         self.edits = 0
 
     def run(self, name: str) -> None:
         """Time one run of ``name`` and check its output against the unwrapped checker's."""
-        if name == "empty cache":
+        empty = name.endswith("empty cache")
+        if empty:
             self.scene.clear_cache()
-        if name == "one file edited":
+        if name.endswith("one file edited"):
             self.edits += 1
             self.edit(self.edits)
         before = self.scene.counts()
         seconds, code, output = self.scene.timed(self.commands[name], self.cwd)
         hits, misses, results = (a - b for a, b in zip(self.scene.counts(), before, strict=True))
-        if name == "empty cache":  # counts made before the cache directory existed are lost
+        if empty:  # counts made before the cache directory existed are lost
             misses = results
         messages = sorted(line for line in output.splitlines() if MESSAGE.match(line))
         if name == UNWRAPPED or self.reference is None:
@@ -201,14 +221,14 @@ class Contest:
     def rounds(self, rounds: int, what: str) -> dict[str, Any]:
         """Warm up, then time ``rounds`` rounds; the unwrapped run takes a new place each round."""
         self.run(UNWRAPPED)  # warms the disk cache and any compiled files up
-        for name in STEPS:
+        for name in self.steps:
             self.run(name)
         self.samples = {name: [] for name in self.commands}
-        self.files = {name: [] for name in STEPS}
+        self.files = {name: [] for name in self.steps}
         for turn in range(rounds):
             say(f"{what}: round {turn + 1} of {rounds}")
-            order: list[str] = list(STEPS)
-            order.insert(turn % (len(STEPS) + 1), UNWRAPPED)
+            order: list[str] = list(self.steps)
+            order.insert(turn % (len(self.steps) + 1), UNWRAPPED)
             for name in order:
                 self.run(name)
         return self.summary()
@@ -223,7 +243,7 @@ class Contest:
             "median_s": medians,
             "p10_s": {name: quantile(values, 0.1) for name, values in self.samples.items()},
             "p90_s": {name: quantile(values, 0.9) for name, values in self.samples.items()},
-            "ratio": {name: medians[name] / base for name in STEPS},
+            "ratio": {name: medians[name] / base for name in self.steps},
             # The worst round: fewest files replayed, most checked.
             "replayed_and_run": {
                 name: {"replayed": min(h for h, _ in pairs), "run": max(m for _, m in pairs)}
@@ -267,8 +287,9 @@ def fetch_django(scene: Scene, download_dir: str) -> str:
     return os.path.join(download_dir, names[-1])
 
 
-def jobstamp_flake8_hook(scene: Scene) -> dict[str, Any]:
-    """The ``jobstamp-flake8`` hook of this tree, made a ``language: system`` hook."""
+def jobstamp_flake8_hook(scene: Scene, *options: str) -> dict[str, Any]:
+    """The ``jobstamp-flake8`` hook of this tree, made a ``language: system`` hook, with
+    jobstamps ``options`` added to its args after ``--jobstamps--``."""
     hooks_file = os.path.join(benchlib.REPO, ".pre-commit-hooks.yaml")
     code = (
         "import json, sys, yaml\n"
@@ -279,7 +300,17 @@ def jobstamp_flake8_hook(scene: Scene) -> dict[str, Any]:
         run_quiet([scene.tool("python"), "-c", code, hooks_file], scene.env)
     )
     keep = ("id", "name", "entry", "args", "types", "require_serial")
-    return {**{k: hook[k] for k in keep if k in hook}, "language": "system"}
+    return with_options({**{k: hook[k] for k in keep if k in hook}, "language": "system"}, options)
+
+
+def with_options(hook: dict[str, Any], options: Sequence[str]) -> dict[str, Any]:
+    """``hook`` with jobstamps ``options`` given in its args, after ``--jobstamps--``."""
+    if not options:
+        return hook
+    args = hook.get("args", ["--"])
+    if args[-1:] != ["--"] or OPTIONS_MARK in args:
+        raise BenchError(f"cannot add {' '.join(options)} to the hook's args {args}")
+    return {**hook, "args": [*args[:-1], OPTIONS_MARK, *options, "--"]}
 
 
 def django_repository(scene: Scene, sdist: str) -> tuple[str, int]:
@@ -302,6 +333,7 @@ def django_repository(scene: Scene, sdist: str) -> tuple[str, int]:
     configs = {
         "unwrapped.yaml": {**flake8, "types": ["python"]},
         "wrapped.yaml": jobstamp_flake8_hook(scene),
+        "traced.yaml": jobstamp_flake8_hook(scene, "--trace"),
     }
     for name, hook in configs.items():
         # JSON is YAML: pre-commit reads it as it is.
@@ -332,7 +364,11 @@ def bench_django(scene: Scene, download_dir: str, rounds: int) -> dict[str, Any]
     def pre_commit(config: str) -> list[str]:
         return [scene.tool("pre-commit"), "run", "--all-files", "--color", "never", "-c", config]
 
-    contest = Contest(scene, repo, pre_commit("unwrapped.yaml"), pre_commit("wrapped.yaml"), edit)
+    wrapped = {"": pre_commit("wrapped.yaml"), TRACED: pre_commit("traced.yaml")}
+    untraced = "" if shutil.which("strace", path=scene.env["PATH"]) else "strace not found"
+    if untraced:  # jobstamp --trace would run flake8 without the cache
+        del wrapped[TRACED]
+    contest = Contest(scene, repo, pre_commit("unwrapped.yaml"), wrapped, edit)
     say(f"Django: timing pre-commit over {files} *.py files and the like, {rounds} rounds")
     result = contest.rounds(rounds, "Django")
     versions = run_quiet([scene.tool("python"), "-m", "pip", "list", "--format", "json"], scene.env)
@@ -344,7 +380,12 @@ def bench_django(scene: Scene, download_dir: str, rounds: int) -> dict[str, Any]
         "flake8": installed.get("flake8", "?"),
         "pre_commit": installed.get("pre-commit", "?"),
         "goals": GOALS,
-        "goals_met": {name: result["ratio"][name] <= goal for name, goal in GOALS.items()},
+        "goals_met": {
+            name: result["ratio"][name] <= goal
+            for name, goal in GOALS.items()
+            if name in result["ratio"]
+        },
+        "traced_skipped": untraced,
     }
 
 
@@ -481,7 +522,8 @@ def bench_cmake(scene: Scene, rounds: int) -> dict[str, Any]:
     def target(name: str) -> list[str]:
         return [cmake, "--build", build, "--target", name]
 
-    contest = Contest(scene, root, target("cppcheck_unwrapped"), target("cppcheck_per_file"), edit)
+    per_file = {"": target("cppcheck_per_file")}
+    contest = Contest(scene, root, target("cppcheck_unwrapped"), per_file, edit)
     say(f"CMake: timing cppcheck over {C_FILES} C files, {rounds} rounds")
     result = contest.rounds(rounds, "CMake")
     version = run_quiet([cppcheck, "--version"], scene.env).strip()
@@ -493,19 +535,20 @@ def bench_cmake(scene: Scene, rounds: int) -> dict[str, Any]:
 
 def contest_lines(part: dict[str, Any], goals: dict[str, float] | None) -> list[str]:
     """The table rows of one contest: medians, percentiles, ratios, files replayed and run."""
-    lines = [f"  {'':18}{'median':>10}{'p10':>10}{'p90':>10}{'vs unwrapped':>14}  files"]
+    lines = [f"  {'':24}{'median':>10}{'p10':>10}{'p90':>10}{'vs unwrapped':>14}  files"]
     for name, median in part["median_s"].items():
         row = (
-            f"  {name:18}{median:>8.2f} s{part['p10_s'][name]:>8.2f} s{part['p90_s'][name]:>8.2f} s"
+            f"  {name:24}{median:>8.2f} s{part['p10_s'][name]:>8.2f} s{part['p90_s'][name]:>8.2f} s"
         )
         if name in part["ratio"]:
             ratio = part["ratio"][name]
-            shown = f"{ratio:.2f}x" if name == "empty cache" else f"{ratio:.1%}"
+            empty = name.endswith("empty cache")
+            shown = f"{ratio:.2f}x" if empty else f"{ratio:.1%}"
             files = part["replayed_and_run"][name]
             row += f"{shown:>14}  {files['replayed']} replayed, {files['run']} checked"
             if goals and name in goals:
                 goal = goals[name]
-                limit = f"{goal:g}x" if name == "empty cache" else f"{goal:.1%}"
+                limit = f"{goal:g}x" if empty else f"{goal:.1%}"
                 row += f"   goal <= {limit}: {'met' if ratio <= goal else 'MISSED'}"
         lines.append(row)
     lines.append(
@@ -532,6 +575,8 @@ def table(results: dict[str, Any]) -> str:
             ),
             *contest_lines(django, django["goals"]),
         ]
+        if django.get("traced_skipped"):
+            lines.append(f"  --trace rows skipped: {django['traced_skipped']} on PATH")
     cmake = results.get("cmake")
     if cmake and "skipped" in cmake:
         lines += ["", f"CMake part skipped: {cmake['skipped']}"]

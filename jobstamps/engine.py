@@ -110,6 +110,10 @@ class Engine:
         #: the entry holds, and its payload (to share it further).
         self.stored: Callable[[Job, list[fingerprint.Fingerprint | None], dict[str, Any]], None]
         self.stored = _ignore
+        #: A dict makes each traced set stored once for many results (``traced_set``) be
+        #: checked once, its verdict kept by digest: for one run over many files only, which
+        #: takes the files as they were when it began. ``None``: each check reads the files.
+        self.traced_sets: dict[str, tuple[str, str] | None] | None = None
 
     @property
     def explaining(self) -> bool:
@@ -144,7 +148,7 @@ class Engine:
         found = (
             self._check_outputs(job, verdict)
             or self._check_deps(job, verdict)
-            or _check_traced(job, entry)
+            or self._check_traced(job, entry)
         )
         if found is None:
             return verdict
@@ -196,6 +200,39 @@ class Engine:
             if refreshed:
                 verdict.refreshed["deps", index] = refreshed
         return None
+
+    def _check_traced(self, job: Job, entry: dict[str, Any]) -> Verdict | None:
+        """Check the paths a traced run used (see :mod:`jobstamps.trace.paths`), if it was traced.
+
+        They are held in the result, or in a set stored once for many (``traced_set``).
+        """
+        payload = entry.get("payload")
+        if not isinstance(payload, dict):
+            return None
+        traced, shared = payload.get("traced"), payload.get("traced_set")
+        if traced is None and shared is None:
+            return None
+        from jobstamps.trace import paths
+
+        found = paths.check(traced, job.method) if traced is not None else None
+        if found or shared is None:
+            return Verdict(*found) if found else None
+        digest = str(shared[0])
+        memo = self.traced_sets
+        if memo is not None and digest in memo:
+            found = memo[digest]
+        else:
+            from jobstamps.trace import shared as sets
+
+            entries = sets.load(self.store, digest)
+            if entries is None:
+                missing = "the traced set stored for the entry is missing or damaged"
+                found = (self.store.entry_path(job.key), missing)
+            else:
+                found = paths.check(entries, job.method)
+            if memo is not None:
+                memo[digest] = found
+        return Verdict(*found) if found else None
 
     # -- a hit ------------------------------------------------------------------------------
 
@@ -450,18 +487,6 @@ class Engine:
 
 
 _MISS = object()
-
-
-def _check_traced(job: Job, entry: dict[str, Any]) -> Verdict | None:
-    """Check the paths a traced run used (see :mod:`jobstamps.trace.paths`), if it was traced."""
-    payload = entry.get("payload")
-    traced = payload.get("traced") if isinstance(payload, dict) else None
-    if traced is None:
-        return None
-    from jobstamps.trace import paths
-
-    found = paths.check(traced, job.method)
-    return Verdict(*found) if found else None
 
 
 def _ignore(*_: object) -> None:

@@ -58,10 +58,11 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
     return QuickRun(results, tmp, env_cache)
 
 
-def load_bench_api() -> Any:
+def load_bench(name: str = "bench_api") -> Any:
+    """Import ``benchmarks/NAME.py`` as a module."""
     if str(BENCHMARKS) not in sys.path:
         sys.path.append(str(BENCHMARKS))  # its ``import benchlib``, as when run as a script
-    spec = importlib.util.spec_from_file_location("bench_api", BENCHMARKS / "bench_api.py")
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -112,7 +113,7 @@ def test_bench_api_reports_hits_of_a_small_call_with_ten_dependencies(
     assert small["goal"] == 5.0
     assert isinstance(small["goal_met"], bool)
     assert small["files_hashed_on_hits"] == 0  # the files had settled: hits stat them only
-    text = load_bench_api().table(quick_run.results)
+    text = load_bench().table(quick_run.results)
     assert "10 dependency files" in text
     assert "joblib / jobstamps.memoize" in text
 
@@ -148,7 +149,7 @@ def test_bench_api_names_the_machine_and_cleans_up(quick_run: QuickRun) -> None:
 
 @pytest.mark.slow
 def test_bench_api_table_shows_ratios_and_goals(quick_run: QuickRun) -> None:
-    text = load_bench_api().table(quick_run.results)
+    text = load_bench().table(quick_run.results)
     assert "Python " + platform.python_version() in text
     assert "joblib / jobstamp.run" in text
     assert "goal >= 5x: " in text
@@ -252,3 +253,39 @@ def test_bench_trace_times_traced_hits_and_cold_runs(
     assert set(found["remote"]["times"]) == {"mypy cold", "remote hit"}
     assert found["remote"]["remote_ratio"] > 0
     assert list(tmp.iterdir()) == []  # its temporary directory is gone
+
+
+def test_bench_perfile_times_the_traced_hook_and_checks_its_goals() -> None:
+    perfile = load_bench("bench_perfile")
+    hook = perfile.with_options(
+        {"id": "jobstamp-flake8", "args": ["--max-line-length=88", "--"]}, ["--trace"]
+    )
+    assert hook["args"] == ["--max-line-length=88", "--jobstamps--", "--trace", "--"]
+    wrapped = {"": ["wrapped"], perfile.TRACED: ["traced"]}
+    contest = perfile.Contest(None, ".", ["unwrapped"], wrapped, lambda _: None)
+    assert contest.steps == [
+        "empty cache",
+        "nothing changed",
+        "one file edited",
+        "traced empty cache",
+        "traced nothing changed",
+        "traced one file edited",
+    ]
+    seconds = dict(
+        zip(["unwrapped", *contest.steps], [10.0, 9.0, 0.2, 0.3, 13.0, 0.4, 0.5], strict=True)
+    )
+    contest.samples = {name: [value] for name, value in seconds.items()}
+    contest.files = {name: [(0, 5)] for name in contest.steps}
+    contest.reference = (1, ["a.py:1:1: F401"])
+    part = contest.summary()
+    assert part["ratio"]["traced empty cache"] == pytest.approx(1.3)
+    rows = {
+        line.split("  ")[1].strip(): line
+        for line in perfile.contest_lines(part, perfile.GOALS)[1:-1]
+    }
+    assert "1.30x" in rows["traced empty cache"]
+    assert "goal <= 1.4x: met" in rows["traced empty cache"]
+    assert "4.0%" in rows["traced nothing changed"]
+    assert "goal <= 3.0%: MISSED" in rows["traced nothing changed"]
+    assert "goal" not in rows["traced one file edited"]
+    assert "goal <= 2.5%: met" in rows["nothing changed"]

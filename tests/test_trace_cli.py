@@ -307,6 +307,65 @@ def test_per_file_batches_depend_on_what_they_read_outside_their_files(tmp_path:
     assert "2 files: 0 replayed, 2 ran" in said
 
 
+def per_file_traced(cwd: Path, *files: str) -> tuple[bytes, str]:
+    """Lint ``files`` with flake8 through ``--per-file --trace`` in one batch."""
+    path = f"{TOOLS}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    done = jobstamp(
+        "--per-file", "--explain", "--trace", "--jobs", "1", "--", "flake8", "--", *files,
+        cwd=cwd, env={"PATH": path},
+    )  # fmt: skip
+    return done.stdout, done.stderr.decode()
+
+
+def test_per_file_batch_traced_set_is_stored_once_and_needed_by_each_file(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    files = ["a.py", "b.py", "c.py"]
+    for name in files:
+        (tmp_path / name).write_text("import os\n")  # each fails naming itself: one run
+    out, said = per_file_traced(tmp_path, *files)
+    assert "3 files: 0 replayed, 3 ran in 1 run" in said
+    blobs = [p for p in isolated_cache.rglob("*") if p.is_file() and p.parent.parent.name == "b"]
+    assert len(blobs) == 1  # the batch's traced set, once for its three files
+    entries = [p for p in isolated_cache.rglob("*") if p.is_file() and p.parent.parent.name == "e"]
+    assert len(entries) == 3
+    assert all(entry.stat().st_size < blobs[0].stat().st_size for entry in entries)
+    replayed, said = per_file_traced(tmp_path, *files)
+    assert replayed == out
+    assert "3 files: 3 replayed" in said
+    blobs[0].unlink()  # a result whose traced set is gone is never replayed
+    out_again, said = per_file_traced(tmp_path, *files)
+    assert out_again == out
+    assert "3 files: 0 replayed, 3 ran" in said
+    assert "stored data that the entry needs is missing" in said
+    assert "3 files: 3 replayed" in per_file_traced(tmp_path, *files)[1]
+    (tmp_path / "setup.cfg").write_text("[flake8]\nextend-ignore = F401\n")
+    out, said = per_file_traced(tmp_path, *files)
+    assert out == b""
+    assert "3 files: 0 replayed, 3 ran" in said
+
+
+def test_per_file_failures_sealed_after_a_retry_keep_their_batch_traced_set(
+    tmp_path: Path,
+) -> None:
+    files = ["a.py", "b.py", "c.py"]
+    (tmp_path / "a.py").write_text("import os\n")
+    (tmp_path / "b.py").write_text("import sys\n")
+    (tmp_path / "c.py").write_text("x = 1\n")
+    # The run over all three fails naming a.py and b.py: c.py runs again alone and passes,
+    # and the failures of a.py and b.py are then stored as that first run's, with what it read.
+    out, said = per_file_traced(tmp_path, *files)
+    assert b"a.py:1:1: F401" in out
+    assert b"b.py:1:1: F401" in out
+    assert "3 files: 0 replayed, 3 ran in 2 runs" in said
+    assert "3 files: 3 replayed" in per_file_traced(tmp_path, *files)[1]
+    (tmp_path / "setup.cfg").write_text("[flake8]\nextend-ignore = F401\n")
+    out, said = per_file_traced(tmp_path, *files)
+    assert out == b""
+    assert f"running a.py: {tmp_path}/setup.cfg was created, where the command looked" in said
+    assert "3 files: 0 replayed, 3 ran" in said
+
+
 def test_a_command_killed_by_a_signal_reports_it_and_stores_nothing(tmp_path: Path) -> None:
     script = "echo before; kill -TERM $$"
     for _ in range(2):

@@ -64,6 +64,7 @@ class PerFile:
 
             self.fields += key_fields(options.trace_ignore)
             self.tracer = BatchTracer(cwd, self.engine, options.trace_ignore, self.method)
+            self.engine.traced_sets = {}  # each batch's set checked once for all its files
         self.declared_fingerprints: dict[str, Any] | None = None
         self.why_stale: dict[int, str] = {}  # files to run, unless the remote cache has them
         self.files: list[str] = []  # each file once, in the order given
@@ -98,9 +99,12 @@ class PerFile:
         deleting a declared file re-runs.
         """
         # 2: lines are divided by jobstamps.attribution; results divided by the rule before
-        # it (a header kept with the file before it) are not replayed.
+        # it (a header kept with the file before it) are not replayed. 3, traced: the batch's
+        # traced set is stored once and named by each result, which versions before did not
+        # check.
+        version = "pre-commit-per-file-3" if self.tracer else "pre-commit-per-file-2"
         return Job(
-            key.command_key(["pre-commit-per-file-2", *self.fields, f"file:{file}"]),
+            key.command_key([version, *self.fields, f"file:{file}"]),
             [*key.abspaths([file], self.cwd), *self.present],
             method=self.method,
             about=file,
@@ -222,8 +226,11 @@ class PerFile:
                 for index in named:
                     payload = {**(self.results[index] or {}), "shared": [token, len(named)]}
                     self.results[index] = payload
-                    if not self.options.no_store_failures:
-                        self.engine.commit(self.recordings[index], payload, trim=False)
+                    # A traced result whose batch's reads are not known was not stored.
+                    untraced = self.tracer is not None and "traced_set" not in payload
+                    if not self.options.no_store_failures and not untraced:
+                        blobs = _blobs(payload)
+                        self.engine.commit(self.recordings[index], payload, blobs, trim=False)
 
     def _confirm_shared(self) -> None:
         """Take the shared failures of a run whose every file is replayed here: it stands."""
@@ -348,7 +355,7 @@ class PerFile:
                 f"--no-store-failures is set ({file})"
             )
             return ""
-        problem = self.engine.commit(self.recordings[index], payload, trim=False)
+        problem = self.engine.commit(self.recordings[index], payload, _blobs(payload), trim=False)
         if problem:
             self.notes.append(f"not stored: {problem} ({file})")
         else:
@@ -360,3 +367,9 @@ class PerFile:
         for note in self.notes:
             error_line(note)
         self.notes.clear()
+
+
+def _blobs(payload: Payload) -> list[tuple[str, int]]:
+    """List the blobs a result needs: the traced set of its batch, if it names one."""
+    shared = payload.get("traced_set")
+    return [(str(shared[0]), int(shared[1]))] if shared else []

@@ -125,6 +125,8 @@ class Scheduler:
         self.before_error = before_error
         #: Per file of a traced batch: its traced set, or None and why it cannot be stored.
         self.traced: dict[int, tuple[list[Any] | None, str]] = {}
+        #: Each batch's traced set once stored, by the id of its entries: digest and size.
+        self.stored_sets: dict[int, tuple[str, int]] = {}
         self.siblings: dict[tuple[int, ...], _Siblings] = {}
         # Failed runs that named some files and not others: (named, not named) file indices.
         self.families: list[tuple[list[int], list[int]]] = []
@@ -340,17 +342,35 @@ class Scheduler:
         return f"{count(len(batch), 'file')} ({self.files[batch[0]]}{more})"
 
     def _keep(self, index: int, payload: Payload) -> None:
-        """Make ``payload`` file ``index``'s result, and have it stored (with its traced set)."""
+        """Make ``payload`` file ``index``'s result, and have it stored (with its traced set).
+
+        A traced result names its batch's traced set (``traced_set``) in ``results`` too, so
+        that one stored again later (a run's failures sealed) keeps it.
+        """
         self.results[index] = payload
         if self.tracer is not None:
             traced, why = self.traced.get(index, (None, "its run was not traced"))
             if traced is None:
                 self.notes.append(f"not stored: {why} ({self.files[index]})")
                 return
-            payload = {**payload, "traced": traced}
+            try:
+                digest, size = self._stored_set(traced)
+            except OSError as error:
+                self.cache_problem = f"the cache could not be written ({error.strerror or error})"
+                return
+            payload = self.results[index] = {**payload, "traced_set": [digest, size]}
         problem = self.store_result(index, payload)
         if problem.startswith("the cache could not be written"):
             self.cache_problem = problem
+
+    def _stored_set(self, traced: list[Any]) -> tuple[str, int]:
+        """Store a batch's traced set once for all its files; return its digest and size."""
+        found = self.stored_sets.get(id(traced))
+        if found is None:
+            from jobstamps.trace import shared
+
+            found = self.stored_sets[id(traced)] = shared.put(self.store, traced)
+        return found
 
 
 class _Siblings:
