@@ -351,7 +351,7 @@ def test_the_package_exposes_the_api_lazily() -> None:
     assert jobstamps.Memoized is Memoized
     assert jobstamps.jobstamp.run is not None
     assert issubclass(jobstamps.JobstampsError, Exception)
-    assert jobstamps.__version__ == "1.2.0"
+    assert jobstamps.__version__ == "1.3.0"
     with pytest.raises(AttributeError, match="no attribute 'missing'"):
         _ = jobstamps.missing
 
