@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "CacheDirectoryError",
     "CommandError",
@@ -10,6 +12,7 @@ __all__ = [
     "UnhashableArgumentError",
     "UsageError",
     "one_line",
+    "say",
 ]
 
 
@@ -19,6 +22,22 @@ def one_line(message: str) -> str:
     Every message jobstamps writes is one line, whatever the names of the files in it.
     """
     return message.replace("\n", "\\n").replace("\r", "\\r")
+
+
+def say(message: str) -> None:
+    """Write ``jobstamp: <message>`` as one line on stderr; a name's undecodable bytes as they are.
+
+    A closed or full stderr loses the line quietly: saying why must never fail the command.
+    """
+    text = f"jobstamp: {one_line(message)}\n"
+    try:
+        try:
+            data = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no file name decodes to
+            data = text.encode("utf-8", "replace")
+        os.write(2, data)
+    except OSError:
+        pass
 
 
 class JobstampsError(Exception):

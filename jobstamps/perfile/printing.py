@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from jobstamps import fileresults
-from jobstamps.errors import one_line
+from jobstamps.errors import say
 from jobstamps.replay import Writer
 
 TYPE_CHECKING = False
@@ -18,11 +16,8 @@ __all__ = ["InOrder", "count", "error_line"]
 
 
 def error_line(message: str) -> None:
-    """Write one ``jobstamp:`` line to stderr, whatever the bytes in it."""
-    try:
-        os.write(2, f"jobstamp: {one_line(message)}\n".encode("utf-8", "surrogateescape"))
-    except (OSError, UnicodeEncodeError):
-        pass
+    """Write one ``jobstamp:`` line to stderr (:func:`jobstamps.errors.say`)."""
+    say(message)
 
 
 def count(number: int, noun: str) -> str:

@@ -6,9 +6,7 @@ one line on standard error saying why; a result whose trace cannot be trusted is
 
 from __future__ import annotations
 
-import os
-
-from jobstamps.errors import one_line
+from jobstamps.errors import say
 from jobstamps.trace import paths, strace
 from jobstamps.trace.parse import Ignore
 
@@ -20,13 +18,6 @@ if TYPE_CHECKING:
     from jobstamps.runner import Outcome
 
 __all__ = ["BatchTracer", "run"]
-
-
-def _line(message: str) -> None:
-    try:
-        os.write(2, f"jobstamp: {one_line(message)}\n".encode("utf-8", "replace"))
-    except OSError:
-        pass
 
 
 def run(
@@ -45,13 +36,13 @@ def run(
     try:
         tracer = strace.find_strace(cwd)
     except strace.TraceUnavailableError as error:
-        _line(f"{error}; running the command without the cache")
+        say(f"{error}; running the command without the cache")
         return None, None
     traced = strace.run(tracer, argv, cwd, stdin_data, merged, engine.store)
     outcome = traced.outcome
     if outcome.why_not_stored:
         if traced.left_behind:
-            _line(
+            say(
                 "the command left a process running in the background, whose reads cannot be "
                 "traced to their end, so the result was not stored. Start background processes "
                 "outside jobstamp --trace"
